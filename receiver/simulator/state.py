@@ -1,0 +1,85 @@
+"""What the simulator holds: jobs, idempotency keys, and a record of every request and delivery."""
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.simulator.images import PaddedImage
+
+
+def iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    stamp = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+@dataclass
+class SimJob:
+    id: str
+    api_key: str
+    prompt: str
+    model: str
+    params: dict[str, Any]
+    webhook_url: str | None
+    webhook_events: tuple[str, ...]
+    credit_cost: int
+    cdn_base: str  # where this job's result URLs point
+    status: str = "QUEUED"
+    progress: int | None = None
+    error: str | None = None
+    image_urls: list[str] = field(default_factory=list)
+    images: dict[str, PaddedImage] = field(default_factory=dict)  # file name -> image
+    webhook_status: str | None = None
+    created_at: float = field(default_factory=time.time)
+    completed_at: float | None = None
+
+    def expired(self, ttl: float) -> bool:
+        return self.completed_at is not None and time.time() > self.completed_at + ttl
+
+    def result(self, shape: str) -> Any:
+        if self.status != "COMPLETED":
+            return None
+        if shape == "string":
+            return self.image_urls[0] if self.image_urls else ""
+        if shape == "empty":
+            return {"images": []}
+        return {"images": list(self.image_urls)}
+
+    def as_json(self, shape: str, ttl: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "model": self.model,
+            "progress": self.progress,
+            "result": self.result(shape),
+            "error": self.error,
+            "creditCost": self.credit_cost,
+            "webhookStatus": self.webhook_status,
+            "createdAt": iso(self.created_at),
+            "completedAt": iso(self.completed_at),
+            "expired": self.expired(ttl),
+        }
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook POST the simulator made, and how the receiver answered (None: no answer)."""
+
+    job_id: str
+    event: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    status: int | None
+    attempt: int

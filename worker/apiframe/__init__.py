@@ -1,0 +1,39 @@
+"""Apiframe's v2 image API: a client, its error tree and its bodies."""
+
+from worker.apiframe.client import ApiframeClient, RetryPolicy
+from worker.apiframe.errors import (
+    ApiframeError,
+    ApiframeStatusError,
+    AuthenticationError,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+    JobNotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+from worker.apiframe.models import MODEL, GenerateRequest, GrokParams, Job, JobPage, Submission
+
+__all__ = [
+    "MODEL",
+    "ApiframeClient",
+    "ApiframeError",
+    "ApiframeStatusError",
+    "AuthenticationError",
+    "Forbidden",
+    "GenerateRequest",
+    "GrokParams",
+    "IdempotencyConflict",
+    "InsufficientCredits",
+    "InvalidRequest",
+    "Job",
+    "JobNotFound",
+    "JobPage",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "Submission",
+    "TransportError",
+]

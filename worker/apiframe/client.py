@@ -1,0 +1,229 @@
+"""An async client for Apiframe's v2 image API, with the retry policy of Apiframe's own SDK.
+
+429 is retried after `Retry-After`; 5xx and timeouts only for GET or for a submit that carries an
+`Idempotency-Key` (otherwise a retry after a lost answer would bill a second job); connection
+failures, where nothing was sent, always. Backoff is jittered and exponential from 250 ms, capped at
+8 s, for at most 3 attempts.
+"""
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import stamina
+import structlog
+
+from worker import __version__
+from worker.apiframe.errors import (
+    ApiframeError,
+    ApiframeStatusError,
+    InvalidRequest,
+    RateLimited,
+    TransportError,
+    error_class,
+)
+from worker.apiframe.models import GenerateRequest, Job, JobPage, Submission
+
+log = structlog.get_logger("apiframe")
+
+USER_AGENT = f"imagedock/{__version__} httpx/{httpx.__version__}"
+# The two spellings Apiframe's own sources give for each of these body fields.
+SPELLINGS = {
+    "params": ("grokImagineParams", "grokParams"),
+    "webhook": ("webhookUrl", "webhook_url"),
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    timeout: float = 90.0
+    wait_initial: float = 0.25
+    wait_max: float = 8.0
+    max_retry_after: float = 60.0
+
+
+class ApiframeClient:
+    """One per process: it keeps a connection pool and remembers which field spellings work."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"X-API-Key": api_key, "User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+        )
+        self._retry = retry or RetryPolicy()
+        self.spelling = {field: names[0] for field, names in SPELLINGS.items()}
+
+    async def __aenter__(self) -> "ApiframeClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def submit(
+        self, request: GenerateRequest, *, idempotency_key: str | None = None
+    ) -> Submission:
+        """`POST /v2/images/generate`. With an `idempotency_key`, a retry never bills twice."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        try:
+            answer = await self._call(
+                "POST", "/v2/images/generate", json=self._body(request), headers=headers,
+                idempotent=idempotency_key is not None,
+            )
+        except InvalidRequest as exc:
+            field = self._rejected_spelling(exc)
+            if field is None:
+                raise
+            first, second = SPELLINGS[field]
+            self.spelling[field] = second if self.spelling[field] == first else first
+            log.warning("apiframe.spelling_switched", field=field, now=self.spelling[field])
+            answer = await self._call(
+                "POST", "/v2/images/generate", json=self._body(request), headers=headers,
+                idempotent=idempotency_key is not None,
+            )
+        return Submission.model_validate(answer)
+
+    async def get_job(self, job_id: str) -> Job:
+        return Job.model_validate(await self._call("GET", f"/v2/jobs/{job_id}"))
+
+    async def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> JobPage:
+        query = {"status": status, "model": model, "limit": limit, "cursor": cursor}
+        params = {key: value for key, value in query.items() if value is not None}
+        return JobPage.model_validate(await self._call("GET", "/v2/jobs", params=params))
+
+    async def me(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call("GET", "/v2/me")
+        return answer
+
+    def _body(self, request: GenerateRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": request.prompt, "model": request.model}
+        if request.params is not None:
+            body[self.spelling["params"]] = request.params.wire()
+        if request.webhook_url is not None:
+            body[self.spelling["webhook"]] = request.webhook_url
+        if request.webhook_events is not None:
+            body["webhookEvents"] = list(request.webhook_events)
+        return body
+
+    def _rejected_spelling(self, exc: InvalidRequest) -> str | None:
+        """The field whose current spelling a 400 names as unrecognized, if any."""
+        text = f"{exc.message} {exc.details}"
+        if "nrecognized" not in text:
+            return None
+        for field, spelling in self.spelling.items():
+            if spelling in text:
+                return field
+        return None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        safe_to_repeat = method == "GET" if idempotent is None else idempotent
+
+        def backoff(exc: Exception) -> bool | float:
+            if isinstance(exc, RateLimited):
+                wait = exc.retry_after if exc.retry_after is not None else 1.0
+                return min(wait, self._retry.max_retry_after)
+            if isinstance(exc, TransportError) and exc.__cause__ is not None:
+                # Nothing reached Apiframe when the connection was never made.
+                if isinstance(exc.__cause__, httpx.ConnectError):
+                    return True
+            return isinstance(exc, ApiframeError) and exc.transient and safe_to_repeat
+
+        policy = self._retry
+        async for attempt in stamina.retry_context(
+            on=backoff,
+            attempts=policy.attempts,
+            timeout=policy.timeout,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+        ):
+            with attempt:
+                return await self._send(method, path, json=json, headers=headers, params=params)
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, Any] | None,
+    ) -> Any:
+        try:
+            response = await self._http.request(
+                method, path, json=json, headers=headers, params=params
+            )
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {path} failed: {exc.__class__.__name__}") from exc
+        if response.is_success:
+            return response.json()
+        raise status_error(response)
+
+
+def status_error(response: httpx.Response) -> ApiframeStatusError:
+    """Map an error answer to the error tree, reading the body defensively: proxies answer
+    with HTML or plain text, and those must not hide the status."""
+    request_id = response.headers.get("x-request-id")
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        message = body["error"]
+    else:
+        text = " ".join(response.text.split())[:200]
+        message = f"non-JSON body: {text!r}" if text else (response.reason_phrase or "no body")
+    cls = error_class(response.status_code)
+    kwargs: dict[str, Any] = {"status": response.status_code, "request_id": request_id, "body": body}
+    if cls is RateLimited:
+        return RateLimited(
+            message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs
+        )
+    return cls(message, **kwargs)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header given in seconds or as an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,112 @@
+"""imagedock's one settings object, read from `IMAGEDOCK_*` environment variables in `main()`."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+# Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
+DEFAULT_EVENT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGEDOCK_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    apiframe_url: str = "https://api.apiframe.ai"
+    # Several keys allow rotation: the first submits, all of them verify webhook signatures.
+    apiframe_key: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    public_url: str = "http://127.0.0.1:8000"
+    api_token: SecretStr | None = None
+
+    s3_bucket: str | None = None
+    s3_prefix: str = "apiframe/"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # `when_required` suits S3-compatible stores that reject aws-chunked checksum trailers.
+    s3_checksum_mode: Literal["when_supported", "when_required"] = "when_supported"
+    s3_concurrency: int = Field(default=16, ge=1, le=256)
+
+    download_hosts: CommaList = Field(default_factory=lambda: ["*.apiframe.ai"])
+    max_image_bytes: int = Field(default=50 * MiB, gt=0)
+
+    poll_after: float = Field(default=30.0, gt=0)
+    poll_max_interval: float = Field(default=60.0, gt=0)
+    job_deadline: float = Field(default=900.0, gt=0)
+
+    event_urls: CommaList = Field(default_factory=list)
+    event_secret: SecretStr | None = None
+    event_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_EVENT_SCHEDULE
+    events_stream_maxlen: int = Field(default=100_000, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("apiframe_key", "download_hosts", "event_urls", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("event_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("apiframe_url", "public_url", "s3_endpoint_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("apiframe_key")
+    @classmethod
+    def _check_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            if not key.get_secret_value().startswith("afk_"):
+                raise ValueError("every Apiframe key starts with 'afk_'")
+        return keys
+
+    @field_validator("event_secret")
+    @classmethod
+    def _check_event_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and not secret.get_secret_value().startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret starting with 'whsec_'")
+        return secret
+
+    @property
+    def api_keys(self) -> list[str]:
+        return [key.get_secret_value() for key in self.apiframe_key]
+
+    def require(self, *names: str) -> None:
+        """Stop with a message naming every setting that `names` needs and is unset."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            listed = ", ".join(env_name(name) for name in missing)
+            raise SettingsError(f"missing setting: {listed}")
+
+
+def env_name(field: str) -> str:
+    return f"IMAGEDOCK_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{env_name(str(error['loc'][0]))}: {error['msg']}" for error in exc.errors()
+        )
+        raise SettingsError(f"invalid setting: {problems}") from None
