@@ -15,8 +15,13 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.responses import StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from receiver.simulator.config import Fault, SimulatorConfig
@@ -30,7 +35,7 @@ IDEMPOTENCY_TTL = 24 * 3600
 
 
 class Simulator:
-    """The simulated Apiframe: serve `simulator.app`, steer it through `config`, read its records."""
+    """A simulated Apiframe: serve `simulator.app`, steer it through `config`, read its records."""
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
@@ -66,9 +71,7 @@ class Simulator:
         return self.jobs[job_id_of(name)].images[name]
 
     def deliveries_for(self, job_id: str, event: str | None = None) -> list[Delivery]:
-        return [
-            d for d in self.deliveries if d.job_id == job_id and event in (None, d.event)
-        ]
+        return [d for d in self.deliveries if d.job_id == job_id and event in (None, d.event)]
 
     def submissions(self) -> list[Received]:
         return [r for r in self.received if r.path == "/v2/images/generate"]
@@ -98,15 +101,16 @@ class Simulator:
 
     def _recorded(self, handler: Handler) -> Handler:
         async def recorded(request: Request) -> Response:
-            body = await request.body()
+            # Recorded on arrival, so a request whose client gave up is still seen.
+            record = Received(
+                request.method, request.url.path, dict(request.headers), await request.body()
+            )
+            self.received.append(record)
+            if self.config.response_delay_seconds:
+                await asyncio.sleep(self.config.response_delay_seconds)
             response = self._injected_fault(request) or await handler(request)
             response.headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex[:16]}")
-            self.received.append(
-                Received(
-                    request.method, request.url.path, dict(request.headers), body,
-                    response.status_code,
-                )
-            )
+            record.status = response.status_code
             return response
 
         return recorded
@@ -149,8 +153,10 @@ class Simulator:
                 return replayed
         if self.config.credits < self.config.credit_cost:
             return error(
-                402, "Insufficient credits",
-                creditsRequired=self.config.credit_cost, creditsAvailable=self.config.credits,
+                402,
+                "Insufficient credits",
+                creditsRequired=self.config.credit_cost,
+                creditsAvailable=self.config.credits,
             )
         job = self._create(key, accepted, str(request.base_url).rstrip("/"))
         if idem_key is not None:
@@ -217,7 +223,8 @@ class Simulator:
             return error(400, "Invalid query", details={"limit": ["Integer from 1 to 100"]})
         jobs = sorted(self.jobs.values(), key=lambda job: job.created_at, reverse=True)
         jobs = [
-            job for job in jobs
+            job
+            for job in jobs
             if query.get("status") in (None, job.status) and query.get("model") in (None, job.model)
         ]
         page = jobs[offset : offset + limit]
@@ -235,7 +242,11 @@ class Simulator:
         return JSONResponse(
             {
                 "user": {"id": f"usr_{user}", "email": f"{user}@example.com"},
-                "team": {"id": "team_sim", "name": "Simulated team", "credits": self.config.credits},
+                "team": {
+                    "id": "team_sim",
+                    "name": "Simulated team",
+                    "credits": self.config.credits,
+                },
             }
         )
 
@@ -258,13 +269,16 @@ class Simulator:
                 await asyncio.sleep(config.processing_seconds / steps)
             job.progress = step * 100 // (steps + 1)
             event = {
-                "event": "progress", "jobId": job.id, "status": "PROCESSING",
-                "progress": job.progress, "model": job.model,
+                "event": "progress",
+                "jobId": job.id,
+                "status": "PROCESSING",
+                "progress": job.progress,
+                "model": job.model,
             }
             if config.reorder:
                 stale = event
             elif "progress" in job.webhook_events:
-                self._spawn(self._deliver(job, "progress", event))
+                await self._deliver(job, "progress", event)
         terminal = self._finish(job)
         if terminal["event"] in job.webhook_events:
             await self._deliver(job, terminal["event"], terminal)
@@ -279,8 +293,11 @@ class Simulator:
             job.status, job.error = "FAILED", config.failure_message
             config.credits += job.credit_cost  # refunded in full
             return {
-                "event": "failed", "jobId": job.id, "status": "FAILED",
-                "error": job.error, "model": job.model,
+                "event": "failed",
+                "jobId": job.id,
+                "status": "FAILED",
+                "error": job.error,
+                "model": job.model,
             }
         aspect_ratio = str(job.params.get("aspect_ratio", "1:1"))
         for index in range(1, max(1, min(4, config.images_per_job)) + 1):
@@ -294,9 +311,14 @@ class Simulator:
             job.image_urls.append(f"{job.cdn_base}/cdn/images/{name}")
         job.status, job.progress = "COMPLETED", 100
         return {
-            "event": "completed", "jobId": job.id, "status": "COMPLETED", "progress": 100,
-            "result": job.result(config.webhook_result_shape), "model": job.model,
-            "creditCost": job.credit_cost, "completedAt": iso(job.completed_at),
+            "event": "completed",
+            "jobId": job.id,
+            "status": "COMPLETED",
+            "progress": 100,
+            "result": job.result(config.webhook_result_shape),
+            "model": job.model,
+            "creditCost": job.credit_cost,
+            "completedAt": iso(job.completed_at),
         }
 
     async def _deliver(self, job: SimJob, event: str, payload: dict[str, Any]) -> None:

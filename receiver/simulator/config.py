@@ -57,6 +57,7 @@ class SimulatorConfig:
     cdn_truncate: bool = False  # declare the full length, send half
     cdn_content: CdnContent = "image"
 
+    response_delay_seconds: float = 0.0  # a slow API, to exercise client timeouts
     seed: int | None = None
     faults: list["Fault"] = field(default_factory=list)
 

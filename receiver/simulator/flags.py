@@ -14,7 +14,10 @@ SKIPPED = {"faults", "api_keys"}
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("simulated behaviour")
     group.add_argument(
-        "--api-key", action="append", default=[], metavar="KEY",
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
         help="accept only these keys (repeatable); by default any key starting with afk_",
     )
     for field in dataclasses.fields(SimulatorConfig):
@@ -28,18 +31,26 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif typing.get_origin(hint) is typing.Literal:
             group.add_argument(flag, choices=typing.get_args(hint), default=default)
         elif typing.get_origin(hint) is tuple:
-            item = float if typing.get_args(hint)[0] is float else str
-            group.add_argument(
-                flag, type=lambda text, item=item: tuple(item(p) for p in text.split(",") if p),
-                default=default, metavar="A,B,...",
-            )
+            parse = comma_floats if typing.get_args(hint)[0] is float else comma_strings
+            group.add_argument(flag, type=parse, default=default, metavar="A,B,...")
         else:
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
             group.add_argument(flag, type=base, default=default)
     group.add_argument(
-        "--fail-next", action="append", default=[], metavar="STATUS[xN]",
+        "--fail-next",
+        action="append",
+        default=[],
+        metavar="STATUS[xN]",
         help="answer the next N requests with STATUS (402, 429, 403, 500, 502, 503)",
     )
+
+
+def comma_floats(text: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in text.split(",") if part.strip())
+
+
+def comma_strings(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:

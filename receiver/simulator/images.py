@@ -34,7 +34,9 @@ def render(prompt: str, index: int, aspect_ratio: str, fmt: ImageFormat, long_si
         a, b, c, d = seed[3 + 4 * n : 7 + 4 * n]
         box = sorted((a * size[0] // 255, c * size[0] // 255))
         rows = sorted((b * size[1] // 255, d * size[1] // 255))
-        draw.ellipse((box[0], rows[0], box[1], rows[1]), fill=tuple(seed[n * 3 % 29 : n * 3 % 29 + 3]))
+        draw.ellipse(
+            (box[0], rows[0], box[1], rows[1]), fill=tuple(seed[n * 3 % 29 : n * 3 % 29 + 3])
+        )
     out = io.BytesIO()
     image.save(out, format=fmt.upper())
     return out.getvalue()

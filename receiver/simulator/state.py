@@ -63,13 +63,15 @@ class SimJob:
         }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Received:
+    """A request to the v2 API; `status` stays None if the client left before the answer."""
+
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
-    status: int
+    status: int | None = None
 
 
 @dataclass(frozen=True)

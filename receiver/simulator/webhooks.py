@@ -59,7 +59,9 @@ class WebhookSender:
             status: int | None
             try:
                 response = await self._http.post(
-                    job.webhook_url, content=body, headers=headers,
+                    job.webhook_url,
+                    content=body,
+                    headers=headers,
                     timeout=config.webhook_timeout_seconds,
                 )
                 status = response.status_code

@@ -83,7 +83,10 @@ class ApiframeClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         try:
             answer = await self._call(
-                "POST", "/v2/images/generate", json=self._body(request), headers=headers,
+                "POST",
+                "/v2/images/generate",
+                json=self._body(request),
+                headers=headers,
                 idempotent=idempotency_key is not None,
             )
         except InvalidRequest as exc:
@@ -94,7 +97,10 @@ class ApiframeClient:
             self.spelling[field] = second if self.spelling[field] == first else first
             log.warning("apiframe.spelling_switched", field=field, now=self.spelling[field])
             answer = await self._call(
-                "POST", "/v2/images/generate", json=self._body(request), headers=headers,
+                "POST",
+                "/v2/images/generate",
+                json=self._body(request),
+                headers=headers,
                 idempotent=idempotency_key is not None,
             )
         return Submission.model_validate(answer)
@@ -154,10 +160,8 @@ class ApiframeClient:
             if isinstance(exc, RateLimited):
                 wait = exc.retry_after if exc.retry_after is not None else 1.0
                 return min(wait, self._retry.max_retry_after)
-            if isinstance(exc, TransportError) and exc.__cause__ is not None:
-                # Nothing reached Apiframe when the connection was never made.
-                if isinstance(exc.__cause__, httpx.ConnectError):
-                    return True
+            if isinstance(exc, TransportError) and isinstance(exc.__cause__, httpx.ConnectError):
+                return True  # nothing reached Apiframe: the connection was never made
             return isinstance(exc, ApiframeError) and exc.transient and safe_to_repeat
 
         policy = self._retry
@@ -206,7 +210,11 @@ def status_error(response: httpx.Response) -> ApiframeStatusError:
         text = " ".join(response.text.split())[:200]
         message = f"non-JSON body: {text!r}" if text else (response.reason_phrase or "no body")
     cls = error_class(response.status_code)
-    kwargs: dict[str, Any] = {"status": response.status_code, "request_id": request_id, "body": body}
+    kwargs: dict[str, Any] = {
+        "status": response.status_code,
+        "request_id": request_id,
+        "body": body,
+    }
     if cls is RateLimited:
         return RateLimited(
             message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs
