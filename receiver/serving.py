@@ -14,12 +14,25 @@ def uvicorn_config(app: ASGIApp, **options: object) -> uvicorn.Config:
     return uvicorn.Config(app, ws="none", log_config=None, access_log=False, **options)  # type: ignore[arg-type]
 
 
-@asynccontextmanager
-async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve `app` until the block ends; yields its base URL. Port 0 picks a free port."""
+def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening address claimed now, so its URL is known before the app that serves it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+@asynccontextmanager
+async def serving(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
+) -> AsyncIterator[str]:
+    """Serve `app` until the block ends; yields its base URL. Port 0 picks a free port."""
+    sock = sock or bound_socket(host, port)
     server = uvicorn.Server(uvicorn_config(app, lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -28,7 +41,7 @@ async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Async
                 task.result()
                 raise RuntimeError("the server stopped while starting")
             await asyncio.sleep(0.005)
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        yield socket_url(sock)
     finally:
         server.should_exit = True
         await task

@@ -1,21 +1,36 @@
 """Fixtures: the Apiframe simulator served over HTTP, and a webhook sink that records its calls."""
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import stamina
+from arq.connections import ArqRedis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.serving import serving
+from receiver.app import create_app
+from receiver.local_s3 import LocalS3, local_s3
+from receiver.serving import bound_socket, serving, socket_url
 from receiver.simulator import Simulator, SimulatorConfig
 from worker.apiframe import ApiframeClient
+from worker.ledger import Ledger
+from worker.queue import connect
+from worker.settings import Settings, load_settings
+from worker.storage import make_client
+from worker.tasks import build_worker
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 API_KEY = "afk_test_0000000000000000000000000000000000"
+API_TOKEN = "imagedock-test-token"
+BUCKET = "images"
 
 
 def fast_config(**changes: object) -> SimulatorConfig:
@@ -83,3 +98,111 @@ async def sink() -> AsyncIterator[Sink]:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(headers={"X-API-Key": API_KEY}) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis that scripts/with-redis found or started, on a database of the tests' own."""
+    base = os.environ.get("IMAGEDOCK_REDIS_URL", "redis://127.0.0.1:6379/0")
+    database = os.environ.get("IMAGEDOCK_TEST_REDIS_DB", "15")
+    return base.rsplit("/", 1)[0] + f"/{database}" if base.count("/") > 2 else f"{base}/{database}"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[ArqRedis]:
+    """The tests' Redis database, emptied before and after each test."""
+    pool = await connect(redis_url)
+    await pool.flushdb()
+    yield pool
+    await pool.flushdb()
+    await pool.aclose()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3]:
+    with local_s3(BUCKET) as server, pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+        env.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: LocalS3) -> "S3Client":
+    return make_client(load_settings(s3_endpoint_url=s3_server.endpoint_url, s3_bucket=BUCKET))
+
+
+@dataclass
+class Stack:
+    """imagedock's receiver with the simulator behind it, a real Redis, S3 and burst workers."""
+
+    sim: Simulator
+    settings: Settings
+    receiver_url: str
+    api: httpx.AsyncClient
+    redis: ArqRedis
+    s3: "S3Client"
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis)
+
+    async def submit(self, prompt: str = "a red kite over dunes", **body: Any) -> dict[str, Any]:
+        response = await self.api.post("/jobs", json={"prompt": prompt, **body})
+        assert response.status_code == 202, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def run_worker(self) -> None:
+        """Let Apiframe finish, then run a burst worker until the landing queue is empty."""
+        await self.sim.settle()
+        worker = build_worker(self.settings, burst=True, handle_signals=False, poll_delay=0.01)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = (await self.api.get(f"/jobs/{job_id}")).json()
+        return answer
+
+    async def log_events(self, job_id: str) -> list[str]:
+        entries = (await self.api.get(f"/jobs/{job_id}/log")).json()["entries"]
+        return [entry["event"] for entry in entries]
+
+    def object(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+    def keys(self, job_id: str) -> list[str]:
+        listed = self.s3.list_objects_v2(
+            Bucket=BUCKET, Prefix=f"{self.settings.s3_prefix}{job_id}/"
+        )
+        return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+@pytest.fixture
+async def stack(
+    redis: ArqRedis, redis_url: str, s3_server: LocalS3, s3: "S3Client"
+) -> AsyncIterator[Stack]:
+    simulator = Simulator(fast_config())
+    async with serving(simulator.app) as apiframe_url:
+        sock = bound_socket()
+        settings = load_settings(
+            redis_url=redis_url,
+            apiframe_url=apiframe_url,
+            apiframe_key=API_KEY,
+            public_url=socket_url(sock),
+            api_token=API_TOKEN,
+            s3_bucket=BUCKET,
+            s3_endpoint_url=s3_server.endpoint_url,
+            s3_addressing_style="path",
+            download_hosts="127.0.0.1",
+        )
+        async with (
+            serving(create_app(settings), sock=sock) as receiver_url,
+            httpx.AsyncClient(
+                base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
+            ) as api,
+        ):
+            yield Stack(simulator, settings, receiver_url, api, redis, s3)
+            await simulator.settle()

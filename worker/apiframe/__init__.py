@@ -14,7 +14,15 @@ from worker.apiframe.errors import (
     ServerError,
     TransportError,
 )
-from worker.apiframe.models import MODEL, GenerateRequest, GrokParams, Job, JobPage, Submission
+from worker.apiframe.models import (
+    MODEL,
+    GenerateRequest,
+    GrokParams,
+    Job,
+    JobPage,
+    Submission,
+    WebhookEvent,
+)
 
 __all__ = [
     "MODEL",
@@ -36,4 +44,5 @@ __all__ = [
     "ServerError",
     "Submission",
     "TransportError",
+    "WebhookEvent",
 ]

@@ -6,7 +6,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, HttpUrl
 
 MODEL = "grok-imagine-image"
 AspectRatio = Literal["1:1", "2:3", "3:2", "16:9", "9:16"]
-WebhookEvent = Literal["progress", "completed", "failed"]
+EventName = Literal["progress", "completed", "failed"]
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
@@ -33,7 +33,7 @@ class GenerateRequest(BaseModel):
         default=None, validation_alias=AliasChoices("grokImagineParams", "grokParams", "params")
     )
     webhook_url: str | None = None
-    webhook_events: list[WebhookEvent] | None = Field(default=None, min_length=1)
+    webhook_events: list[EventName] | None = Field(default=None, min_length=1)
 
 
 class Submission(BaseModel):
@@ -87,3 +87,21 @@ def result_urls(result: Any) -> list[str]:
         if isinstance(images, list):
             return [url for url in images if isinstance(url, str) and url.strip()]
     return []
+
+
+class WebhookEvent(BaseModel):
+    """A webhook body: not the job object (`jobId`, not `id`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str = Field(alias="jobId", min_length=1, max_length=128)
+    status: Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    event: str | None = None
+    progress: int | None = Field(default=None, ge=0, le=100)
+    result: Any = None
+    error: str | None = None
+    model: str | None = None
+
+    @property
+    def image_urls(self) -> list[str]:
+        return result_urls(self.result)

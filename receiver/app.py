@@ -1,0 +1,31 @@
+"""The receiver: imagedock's API, Apiframe's webhook endpoint and a health check."""
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from receiver import jobs
+from receiver.state import lifespan_for
+from receiver.webhooks import apiframe_webhook
+from worker.settings import Settings
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+def create_app(settings: Settings) -> Starlette:
+    settings.require("apiframe_key", "api_token", "public_url")
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/jobs", jobs.create_job, methods=["POST"]),
+            Route("/jobs", jobs.list_jobs, methods=["GET"]),
+            Route("/jobs/{job_id}", jobs.get_job),
+            Route("/jobs/{job_id}/log", jobs.job_log),
+            Route("/log", jobs.global_log),
+            Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
+        ],
+        lifespan=lifespan_for(settings),
+    )

@@ -1,0 +1,122 @@
+"""imagedock's own API: submit jobs, read their ledger records and their logs."""
+
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from receiver.auth import refuse_unless_authorized
+from worker.apiframe import (
+    ApiframeError,
+    AuthenticationError,
+    Forbidden,
+    GenerateRequest,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+    RateLimited,
+)
+from worker.ledger import Conflict, Ledger
+from worker.submission import submit_job
+
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class JobRequest(GenerateRequest):
+    """`POST /jobs`: a submission plus the caller's metadata, which comes back in every event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=32)
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def create_job(request: Request) -> Response:
+    if refused := refuse_unless_authorized(request):
+        return refused
+    try:
+        job = JobRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        details = {".".join(str(p) for p in e["loc"]) or "body": e["msg"] for e in exc.errors()}
+        return error(400, "invalid job request", details=details)
+    if job.webhook_url is not None or job.webhook_events is not None:
+        return error(400, "webhooks are imagedock's to set; leave webhookUrl and webhookEvents out")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        return error(400, "Idempotency-Key must be 1 to 255 characters")
+    request_only = GenerateRequest(prompt=job.prompt, model=job.model, params=job.params)
+    try:
+        record = await submit_job(
+            request.state.submitter, request_only, metadata=job.metadata, idempotency_key=key
+        )
+    except Conflict as exc:
+        return error(409, str(exc))
+    except ApiframeError as exc:
+        return apiframe_error(exc)
+    return JSONResponse(
+        {"jobId": record.job_id, "ref": record.ref, "status": record.status.value}, 202
+    )
+
+
+def apiframe_error(exc: ApiframeError) -> JSONResponse:
+    """Apiframe's refusal, as the status that tells the caller what to do next."""
+    message = f"Apiframe: {exc}"
+    if isinstance(exc, InvalidRequest):
+        return error(400, message, details=exc.details)
+    if isinstance(exc, InsufficientCredits):
+        return error(402, message)
+    if isinstance(exc, IdempotencyConflict):
+        return error(409, message)
+    if isinstance(exc, RateLimited):
+        retry_after = str(round(exc.retry_after or 1))
+        return JSONResponse({"error": message}, 429, headers={"Retry-After": retry_after})
+    if isinstance(exc, AuthenticationError | Forbidden):
+        return error(502, f"Apiframe refused imagedock's API key: {exc}")
+    return error(503, f"{message}; retry with the same Idempotency-Key")
+
+
+async def get_job(request: Request) -> Response:
+    if refused := refuse_unless_authorized(request):
+        return refused
+    ledger: Ledger = request.state.ledger
+    record = await ledger.find(request.path_params["job_id"])
+    if record is None:
+        return error(404, "no such job or ref")
+    return JSONResponse(record.public())
+
+
+async def list_jobs(request: Request) -> Response:
+    if refused := refuse_unless_authorized(request):
+        return refused
+    limit = request.query_params.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        return error(400, "limit must be an integer from 1 to 500")
+    records = await request.state.ledger.recent(int(limit))
+    return JSONResponse({"jobs": [record.public() for record in records]})
+
+
+async def job_log(request: Request) -> Response:
+    if refused := refuse_unless_authorized(request):
+        return refused
+    ledger: Ledger = request.state.ledger
+    record = await ledger.find(request.path_params["job_id"])
+    if record is None:
+        return error(404, "no such job or ref")
+    return JSONResponse({"entries": [entry.public() for entry in await ledger.job_log(record.ref)]})
+
+
+async def global_log(request: Request) -> Response:
+    """Every log entry in order; pass the last `id` seen as `after` to follow it."""
+    if refused := refuse_unless_authorized(request):
+        return refused
+    after = request.query_params.get("after", "-")
+    limit = request.query_params.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        return error(400, "limit must be an integer from 1 to 1000")
+    entries = await request.state.ledger.global_log(after=after, count=int(limit))
+    return JSONResponse({"entries": [entry.public() for entry in entries]})

@@ -1,0 +1,40 @@
+"""What the receiver's lifespan opens once and every handler reads from `request.state`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from arq.connections import ArqRedis
+from starlette.applications import Starlette
+
+from worker.apiframe import ApiframeClient
+from worker.ledger import Ledger
+from worker.queue import connect
+from worker.settings import Settings
+from worker.submission import Submitter
+
+
+class State(TypedDict):
+    settings: Settings
+    redis: ArqRedis
+    ledger: Ledger
+    submitter: Submitter
+
+
+def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        redis = await connect(settings.redis_url)
+        try:
+            async with ApiframeClient(settings.apiframe_url, settings.api_keys[0]) as apiframe:
+                ledger = Ledger(redis)
+                yield {
+                    "settings": settings,
+                    "redis": redis,
+                    "ledger": ledger,
+                    "submitter": Submitter(ledger, redis, apiframe, settings.public_url),
+                }
+        finally:
+            await redis.aclose()
+
+    return lifespan

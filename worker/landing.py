@@ -1,0 +1,177 @@
+"""Landing a completed job: its images and a manifest in S3, then the job marked LANDED.
+
+Running it again for a landed job uploads nothing and changes nothing: images already recorded are
+skipped, S3 writes are create-only, and the ledger only moves forward.
+"""
+
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
+from worker.download import Downloader
+from worker.errors import PermanentError, TransientError
+from worker.ledger import Ledger
+from worker.records import JobRecord, StoredObject
+from worker.status import FAILURES, Status
+from worker.storage import Blob, ObjectStore, json_blob
+
+log = structlog.get_logger("landing")
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What landing needs, made once per worker process."""
+
+    ledger: Ledger
+    apiframe: ApiframeClient
+    downloader: Downloader
+    store: ObjectStore
+
+
+class NotReady(TransientError):
+    """Apiframe shows the job COMPLETED but without images yet: check again a few times."""
+
+
+async def land_job(deps: Landing, job_id: str, actor: str = "worker") -> Status:
+    """Land `job_id`'s images and manifest; returns the status the job ends in."""
+    record = await deps.ledger.by_job_id(job_id)
+    if record is None:
+        await deps.ledger.log(None, job_id, actor, "landing.unknown_job")
+        return Status.FAILED
+    if record.status == Status.LANDED or record.status in FAILURES:
+        return record.status
+    try:
+        urls = record.result_urls or await confirm(deps, record, actor)
+        if not urls:
+            return (await deps.ledger.get(record.ref) or record).status
+        return await store_all(deps, record, urls, actor)
+    except PermanentError as exc:
+        await fail(deps.ledger, record, str(exc), actor)
+        return Status.FAILED
+
+
+async def confirm(deps: Landing, record: JobRecord, actor: str) -> list[str]:
+    """Ask Apiframe for the job: the result URLs if it completed with images. A failure ends the
+    job; anything else is not ready yet. This is also how an unsigned webhook is checked."""
+    assert record.job_id is not None
+    try:
+        job = await deps.apiframe.get_job(record.job_id)
+    except JobNotFound as exc:
+        raise PermanentError(f"Apiframe does not know job {record.job_id}") from exc
+    except RateLimited as exc:
+        raise TransientError(str(exc), retry_after=exc.retry_after) from exc
+    except ApiframeError as exc:
+        if exc.transient:
+            raise TransientError(str(exc)) from exc
+        raise PermanentError(f"Apiframe refused to show the job: {exc}") from exc
+    await deps.ledger.log(record.ref, record.job_id, actor, "job.confirmed", status=job.status)
+    if job.status in ("FAILED", "CANCELLED"):
+        reason = job.error or f"Apiframe reports the job {job.status}"
+        await fail(deps.ledger, record, reason, actor, Status(job.status))
+        return []
+    if job.status != "COMPLETED":
+        # Still running: whatever triggered this was early or forged. The real webhook or the
+        # poller lands it later; failing it here would let a forged hint kill a good job.
+        await deps.ledger.transition(record.ref, Status(job.status), actor, progress=job.progress)
+        return []
+    if not job.image_urls:
+        raise NotReady("Apiframe shows the job COMPLETED without images")
+    await deps.ledger.transition(
+        record.ref, Status.COMPLETED, actor, progress=100, result_urls=job.image_urls
+    )
+    return job.image_urls
+
+
+async def store_all(deps: Landing, record: JobRecord, urls: list[str], actor: str) -> Status:
+    assert record.job_id is not None
+    started = time.monotonic()
+    done = {stored.index: stored for stored in record.objects}
+    for index, url in enumerate(urls, start=1):
+        if index not in done:
+            done[index] = await store_one(deps, record, index, url, actor)
+    objects = [done[index] for index in sorted(done)]
+    manifest = {
+        "jobId": record.job_id,
+        "ref": record.ref,
+        "model": record.model,
+        "prompt": record.prompt,
+        "params": record.params,
+        "metadata": record.metadata,
+        "objects": [stored.public() for stored in objects],
+    }
+    key = deps.store.key(record.job_id, "manifest.json")
+    await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
+    if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
+        await deps.ledger.log(
+            record.ref,
+            record.job_id,
+            actor,
+            "job.landed",
+            images=len(objects),
+            bytes=sum(o.bytes for o in objects),
+            keys=[o.key for o in objects],
+            manifest=key,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        log.info("job.landed", job_id=record.job_id, images=len(objects), manifest=key)
+    return Status.LANDED
+
+
+async def store_one(
+    deps: Landing, record: JobRecord, index: int, url: str, actor: str
+) -> StoredObject:
+    assert record.job_id is not None
+    download = await deps.downloader.fetch(url)
+    try:
+        await deps.ledger.log(
+            record.ref,
+            record.job_id,
+            actor,
+            "image.downloaded",
+            index=index,
+            url=url,
+            bytes=download.size,
+            sha256=download.sha256,
+        )
+        key = deps.store.key(record.job_id, f"{index}.{download.extension}")
+        metadata = {
+            "job-id": record.job_id,
+            "source-url": url,
+            "sha256": download.sha256,
+            "model": record.model,
+        }
+        blob = Blob(
+            download.file,
+            download.size,
+            download.sha256,
+            download.md5,
+            download.content_type,
+            metadata,
+        )
+        await deps.store.put_once(key, blob)
+    finally:
+        download.close()
+    stored = StoredObject(
+        index, deps.store.bucket, key, download.size, download.sha256, download.content_type, url
+    )
+    await deps.ledger.add_object(record.ref, stored)
+    await deps.ledger.log(
+        record.ref,
+        record.job_id,
+        actor,
+        "image.stored",
+        index=index,
+        key=key,
+        bytes=download.size,
+    )
+    return stored
+
+
+async def fail(
+    ledger: Ledger, record: JobRecord, reason: str, actor: str, status: Status = Status.FAILED
+) -> None:
+    if await ledger.transition(record.ref, status, actor, error=reason):
+        await ledger.log(record.ref, record.job_id, actor, "job.failed", reason=reason)
+        log.warning("job.failed", job_id=record.job_id, reason=reason)

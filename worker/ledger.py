@@ -1,0 +1,274 @@
+"""The job ledger in Redis: one hash per submission, an index by Apiframe job id, and job logs.
+
+Every state change runs as one Lua script, so concurrent webhooks, workers and pollers agree on an
+order and a state only moves forward; the log entry for a change is written in the same script.
+Each job has its own log stream, and one global stream carries every entry for dashboards.
+"""
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
+
+from worker.records import JobRecord, LogEntry, StoredObject
+from worker.status import RANK, TERMINAL, Status
+
+PREFIX = "imagedock:"
+GLOBAL_LOG = PREFIX + "log"
+BY_TIME = PREFIX + "jobs"  # sorted set: ref -> creation time
+GLOBAL_LOG_MAXLEN = 100_000
+JOB_LOG_MAXLEN = 1_000
+IDEMPOTENCY_TTL = 24 * 3600
+
+RANKS_JSON = json.dumps({status.value: rank for status, rank in RANK.items()})
+TERMINAL_JSON = json.dumps({status.value: True for status in TERMINAL})
+
+# KEYS: job hash, job log, global log.
+# ARGV: new status, progress or '', actor, now, ranks, terminal, fields (JSON), log maxlens.
+TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {-1, ''} end
+local ranks, terminal = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
+local new, progress = ARGV[1], ARGV[2]
+if terminal[current] or ranks[new] < ranks[current] then return {0, current} end
+if ranks[new] == ranks[current] then
+  local had = tonumber(redis.call('HGET', KEYS[1], 'progress')) or -1
+  if progress == '' or tonumber(progress) <= had then return {0, current} end
+  redis.call('HSET', KEYS[1], 'progress', progress, 'updated_at', ARGV[4])
+  return {2, current}
+end
+for name, value in pairs(cjson.decode(ARGV[7])) do redis.call('HSET', KEYS[1], name, value) end
+redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[4])
+if progress ~= '' then redis.call('HSET', KEYS[1], 'progress', progress) end
+local entry = {'ts', ARGV[4], 'actor', ARGV[3], 'event', 'status.changed',
+  'ref', redis.call('HGET', KEYS[1], 'ref'), 'job_id', redis.call('HGET', KEYS[1], 'job_id') or '',
+  'detail', cjson.encode({from = current, to = new})}
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
+return {1, current}
+"""
+
+# Records Apiframe's job id for a submission, once. KEYS: job hash, index key for the job id.
+# Returns the job id already attached (a conflict when it differs), or '' and any stashed webhook.
+ATTACH = """
+local had = redis.call('HGET', KEYS[1], 'job_id')
+if had and had ~= '' then return {had, ''} end
+if not redis.call('HGET', KEYS[1], 'status') then return {'', ''} end
+redis.call('HSET', KEYS[1], 'job_id', ARGV[1], 'submitted_at', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+local early = redis.call('HGET', KEYS[1], 'early_webhook') or ''
+redis.call('HDEL', KEYS[1], 'early_webhook')
+return {ARGV[1], early}
+"""
+
+# Keeps a webhook that arrived before its submission's job id was recorded. KEYS: job hash.
+# Returns the job id if one is attached by now (then nothing is stashed), else ''.
+STASH = """
+local had = redis.call('HGET', KEYS[1], 'job_id')
+if had and had ~= '' then return had end
+redis.call('HSET', KEYS[1], 'early_webhook', ARGV[1])
+return ''
+"""
+
+
+def text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Conflict(Exception):
+    """The same caller Idempotency-Key came with a different request."""
+
+
+class Ledger:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._transition = redis.register_script(TRANSITION)
+        self._attach = redis.register_script(ATTACH)
+        self._stash = redis.register_script(STASH)
+
+    # Keys.
+
+    @staticmethod
+    def job_key(ref: str) -> str:
+        return f"{PREFIX}job:{ref}"
+
+    @staticmethod
+    def index_key(job_id: str) -> str:
+        return f"{PREFIX}jobid:{job_id}"
+
+    @staticmethod
+    def log_key(ref: str) -> str:
+        return f"{PREFIX}log:{ref}"
+
+    @staticmethod
+    def objects_key(ref: str) -> str:
+        return f"{PREFIX}objects:{ref}"
+
+    # Creating and finding records.
+
+    async def create(
+        self,
+        *,
+        prompt: str,
+        model: str,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        source: str = "submit",
+        idempotency_key: str | None = None,
+        job_id: str | None = None,
+        status: Status = Status.SUBMITTING,
+    ) -> tuple[JobRecord, bool]:
+        """A new SUBMITTING record, or the one an earlier call with `idempotency_key` created."""
+        ref = uuid.uuid4().hex
+        now = time.time()
+        fingerprint = hashlib.sha256(
+            json.dumps([prompt, model, params, metadata], sort_keys=True).encode()
+        ).hexdigest()
+        fields = {
+            "ref": ref,
+            "status": status.value,
+            "model": model,
+            "prompt": prompt,
+            "params": json.dumps(params or {}),
+            "metadata": json.dumps(metadata or {}),
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "fingerprint": fingerprint,
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.job_key(ref), mapping=fields)
+            pipe.zadd(BY_TIME, {ref: now})
+            if job_id:
+                pipe.hset(self.job_key(ref), mapping={"job_id": job_id, "submitted_at": now})
+                pipe.set(self.index_key(job_id), ref)
+            await pipe.execute()
+        if idempotency_key is not None:
+            claim = f"{PREFIX}idem:{idempotency_key}"
+            if not await self.redis.set(claim, ref, nx=True, ex=IDEMPOTENCY_TTL):
+                await self.redis.delete(self.job_key(ref))
+                await self.redis.zrem(BY_TIME, ref)
+                earlier = await self.get(text(await self.redis.get(claim)) or "")
+                if earlier is None:
+                    raise Conflict("that Idempotency-Key is still being processed")
+                if earlier.fingerprint != fingerprint:
+                    raise Conflict("that Idempotency-Key was used with a different request")
+                return earlier, False
+        await self.log(ref, job_id, "receiver", "job.created", source=source)
+        record = await self.get(ref)
+        assert record is not None
+        return record, True
+
+    async def get(self, ref: str) -> JobRecord | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.job_key(ref))
+            pipe.hgetall(self.objects_key(ref))
+            raw, objects = await pipe.execute()
+        if not raw:
+            return None
+        return JobRecord.from_redis(
+            {text(k) or "": text(v) or "" for k, v in raw.items()},
+            [StoredObject.from_json(text(value) or "{}") for value in objects.values()],
+        )
+
+    async def ref_for(self, job_id: str) -> str | None:
+        return text(await self.redis.get(self.index_key(job_id)))
+
+    async def by_job_id(self, job_id: str) -> JobRecord | None:
+        ref = await self.ref_for(job_id)
+        return await self.get(ref) if ref else None
+
+    async def find(self, id_or_ref: str) -> JobRecord | None:
+        """A record by Apiframe job id or by imagedock ref."""
+        return await self.by_job_id(id_or_ref) or await self.get(id_or_ref)
+
+    async def recent(self, limit: int = 50) -> list[JobRecord]:
+        """The newest records first."""
+        refs = await self.redis.zrevrange(BY_TIME, 0, limit - 1)
+        records = [await self.get(text(ref) or "") for ref in refs]
+        return [record for record in records if record is not None]
+
+    # Changing records.
+
+    async def attach(self, ref: str, job_id: str) -> tuple[str, dict[str, Any] | None]:
+        """Record Apiframe's job id once. Returns the attached id (another one on conflict) and
+        any webhook that arrived before it, for the caller to handle now."""
+        attached, early = await self._attach(
+            keys=[self.job_key(ref), self.index_key(job_id)], args=[job_id, time.time(), ref]
+        )
+        early_text = text(early)
+        return text(attached) or "", json.loads(early_text) if early_text else None
+
+    async def stash_early(self, ref: str, event: Mapping[str, Any]) -> str:
+        """Keep a webhook whose submission has no job id yet; returns the id if it has one now."""
+        return text(await self._stash(keys=[self.job_key(ref)], args=[json.dumps(event)])) or ""
+
+    async def transition(
+        self,
+        ref: str,
+        status: Status,
+        actor: str,
+        *,
+        progress: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move forward to `status` (or raise progress), setting `fields` with it. False if the
+        record is already at or past that state, so late and duplicate events change nothing."""
+        encoded = {
+            name: value if isinstance(value, str) else json.dumps(value)
+            for name, value in fields.items()
+        }
+        applied, _ = await self._transition(
+            keys=[self.job_key(ref), self.log_key(ref), GLOBAL_LOG],
+            args=[
+                status.value,
+                "" if progress is None else progress,
+                actor,
+                time.time(),
+                RANKS_JSON,
+                TERMINAL_JSON,
+                json.dumps(encoded),
+                JOB_LOG_MAXLEN,
+                GLOBAL_LOG_MAXLEN,
+            ],
+        )
+        return int(applied) > 0
+
+    async def set_fields(self, ref: str, **fields: str | float) -> None:
+        await self.redis.hset(self.job_key(ref), mapping=dict(fields))  # type: ignore[misc]
+
+    async def add_object(self, ref: str, stored: StoredObject) -> None:
+        key = self.objects_key(ref)
+        await self.redis.hset(key, str(stored.index), stored.to_json())  # type: ignore[misc]
+
+    # The job log.
+
+    async def log(
+        self, ref: str | None, job_id: str | None, actor: str, event: str, /, **detail: Any
+    ) -> None:
+        entry: dict[FieldT, EncodableT] = {
+            "ts": time.time(),
+            "actor": actor,
+            "event": event,
+            "ref": ref or "",
+            "job_id": job_id or "",
+            "detail": json.dumps(detail, default=str),
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if ref:
+                pipe.xadd(self.log_key(ref), entry, maxlen=JOB_LOG_MAXLEN, approximate=True)
+            pipe.xadd(GLOBAL_LOG, entry, maxlen=GLOBAL_LOG_MAXLEN, approximate=True)
+            await pipe.execute()
+
+    async def job_log(self, ref: str) -> list[LogEntry]:
+        return [LogEntry.from_redis(i, e) for i, e in await self.redis.xrange(self.log_key(ref))]
+
+    async def global_log(self, *, after: str = "-", count: int = 100) -> list[LogEntry]:
+        start = f"({after}" if after != "-" else "-"
+        rows = await self.redis.xrange(GLOBAL_LOG, min=start, count=count)
+        return [LogEntry.from_redis(i, e) for i, e in rows]

@@ -1,0 +1,56 @@
+"""arq, kept behind this one module so that another queue (SAQ, taskiq) could replace it without
+touching the domain. Jobs travel as JSON: nothing read from Redis can run code."""
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from arq.jobs import Job
+from redis.exceptions import ConnectionError, TimeoutError
+
+LANDING_QUEUE = "imagedock:landing"
+LAND = "land"
+
+
+def serialize(value: Any) -> bytes:
+    return json.dumps(value, default=repr).encode()
+
+
+def deserialize(raw: bytes) -> Any:
+    return json.loads(raw)
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.retry_on_timeout = True
+    settings.retry_on_error = [ConnectionError, TimeoutError]
+    return settings
+
+
+async def connect(url: str) -> ArqRedis:
+    """The process's one Redis pool: it enqueues tasks and serves the ledger."""
+    return await create_pool(
+        redis_settings(url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=LANDING_QUEUE,
+    )
+
+
+def landing_id(job_id: str) -> str:
+    """One landing per Apiframe job: concurrent enqueues for the same job collapse into one."""
+    return f"land:{job_id}"
+
+
+async def enqueue_landing(redis: ArqRedis, job_id: str, *, defer: float = 0) -> bool:
+    """Queue the landing of `job_id`; False when one is already queued or running."""
+    job: Job | None = await redis.enqueue_job(
+        LAND,
+        job_id,
+        _job_id=landing_id(job_id),
+        _queue_name=LANDING_QUEUE,
+        _defer_by=timedelta(seconds=defer) if defer else None,
+    )
+    return job is not None

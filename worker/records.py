@@ -1,0 +1,132 @@
+"""What the ledger stores, as typed records."""
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from worker.status import Status
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One image landed in S3."""
+
+    index: int
+    bucket: str
+    key: str
+    bytes: int
+    sha256: str
+    content_type: str
+    source_url: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str) -> "StoredObject":
+        return cls(**json.loads(raw))
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "bucket": self.bucket,
+            "key": self.key,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "contentType": self.content_type,
+            "sourceUrl": self.source_url,
+        }
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    ref: str
+    status: Status
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    metadata: dict[str, str]
+    source: str
+    created_at: float
+    updated_at: float
+    fingerprint: str = ""
+    job_id: str | None = None
+    submitted_at: float | None = None
+    progress: int | None = None
+    result_urls: list[str] = field(default_factory=list)
+    error: str | None = None
+    objects: list[StoredObject] = field(default_factory=list)
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
+        def number(name: str) -> float | None:
+            return float(raw[name]) if raw.get(name) else None
+
+        return cls(
+            ref=raw["ref"],
+            status=Status(raw["status"]),
+            model=raw.get("model", ""),
+            prompt=raw.get("prompt", ""),
+            params=json.loads(raw.get("params") or "{}"),
+            metadata=json.loads(raw.get("metadata") or "{}"),
+            source=raw.get("source", "submit"),
+            created_at=number("created_at") or 0.0,
+            updated_at=number("updated_at") or 0.0,
+            fingerprint=raw.get("fingerprint", ""),
+            job_id=raw.get("job_id") or None,
+            submitted_at=number("submitted_at"),
+            progress=int(raw["progress"]) if raw.get("progress") else None,
+            result_urls=json.loads(raw.get("result_urls") or "[]"),
+            error=raw.get("error") or None,
+            objects=sorted(objects, key=lambda stored: stored.index),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The record as imagedock's API shows it."""
+        return {
+            "ref": self.ref,
+            "jobId": self.job_id,
+            "status": self.status.value,
+            "model": self.model,
+            "prompt": self.prompt,
+            "params": self.params,
+            "metadata": self.metadata,
+            "source": self.source,
+            "progress": self.progress,
+            "resultUrls": self.result_urls,
+            "objects": [stored.public() for stored in self.objects],
+            "error": self.error,
+            "createdAt": self.created_at,
+            "submittedAt": self.submitted_at,
+            "updatedAt": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: str
+    ts: float
+    actor: str
+    event: str
+    ref: str
+    job_id: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_redis(cls, entry_id: bytes | str, raw: dict[Any, Any]) -> "LogEntry":
+        def get(name: str) -> str:
+            value = raw.get(name.encode(), raw.get(name, ""))
+            return value.decode() if isinstance(value, bytes) else str(value)
+
+        return cls(
+            id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            ts=float(get("ts") or 0),
+            actor=get("actor"),
+            event=get("event"),
+            ref=get("ref"),
+            job_id=get("job_id"),
+            detail=json.loads(get("detail") or "{}"),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,164 @@
+"""S3 writes: create-only, checksummed by S3 itself, through one boto3 client per process.
+
+boto3 blocks, so every call runs on a dedicated thread pool sized with the client's connection
+pool; calling it from a coroutine directly would stall every other job on the worker.
+"""
+
+import asyncio
+import base64
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import IO, TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.errors import PermanentError, TransientError
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CACHE_CONTROL = "private, max-age=31536000, immutable"  # a job's keys never change content
+TRANSIENT_CODES = {
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "ConditionalRequestConflict",
+    "OperationAborted",
+}
+
+
+@dataclass(frozen=True)
+class Blob:
+    """What to write: a readable file (or bytes), its digests, and how to describe it."""
+
+    body: IO[bytes] | bytes
+    size: int
+    sha256: str
+    md5: str
+    content_type: str
+    metadata: dict[str, str]
+
+
+class ObjectStore:
+    def __init__(self, settings: Settings, client: "S3Client | None" = None) -> None:
+        assert settings.s3_bucket, "IMAGEDOCK_S3_BUCKET is required"
+        self.bucket = settings.s3_bucket
+        self.prefix = settings.s3_prefix
+        self._checksum_mode = settings.s3_checksum_mode
+        self._client = client or make_client(settings)
+        self._threads = ThreadPoolExecutor(settings.s3_concurrency, thread_name_prefix="s3")
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+
+    def key(self, job_id: str, name: str) -> str:
+        return f"{self.prefix}{job_id}/{name}"
+
+    async def put_once(self, key: str, blob: Blob) -> None:
+        """Write `key` unless it exists. An existing object with the same SHA-256 is this write,
+        retried: success. One with another digest is a conflict and a permanent error."""
+        try:
+            await self._call(self._put, key, blob)
+        except ClientError as exc:
+            if error_code(exc) not in ("PreconditionFailed", "412"):
+                raise
+            stored = await self.head(key)
+            if stored.get("sha256") != blob.sha256:
+                raise PermanentError(
+                    f"s3://{self.bucket}/{key} already holds other content "
+                    f"(sha256 {stored.get('sha256')}, not {blob.sha256})"
+                ) from exc
+
+    async def head(self, key: str) -> dict[str, str]:
+        """The object's user metadata, or {} if it does not exist."""
+        try:
+            answer = await self._call(self._client.head_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return {}
+            raise
+        metadata: dict[str, str] = answer.get("Metadata", {})
+        return metadata
+
+    async def read(self, key: str) -> bytes:
+        answer = await self._call(self._client.get_object, Bucket=self.bucket, Key=key)
+        body: bytes = await asyncio.get_running_loop().run_in_executor(
+            self._threads, answer["Body"].read
+        )
+        return body
+
+    def _put(self, key: str, blob: Blob) -> None:
+        if not isinstance(blob.body, bytes):
+            blob.body.seek(0)
+        extra: dict[str, Any] = {}
+        if self._checksum_mode == "when_supported":
+            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(blob.sha256)).decode()
+        else:  # stores that reject aws-chunked trailers still verify Content-MD5
+            extra["ContentMD5"] = base64.b64encode(bytes.fromhex(blob.md5)).decode()
+        self._client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=blob.body,
+            ContentLength=blob.size,
+            ContentType=blob.content_type,
+            CacheControl=CACHE_CONTROL,
+            Metadata=blob.metadata,
+            IfNoneMatch="*",
+            **extra,
+        )
+
+    async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, partial(function, *args, **kwargs)
+            )
+        except ClientError as exc:
+            if error_code(exc) in TRANSIENT_CODES or status_of(exc) >= 500:
+                raise TransientError(f"S3 is unavailable: {error_code(exc)}") from exc
+            raise
+        except BotoCoreError as exc:  # connection and read timeouts, endpoint errors
+            raise TransientError(f"S3 could not be reached: {exc.__class__.__name__}") from exc
+
+
+def json_blob(document: Any, metadata: dict[str, str]) -> Blob:
+    body = json.dumps(document, indent=2, sort_keys=True).encode()
+    return Blob(
+        body,
+        len(body),
+        hashlib.sha256(body).hexdigest(),
+        hashlib.md5(body, usedforsecurity=False).hexdigest(),
+        "application/json",
+        metadata,
+    )
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def status_of(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def make_client(settings: Settings) -> "S3Client":
+    config = Config(
+        signature_version="s3v4",  # with a custom endpoint boto3 would otherwise presign with v2
+        s3={"addressing_style": settings.s3_addressing_style},
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=settings.s3_concurrency,
+        request_checksum_calculation=settings.s3_checksum_mode,
+        response_checksum_validation=settings.s3_checksum_mode,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    client: S3Client = boto3.session.Session().client(
+        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config
+    )
+    return client

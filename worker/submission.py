@@ -1,0 +1,78 @@
+"""Submitting a job: record it first, then call Apiframe with a webhook URL naming the record.
+
+The Apiframe Idempotency-Key derives from the record's ref, so a submit retried after a lost answer,
+or by a caller repeating its own Idempotency-Key, never creates or bills a second job.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+from arq.connections import ArqRedis
+
+from worker.apiframe import ApiframeClient, ApiframeError, GenerateRequest
+from worker.ledger import Ledger
+from worker.queue import enqueue_landing
+from worker.records import JobRecord
+from worker.status import Status
+
+log = structlog.get_logger("submission")
+SUBSCRIBED = ["completed", "failed"]
+
+
+@dataclass(frozen=True)
+class Submitter:
+    ledger: Ledger
+    redis: ArqRedis
+    apiframe: ApiframeClient
+    public_url: str
+
+    def webhook_url(self, ref: str) -> str:
+        return f"{self.public_url}/webhooks/apiframe?ref={ref}"
+
+
+async def submit_job(
+    deps: Submitter,
+    request: GenerateRequest,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
+    actor: str = "receiver",
+) -> JobRecord:
+    """Record and submit `request`; returns the record with Apiframe's job id attached."""
+    params = request.params.wire() if request.params else {}
+    record, created = await deps.ledger.create(
+        prompt=request.prompt,
+        model=request.model,
+        params=params,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+    )
+    if not created and record.job_id:
+        return record  # the caller repeated its Idempotency-Key: same job, nothing new
+    wire = request.model_copy(
+        update={"webhook_url": deps.webhook_url(record.ref), "webhook_events": SUBSCRIBED}
+    )
+    try:
+        submission = await deps.apiframe.submit(wire, idempotency_key=f"imagedock-{record.ref}")
+    except ApiframeError as exc:
+        await deps.ledger.log(record.ref, None, actor, "submit.error", error=str(exc))
+        if not exc.transient:
+            await deps.ledger.transition(record.ref, Status.FAILED, actor, error=str(exc))
+        raise
+    job_id = submission.job_id
+    attached, early = await deps.ledger.attach(record.ref, job_id)
+    if attached != job_id:
+        await deps.ledger.log(record.ref, job_id, actor, "submit.conflict", attached=attached)
+    await deps.ledger.transition(record.ref, Status(submission.status), actor)
+    await deps.ledger.log(record.ref, job_id, actor, "job.submitted", status=submission.status)
+    log.info("job.submitted", ref=record.ref, job_id=job_id)
+    if early is not None:
+        await deps.ledger.log(record.ref, job_id, actor, "webhook.reconciled", event=early)
+    finished = {"COMPLETED", "FAILED", "CANCELLED"}
+    if submission.status in finished or (early or {}).get("status") in finished:
+        # A webhook beat the 202, or a replayed key already finished: no webhook may follow.
+        await enqueue_landing(deps.redis, job_id)
+    final = await deps.ledger.get(record.ref)
+    assert final is not None
+    return final
