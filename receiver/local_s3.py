@@ -76,7 +76,9 @@ def local_s3(bucket: str, timeout: float = 30.0) -> Iterator[LocalS3]:
     ]
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "PATH": "/usr/bin"}
     log = (directory / "weed.log").open("wb")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory)
+    process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
+        args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory
+    )
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     try:
         wait_until_ready(endpoint, bucket, process, timeout)

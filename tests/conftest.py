@@ -137,6 +137,7 @@ class Stack:
     """imagedock's receiver with the simulator behind it, a real Redis, S3 and burst workers."""
 
     sim: Simulator
+    apiframe_url: str
     settings: Settings
     receiver_url: str
     api: httpx.AsyncClient
@@ -197,6 +198,7 @@ async def stack(
             s3_endpoint_url=s3_server.endpoint_url,
             s3_addressing_style="path",
             download_hosts="127.0.0.1",
+            landing_backoff=0.01,
         )
         async with (
             serving(create_app(settings), sock=sock) as receiver_url,
@@ -204,5 +206,5 @@ async def stack(
                 base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
             ) as api,
         ):
-            yield Stack(simulator, settings, receiver_url, api, redis, s3)
+            yield Stack(simulator, apiframe_url, settings, receiver_url, api, redis, s3)
             await simulator.settle()

@@ -3,6 +3,7 @@
 import json
 
 from tests.conftest import BUCKET, Stack
+from worker.queue import enqueue_landing
 
 
 async def test_a_submitted_job_lands_byte_for_byte(stack: Stack) -> None:
@@ -44,3 +45,21 @@ async def test_a_submitted_job_lands_byte_for_byte(stack: Stack) -> None:
     [submitted] = stack.sim.submissions()
     assert b"/webhooks/apiframe?ref=" + answer["ref"].encode() in submitted.body
     assert submitted.headers["idempotency-key"] == f"imagedock-{answer['ref']}"
+
+
+async def test_landing_again_changes_nothing(stack: Stack) -> None:
+    """Running land_job for a landed job uploads nothing and writes no new log entry."""
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    key = (await stack.job(job_id))["objects"][0]["key"]
+    before = stack.s3.head_object(Bucket=BUCKET, Key=key)["LastModified"]
+    entries = len(await stack.log_events(job_id))
+    cdn_requests = sum(stack.sim.cdn_requests.values())
+
+    assert await enqueue_landing(stack.redis, job_id)
+    await stack.run_worker()
+
+    assert (await stack.job(job_id))["status"] == "LANDED"
+    assert stack.s3.head_object(Bucket=BUCKET, Key=key)["LastModified"] == before
+    assert len(await stack.log_events(job_id)) == entries
+    assert sum(stack.sim.cdn_requests.values()) == cdn_requests

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     download_hosts: CommaList = Field(default_factory=lambda: ["*.apiframe.ai"])
     max_image_bytes: int = Field(default=50 * MiB, gt=0)
 
+    landing_backoff: float = Field(default=5.0, gt=0)  # first retry wait; doubles to 5 min
     poll_after: float = Field(default=30.0, gt=0)
     poll_max_interval: float = Field(default=60.0, gt=0)
     job_deadline: float = Field(default=900.0, gt=0)

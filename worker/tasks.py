@@ -32,8 +32,8 @@ NOT_READY_TRIES = 5
 log = structlog.get_logger("worker")
 
 
-def backoff(attempt: int, retry_after: float | None = None) -> float:
-    wait: float = min(5.0 * 2.0 ** (attempt - 1), 300.0)
+def backoff(base: float, attempt: int, retry_after: float | None = None) -> float:
+    wait: float = min(base * 2.0 ** (attempt - 1), 300.0)
     return max(wait, retry_after or 0.0)
 
 
@@ -77,7 +77,7 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
             if attempt >= limit:
                 await fail(deps.ledger, record, f"gave up after {attempt} tries: {exc}", "worker")
                 return "FAILED"
-            wait = backoff(attempt, exc.retry_after)
+            wait = backoff(ctx["settings"].landing_backoff, attempt, exc.retry_after)
             await deps.ledger.log(
                 record.ref,
                 job_id,
