@@ -28,9 +28,72 @@ def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_receiver(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from receiver.app import create_app
+
+    app = create_app(settings)
+    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port)).run()
+    return 0
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.runner import run_worker
+
+    return run_worker(settings)
+
+
+def run_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import submit
+
+    metadata = dict(pair.split("=", 1) for pair in args.metadata)
+    return asyncio.run(
+        submit(
+            settings,
+            args.prompt,
+            image=args.image,
+            aspect_ratio=args.aspect_ratio,
+            metadata=metadata,
+            idempotency_key=args.idempotency_key,
+        )
+    )
+
+
+def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import jobs
+
+    return asyncio.run(jobs(settings, args.limit))
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import status
+
+    return asyncio.run(status(settings, args.job))
+
+
+def run_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import tail
+
+    return asyncio.run(tail(settings, follow=args.follow, lines=args.lines))
+
+
+def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import check
+
+    return asyncio.run(check(settings))
+
+
+def metadata_pair(text: str) -> str:
+    if "=" not in text or text.startswith("="):
+        raise argparse.ArgumentTypeError(f"metadata must be key=value, not {text!r}")
+    return text
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from receiver.demo import demo
 
+    configure_logging("WARNING")  # the demo's own output is the story; logs only for trouble
     return asyncio.run(demo(settings, jobs=args.jobs))
 
 
@@ -46,8 +109,42 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(simulator)
     simulator.set_defaults(handler=run_simulator)
 
+    receiver = commands.add_parser("receiver", help="serve imagedock's API and webhook endpoint")
+    receiver.add_argument("--host", default="127.0.0.1")
+    receiver.add_argument("--port", type=int, default=8000)
+    receiver.set_defaults(handler=run_receiver)
+
+    worker = commands.add_parser("worker", help="land completed jobs in S3 (arq worker)")
+    worker.set_defaults(handler=run_worker)
+
+    submit = commands.add_parser("submit", help="submit one job from the shell")
+    submit.add_argument("prompt")
+    submit.add_argument("--image", help="a reference image URL, for image-to-image")
+    submit.add_argument("--aspect-ratio", choices=["1:1", "2:3", "3:2", "16:9", "9:16"])
+    submit.add_argument(
+        "--metadata", action="append", default=[], type=metadata_pair, metavar="KEY=VALUE"
+    )
+    submit.add_argument("--idempotency-key")
+    submit.set_defaults(handler=run_submit)
+
+    jobs = commands.add_parser("jobs", help="list the most recent jobs")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(handler=run_jobs)
+
+    status = commands.add_parser("status", help="show one job's record and log")
+    status.add_argument("job", help="Apiframe job id or imagedock ref")
+    status.set_defaults(handler=run_status)
+
+    tail = commands.add_parser("tail", help="show the global job log")
+    tail.add_argument("-f", "--follow", action="store_true")
+    tail.add_argument("-n", "--lines", type=int, default=50)
+    tail.set_defaults(handler=run_tail)
+
+    check = commands.add_parser("check", help="check Redis, Apiframe, S3 and the receiver")
+    check.set_defaults(handler=run_check)
+
     demo = commands.add_parser("demo", help="run everything locally and show jobs complete")
-    demo.add_argument("--jobs", type=int, default=1, help="how many jobs to submit")
+    demo.add_argument("--jobs", type=int, default=4, help="how many jobs to submit")
     demo.set_defaults(handler=run_demo)
     return parser
 

