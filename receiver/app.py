@@ -5,7 +5,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver import jobs
+from receiver import jobs, operations
+from receiver.metrics import metrics
 from receiver.state import lifespan_for
 from receiver.webhooks import apiframe_webhook
 from worker.settings import Settings
@@ -20,10 +21,15 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             Route("/jobs", jobs.create_job, methods=["POST"]),
+            Route("/jobs/track", operations.track, methods=["POST"]),
             Route("/jobs", jobs.list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", jobs.get_job),
             Route("/jobs/{job_id}/log", jobs.job_log),
+            Route("/jobs/{job_id}/replay", operations.replay, methods=["POST"]),
+            Route("/events/dead", operations.dead_letters),
+            Route("/events/redrive", operations.redrive, methods=["POST"]),
             Route("/log", jobs.global_log),
             Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
         ],

@@ -41,7 +41,7 @@ async def submit(
     redis = await connect(settings.redis_url)
     try:
         async with ApiframeClient(settings.apiframe_url, settings.api_keys[0]) as apiframe:
-            deps = Submitter(Ledger(redis), redis, apiframe, settings.public_url)
+            deps = Submitter.for_settings(redis, apiframe, settings)
             record = await submit_job(
                 deps, request, metadata=metadata, idempotency_key=idempotency_key, actor="cli"
             )

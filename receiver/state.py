@@ -27,12 +27,12 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         redis = await connect(settings.redis_url)
         try:
             async with ApiframeClient(settings.apiframe_url, settings.api_keys[0]) as apiframe:
-                ledger = Ledger(redis)
+                submitter = Submitter.for_settings(redis, apiframe, settings)
                 yield {
                     "settings": settings,
                     "redis": redis,
-                    "ledger": ledger,
-                    "submitter": Submitter(ledger, redis, apiframe, settings.public_url),
+                    "ledger": submitter.ledger,
+                    "submitter": submitter,
                 }
         finally:
             await redis.aclose()

@@ -11,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from worker.apiframe import WebhookEvent
-from worker.landing import fail
 from worker.ledger import Ledger
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
@@ -91,7 +90,11 @@ async def apiframe_webhook(request: Request) -> JSONResponse:
         )
         return answer(409, error="this webhook names a job that is not this submission's")
 
-    await ledger.set_fields(record.ref, last_webhook_at=time.time())
+    # A webhook shows this job's webhooks work: the poller waits a full interval again.
+    now = time.time()
+    await ledger.set_fields(record.ref, last_webhook_at=now, poll_interval=0)
+    poll_after = request.state.settings.poll_after
+    await ledger.schedule_poll(record.ref, now + poll_after, only_if_tracked=True)
     await ledger.log(
         record.ref,
         event.job_id,
@@ -130,7 +133,8 @@ async def apply(
         return answer(200, accepted=True)
     if trusted and event.status in ("FAILED", "CANCELLED"):
         reason = event.error or f"Apiframe reports the job {event.status}"
-        await fail(ledger, record, reason, ACTOR, Status(event.status))
+        events = request.state.submitter.events
+        await events.finish(record.ref, Status(event.status), ACTOR, error=reason)
         return answer(200, accepted=True)
     if trusted:
         await ledger.transition(

@@ -1,7 +1,8 @@
-"""Landing a completed job: its images and a manifest in S3, then the job marked LANDED.
+"""Landing a completed job: its images and a manifest in S3, then LANDED and its event.
 
 Running it again for a landed job uploads nothing and changes nothing: images already recorded are
-skipped, S3 writes are create-only, and the ledger only moves forward.
+skipped, S3 writes are create-only, and the ledger only moves forward. A replay (`verify=True`)
+also checks that every recorded object is still in S3 and restores any that is not.
 """
 
 import time
@@ -12,6 +13,7 @@ import structlog
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
 from worker.download import Downloader
 from worker.errors import PermanentError, TransientError
+from worker.events import Events
 from worker.ledger import Ledger
 from worker.records import JobRecord, StoredObject
 from worker.status import FAILURES, Status
@@ -25,6 +27,7 @@ class Landing:
     """What landing needs, made once per worker process."""
 
     ledger: Ledger
+    events: Events
     apiframe: ApiframeClient
     downloader: Downloader
     store: ObjectStore
@@ -34,13 +37,18 @@ class NotReady(TransientError):
     """Apiframe shows the job COMPLETED but without images yet: check again a few times."""
 
 
-async def land_job(deps: Landing, job_id: str, actor: str = "worker") -> Status:
+async def land_job(
+    deps: Landing, job_id: str, actor: str = "worker", *, verify: bool = False
+) -> Status:
     """Land `job_id`'s images and manifest; returns the status the job ends in."""
     record = await deps.ledger.by_job_id(job_id)
     if record is None:
         await deps.ledger.log(None, job_id, actor, "landing.unknown_job")
         return Status.FAILED
+    if record.status == Status.LANDED and verify:
+        await store_all(deps, record, [o.source_url for o in record.objects], actor, verify=True)
     if record.status == Status.LANDED or record.status in FAILURES:
+        await deps.events.publish_pending(record.ref, actor)  # owed if a crash came between
         return record.status
     try:
         urls = record.result_urls or await confirm(deps, record, actor)
@@ -48,7 +56,7 @@ async def land_job(deps: Landing, job_id: str, actor: str = "worker") -> Status:
             return (await deps.ledger.get(record.ref) or record).status
         return await store_all(deps, record, urls, actor)
     except PermanentError as exc:
-        await fail(deps.ledger, record, str(exc), actor)
+        await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
         return Status.FAILED
 
 
@@ -69,7 +77,7 @@ async def confirm(deps: Landing, record: JobRecord, actor: str) -> list[str]:
     await deps.ledger.log(record.ref, record.job_id, actor, "job.confirmed", status=job.status)
     if job.status in ("FAILED", "CANCELLED"):
         reason = job.error or f"Apiframe reports the job {job.status}"
-        await fail(deps.ledger, record, reason, actor, Status(job.status))
+        await deps.events.finish(record.ref, Status(job.status), actor, error=reason)
         return []
     if job.status != "COMPLETED":
         # Still running: whatever triggered this was early or forged. The real webhook or the
@@ -84,12 +92,14 @@ async def confirm(deps: Landing, record: JobRecord, actor: str) -> list[str]:
     return job.image_urls
 
 
-async def store_all(deps: Landing, record: JobRecord, urls: list[str], actor: str) -> Status:
+async def store_all(
+    deps: Landing, record: JobRecord, urls: list[str], actor: str, *, verify: bool = False
+) -> Status:
     assert record.job_id is not None
     started = time.monotonic()
     done = {stored.index: stored for stored in record.objects}
     for index, url in enumerate(urls, start=1):
-        if index not in done:
+        if index not in done or (verify and not await still_stored(deps.store, done[index])):
             done[index] = await store_one(deps, record, index, url, actor)
     objects = [done[index] for index in sorted(done)]
     manifest = {
@@ -116,7 +126,12 @@ async def store_all(deps: Landing, record: JobRecord, urls: list[str], actor: st
             seconds=round(time.monotonic() - started, 3),
         )
         log.info("job.landed", job_id=record.job_id, images=len(objects), manifest=key)
+    await deps.events.publish_pending(record.ref, actor)
     return Status.LANDED
+
+
+async def still_stored(store: ObjectStore, stored: StoredObject) -> bool:
+    return (await store.head(stored.key)).get("sha256") == stored.sha256
 
 
 async def store_one(
@@ -167,11 +182,3 @@ async def store_one(
         bytes=download.size,
     )
     return stored
-
-
-async def fail(
-    ledger: Ledger, record: JobRecord, reason: str, actor: str, status: Status = Status.FAILED
-) -> None:
-    if await ledger.transition(record.ref, status, actor, error=reason):
-        await ledger.log(record.ref, record.job_id, actor, "job.failed", reason=reason)
-        log.warning("job.failed", job_id=record.job_id, reason=reason)

@@ -21,6 +21,8 @@ from worker.status import RANK, TERMINAL, Status
 PREFIX = "imagedock:"
 GLOBAL_LOG = PREFIX + "log"
 BY_TIME = PREFIX + "jobs"  # sorted set: ref -> creation time
+POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
+STATS = PREFIX + "stats"  # hash of counters
 GLOBAL_LOG_MAXLEN = 100_000
 JOB_LOG_MAXLEN = 1_000
 IDEMPOTENCY_TTL = 24 * 3600
@@ -219,6 +221,9 @@ class Ledger:
     ) -> bool:
         """Move forward to `status` (or raise progress), setting `fields` with it. False if the
         record is already at or past that state, so late and duplicate events change nothing."""
+        if status in TERMINAL:
+            # Owed until published; set with the move itself so a crash cannot lose it.
+            fields["pending_event"] = "job.landed" if status == Status.LANDED else "job.failed"
         encoded = {
             name: value if isinstance(value, str) else json.dumps(value)
             for name, value in fields.items()
@@ -238,6 +243,16 @@ class Ledger:
             ],
         )
         return int(applied) > 0
+
+    async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
+        await self.redis.zadd(POLL_SET, {ref: at}, xx=only_if_tracked)
+
+    async def count(self, name: str) -> None:
+        await self.redis.hincrby(STATS, name, 1)  # type: ignore[misc]
+
+    async def stats(self) -> dict[str, int]:
+        raw = await self.redis.hgetall(STATS)  # type: ignore[misc]
+        return {text(k) or "": int(v) for k, v in raw.items()}
 
     async def set_fields(self, ref: str, **fields: str | float) -> None:
         await self.redis.hset(self.job_key(ref), mapping=dict(fields))  # type: ignore[misc]

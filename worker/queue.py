@@ -1,6 +1,7 @@
 """arq, kept behind this one module so that another queue (SAQ, taskiq) could replace it without
 touching the domain. Jobs travel as JSON: nothing read from Redis can run code."""
 
+import hashlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,10 @@ from arq.jobs import Job
 from redis.exceptions import ConnectionError, TimeoutError
 
 LANDING_QUEUE = "imagedock:landing"
+POLLING_QUEUE = "imagedock:polling"
 LAND = "land"
+DELIVER = "deliver"
+REPLAY = "replay"
 
 
 def serialize(value: Any) -> bytes:
@@ -52,5 +56,21 @@ async def enqueue_landing(redis: ArqRedis, job_id: str, *, defer: float = 0) -> 
         _job_id=landing_id(job_id),
         _queue_name=LANDING_QUEUE,
         _defer_by=timedelta(seconds=defer) if defer else None,
+    )
+    return job is not None
+
+
+async def enqueue_delivery(redis: ArqRedis, event_id: str, url: str) -> bool:
+    """Queue one delivery of one event to one endpoint; duplicates collapse while it is queued."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    job: Job | None = await redis.enqueue_job(
+        DELIVER, event_id, url, _job_id=f"deliver:{event_id}:{digest}", _queue_name=LANDING_QUEUE
+    )
+    return job is not None
+
+
+async def enqueue_replay(redis: ArqRedis, job_id: str) -> bool:
+    job: Job | None = await redis.enqueue_job(
+        REPLAY, job_id, _job_id=f"replay:{job_id}", _queue_name=LANDING_QUEUE
     )
     return job is not None

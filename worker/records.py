@@ -56,6 +56,9 @@ class JobRecord:
     result_urls: list[str] = field(default_factory=list)
     error: str | None = None
     objects: list[StoredObject] = field(default_factory=list)
+    pending_event: str | None = None
+    last_webhook_at: float | None = None
+    poll_interval: float | None = None
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -79,6 +82,9 @@ class JobRecord:
             result_urls=json.loads(raw.get("result_urls") or "[]"),
             error=raw.get("error") or None,
             objects=sorted(objects, key=lambda stored: stored.index),
+            pending_event=raw.get("pending_event") or None,
+            last_webhook_at=number("last_webhook_at"),
+            poll_interval=number("poll_interval"),
         )
 
     def public(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ The Apiframe Idempotency-Key derives from the record's ref, so a submit retried 
 or by a caller repeating its own Idempotency-Key, never creates or bills a second job.
 """
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,9 +12,11 @@ import structlog
 from arq.connections import ArqRedis
 
 from worker.apiframe import ApiframeClient, ApiframeError, GenerateRequest
+from worker.events import Events
 from worker.ledger import Ledger
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
+from worker.settings import Settings
 from worker.status import Status
 
 log = structlog.get_logger("submission")
@@ -25,7 +28,17 @@ class Submitter:
     ledger: Ledger
     redis: ArqRedis
     apiframe: ApiframeClient
+    events: Events
     public_url: str
+    poll_after: float
+
+    @classmethod
+    def for_settings(
+        cls, redis: ArqRedis, apiframe: ApiframeClient, settings: Settings
+    ) -> "Submitter":
+        ledger = Ledger(redis)
+        events = Events(redis, ledger, tuple(settings.event_urls), settings.events_stream_maxlen)
+        return cls(ledger, redis, apiframe, events, settings.public_url, settings.poll_after)
 
     def webhook_url(self, ref: str) -> str:
         return f"{self.public_url}/webhooks/apiframe?ref={ref}"
@@ -58,13 +71,14 @@ async def submit_job(
     except ApiframeError as exc:
         await deps.ledger.log(record.ref, None, actor, "submit.error", error=str(exc))
         if not exc.transient:
-            await deps.ledger.transition(record.ref, Status.FAILED, actor, error=str(exc))
+            await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
         raise
     job_id = submission.job_id
     attached, early = await deps.ledger.attach(record.ref, job_id)
     if attached != job_id:
         await deps.ledger.log(record.ref, job_id, actor, "submit.conflict", attached=attached)
     await deps.ledger.transition(record.ref, Status(submission.status), actor)
+    await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
     await deps.ledger.log(record.ref, job_id, actor, "job.submitted", status=submission.status)
     log.info("job.submitted", ref=record.ref, job_id=job_id)
     if early is not None:
@@ -76,3 +90,25 @@ async def submit_job(
     final = await deps.ledger.get(record.ref)
     assert final is not None
     return final
+
+
+async def track_job(
+    deps: Submitter, job_id: str, actor: str = "receiver"
+) -> tuple[JobRecord, bool]:
+    """Adopt a job submitted elsewhere so the poller lands it; False if it was already known."""
+    known = await deps.ledger.by_job_id(job_id)
+    if known is not None:
+        return known, False
+    record, created = await deps.ledger.create(
+        prompt="",
+        model="",
+        source="track",
+        job_id=job_id,
+        status=Status.QUEUED,
+        idempotency_key=f"track:{job_id}",
+    )
+    if not created:
+        return record, False
+    await deps.ledger.schedule_poll(record.ref, time.time())
+    await deps.ledger.log(record.ref, job_id, actor, "job.tracked")
+    return record, True

@@ -1,13 +1,13 @@
-"""The arq worker: thin task functions over the domain, and the worker's settings.
+"""The arq workers: thin task functions over the domain, and each worker's settings.
 
-Landing's settings, and why:
-- `job_timeout` 90 s: four 50 MiB images fit easily, and a worker that dies mid-landing has its job
-  re-run when arq's claim expires, timeout + 10 s later: under two minutes.
-- `poll_delay` 0.05 s: arq's 0.5 s default caps a worker near 200 jobs/s and adds latency.
-- `max_tries` 30 with backoff from 5 s to 5 min: about two hours of outage, and every restart counts
-  as a try in arq, so a run of deploys cannot exhaust it.
-- `keep_result` 0: a webhook arriving after a landing finished runs a cheap no-op instead of being
-  silently refused by arq for an hour.
+Two queues, so that polling's longer timeout never slows crash recovery for landings:
+- landing (`land`, `deliver`, `replay`): `job_timeout` 90 s fits four 50 MiB images, and a worker
+  that dies mid-landing has its job re-run when arq's claim expires, timeout + 10 s later: under
+  two minutes. `max_tries` 30 with backoff from 5 s to 5 min rides out about two hours of outage,
+  and arq counts every restart as a try, so a run of deploys cannot exhaust it. `keep_result` 0:
+  an enqueue after a task finished runs a cheap no-op instead of being refused for an hour.
+- polling: the `poll` cron, every 2 s, once per tick across workers (`unique`), and at start-up.
+Both use a 0.05 s `poll_delay` (arq's 0.5 s default caps a worker near 200 jobs/s) and JSON.
 """
 
 from typing import Any
@@ -15,20 +15,36 @@ from typing import Any
 import httpx
 import structlog
 from arq import Retry, Worker
+from arq.cron import cron
 from arq.worker import func
+from standardwebhooks import Webhook
 
 from worker.apiframe import ApiframeClient
+from worker.delivery import Deliverer, DeliveryRetry, deliver_event
 from worker.download import Downloader, HostPolicy
 from worker.errors import TransientError
-from worker.landing import Landing, NotReady, fail, land_job
+from worker.events import Events
+from worker.landing import Landing, NotReady, land_job
 from worker.ledger import Ledger
-from worker.queue import LAND, LANDING_QUEUE, deserialize, redis_settings, serialize
+from worker.polling import Poller, poll_due
+from worker.queue import (
+    DELIVER,
+    LAND,
+    LANDING_QUEUE,
+    POLLING_QUEUE,
+    REPLAY,
+    deserialize,
+    redis_settings,
+    serialize,
+)
 from worker.settings import Settings
+from worker.status import Status
 from worker.storage import ObjectStore
 
 LANDING_TIMEOUT = 90
 LANDING_MAX_TRIES = 30
 NOT_READY_TRIES = 5
+POLL_TIMEOUT = 60
 log = structlog.get_logger("worker")
 
 
@@ -44,21 +60,42 @@ async def startup(ctx: dict[str, Any]) -> None:
         headers={"User-Agent": "imagedock"},
         follow_redirects=False,  # each hop is checked against the host policy
     )
+    ledger = Ledger(ctx["redis"])
+    apiframe = ApiframeClient(settings.apiframe_url, settings.api_keys[0])
+    events = Events(ctx["redis"], ledger, tuple(settings.event_urls), settings.events_stream_maxlen)
+    ctx["apiframe"] = apiframe
     ctx["landing"] = Landing(
-        ledger=Ledger(ctx["redis"]),
-        apiframe=ApiframeClient(settings.apiframe_url, settings.api_keys[0]),
+        ledger=ledger,
+        events=events,
+        apiframe=apiframe,
         downloader=Downloader(
             ctx["http"], HostPolicy(settings.download_hosts), settings.max_image_bytes
         ),
         store=ObjectStore(settings),
     )
+    ctx["poller"] = Poller(
+        ledger,
+        events,
+        apiframe,
+        settings.poll_after,
+        settings.poll_max_interval,
+        settings.job_deadline,
+    )
+    if settings.event_secret is not None:
+        ctx["deliverer"] = Deliverer(
+            ctx["redis"],
+            ledger,
+            ctx["http"],
+            Webhook(settings.event_secret.get_secret_value()),
+            settings.event_retry_schedule,
+        )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    landing: Landing | None = ctx.get("landing")
-    if landing is not None:
-        await landing.apiframe.aclose()
-        landing.store.close()
+    if "apiframe" in ctx:
+        await ctx["apiframe"].aclose()
+    if "landing" in ctx:
+        ctx["landing"].store.close()
     if "http" in ctx:
         await ctx["http"].aclose()
 
@@ -70,13 +107,14 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
         try:
             return (await land_job(deps, job_id)).value
         except TransientError as exc:
-            limit = NOT_READY_TRIES if isinstance(exc, NotReady) else LANDING_MAX_TRIES
             record = await deps.ledger.by_job_id(job_id)
             if record is None:
                 raise
+            limit = NOT_READY_TRIES if isinstance(exc, NotReady) else LANDING_MAX_TRIES
             if attempt >= limit:
-                await fail(deps.ledger, record, f"gave up after {attempt} tries: {exc}", "worker")
-                return "FAILED"
+                reason = f"gave up after {attempt} tries: {exc}"
+                await deps.events.finish(record.ref, Status.FAILED, "worker", error=reason)
+                return Status.FAILED.value
             wait = backoff(ctx["settings"].landing_backoff, attempt, exc.retry_after)
             await deps.ledger.log(
                 record.ref,
@@ -87,26 +125,87 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
                 attempt=attempt,
                 retry_in=wait,
             )
-            log.info("landing.retry", reason=str(exc), retry_in=wait)
             raise Retry(defer=wait) from exc
 
 
-def build_worker(settings: Settings, **overrides: Any) -> Worker:
-    """The landing worker; tests pass `burst=True, handle_signals=False`."""
-    options: dict[str, Any] = {
-        "functions": [func(land, name=LAND, keep_result=0, max_tries=LANDING_MAX_TRIES)],
-        "queue_name": LANDING_QUEUE,
+async def replay(ctx: dict[str, Any], job_id: str) -> str:
+    """Land again (restoring anything missing from S3) and deliver the events again."""
+    deps: Landing = ctx["landing"]
+    status = await land(ctx, job_id)
+    record = await deps.ledger.by_job_id(job_id)
+    if record is not None and record.status == Status.LANDED:
+        await land_job(deps, job_id, "replay", verify=True)
+    if record is not None:
+        await deps.events.republish(record, "replay")
+    return status
+
+
+async def deliver(ctx: dict[str, Any], event_id: str, url: str) -> str:
+    deliverer: Deliverer | None = ctx.get("deliverer")
+    if deliverer is None:
+        log.error("event.unsigned", reason="IMAGEDOCK_EVENT_SECRET is not set")
+        raise Retry(defer=60)
+    with structlog.contextvars.bound_contextvars(event_id=event_id, url=url):
+        try:
+            return await deliver_event(deliverer, event_id, url)
+        except DeliveryRetry as exc:
+            raise Retry(defer=exc.defer) from exc
+
+
+async def poll(ctx: dict[str, Any]) -> int:
+    return await poll_due(ctx["poller"])
+
+
+def common(settings: Settings) -> dict[str, Any]:
+    return {
         "redis_settings": redis_settings(settings.redis_url),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings},
-        "job_timeout": LANDING_TIMEOUT,
         "poll_delay": 0.05,
-        "max_tries": LANDING_MAX_TRIES,
-        "max_jobs": 20,
         "health_check_interval": 30,
         "job_serializer": serialize,
         "job_deserializer": deserialize,
+    }
+
+
+def build_worker(settings: Settings, **overrides: Any) -> Worker:
+    """The landing worker; tests pass `burst=True, handle_signals=False`."""
+    deliveries = len(settings.event_retry_schedule) + LANDING_MAX_TRIES
+    options: dict[str, Any] = {
+        **common(settings),
+        "functions": [
+            func(land, name=LAND, keep_result=0, max_tries=LANDING_MAX_TRIES),
+            func(replay, name=REPLAY, keep_result=0, max_tries=LANDING_MAX_TRIES),
+            func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries, timeout=30),
+        ],
+        "queue_name": LANDING_QUEUE,
+        "job_timeout": LANDING_TIMEOUT,
+        "max_tries": LANDING_MAX_TRIES,
+        "max_jobs": 20,
+        **overrides,
+    }
+    return Worker(**options)
+
+
+def build_poll_worker(settings: Settings, **overrides: Any) -> Worker:
+    options: dict[str, Any] = {
+        **common(settings),
+        "functions": [],
+        "cron_jobs": [
+            cron(
+                poll,
+                name="poll",
+                second=set(range(0, 60, 2)),
+                unique=True,
+                run_at_startup=True,
+                timeout=POLL_TIMEOUT,
+                keep_result=0,
+            )
+        ],
+        "queue_name": POLLING_QUEUE,
+        "job_timeout": POLL_TIMEOUT,
+        "max_jobs": 1,
         **overrides,
     }
     return Worker(**options)

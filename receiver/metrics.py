@@ -1,0 +1,43 @@
+"""`GET /metrics` for Prometheus: counters kept in Redis, so every process's work is counted
+once, whichever receiver is scraped."""
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.requests import Request
+from starlette.responses import Response
+
+from worker.events import DEAD_LETTERS
+from worker.ledger import POLL_SET, Ledger
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Snapshot:
+    """A one-shot collector over values read just before rendering."""
+
+    def __init__(self, missed: int, dead: int, polled: int) -> None:
+        self.values = (missed, dead, polled)
+
+    def collect(self) -> Iterable[Metric]:
+        missed, dead, polled = self.values
+        yield CounterMetricFamily(
+            "imagedock_webhooks_missed", "Jobs the poller found finished with no webhook.", missed
+        )
+        yield GaugeMetricFamily(
+            "imagedock_events_dead_letters", "Event deliveries that exhausted retries.", dead
+        )
+        yield GaugeMetricFamily(
+            "imagedock_jobs_polled", "Unfinished jobs the poller is watching.", polled
+        )
+
+
+async def metrics(request: Request) -> Response:
+    ledger: Ledger = request.state.ledger
+    stats = await ledger.stats()
+    dead = await ledger.redis.llen(DEAD_LETTERS)  # type: ignore[misc]
+    polled = await ledger.redis.zcard(POLL_SET)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Snapshot(stats.get("webhook_missed", 0), dead, polled))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE)

@@ -1,0 +1,54 @@
+"""Recovery endpoints: adopt a job submitted elsewhere, replay a job, and the dead letters."""
+
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from receiver.auth import refuse_unless_authorized
+from receiver.jobs import error
+from worker.queue import enqueue_replay
+from worker.submission import Submitter, track_job
+
+
+async def track(request: Request) -> Response:
+    """`POST /jobs/track {jobId}`: the poller lands it like any job imagedock submitted."""
+    if refused := refuse_unless_authorized(request):
+        return refused
+    try:
+        body = await request.json()
+        job_id = str(uuid.UUID(str(body["jobId"])))
+    except (ValueError, KeyError, TypeError):
+        return error(400, 'send {"jobId": "<Apiframe job UUID>"}')
+    record, created = await track_job(request.state.submitter, job_id)
+    return JSONResponse(
+        {"jobId": job_id, "ref": record.ref, "status": record.status.value},
+        status_code=202 if created else 200,
+    )
+
+
+async def replay(request: Request) -> Response:
+    """`POST /jobs/{id}/replay`: land again (a no-op for objects in S3), deliver events again."""
+    if refused := refuse_unless_authorized(request):
+        return refused
+    submitter: Submitter = request.state.submitter
+    record = await submitter.ledger.find(request.path_params["job_id"])
+    if record is None or record.job_id is None:
+        return error(404, "no such job, or it has no Apiframe job id yet")
+    queued = await enqueue_replay(submitter.redis, record.job_id)
+    await submitter.ledger.log(record.ref, record.job_id, "receiver", "job.replay_requested")
+    return JSONResponse({"jobId": record.job_id, "queued": queued}, status_code=202)
+
+
+async def dead_letters(request: Request) -> Response:
+    if refused := refuse_unless_authorized(request):
+        return refused
+    letters = await request.state.submitter.events.dead_letters()
+    return JSONResponse({"deadLetters": letters})
+
+
+async def redrive(request: Request) -> Response:
+    if refused := refuse_unless_authorized(request):
+        return refused
+    count = await request.state.submitter.events.redrive()
+    return JSONResponse({"redriven": count}, status_code=202)

@@ -1,0 +1,136 @@
+"""The polling fallback: ask Apiframe about jobs whose webhook has not come.
+
+Jobs due for a check sit in a sorted set scored by their next check time, so a poll costs what is
+due, not what is tracked. Claiming moves a job's score forward atomically, so pollers on several
+workers never check the same job at once, and a poller that dies mid-check only delays it.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound
+from worker.events import Events
+from worker.ledger import POLL_SET, Ledger, text
+from worker.queue import enqueue_landing
+from worker.records import JobRecord
+from worker.status import TERMINAL, Status
+
+ACTOR = "poller"
+BATCH = 100
+LEASE = 60.0
+FIRST_INTERVAL = 2.0
+CONCURRENCY = 10
+log = structlog.get_logger("poller")
+
+# KEYS: poll set. ARGV: now, batch size, lease. Returns the refs due now, each leased.
+CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, ref in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[3]), ref)
+end
+return due
+"""
+
+
+@dataclass(frozen=True)
+class Poller:
+    ledger: Ledger
+    events: Events
+    apiframe: ApiframeClient
+    poll_after: float
+    max_interval: float
+    deadline: float
+
+
+async def poll_due(deps: Poller, *, budget: float = 25.0) -> int:
+    """Check every job that is due, a batch at a time, within `budget` seconds."""
+    claim = deps.ledger.redis.register_script(CLAIM)
+    started, checked = time.monotonic(), 0
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def check(ref: str) -> None:
+        async with limit:
+            await check_job(deps, ref)
+
+    while time.monotonic() - started < budget:
+        due = [
+            text(ref) or ""
+            for ref in await claim(keys=[POLL_SET], args=[time.time(), BATCH, LEASE])
+        ]
+        if not due:
+            break
+        await asyncio.gather(*(check(ref) for ref in due))
+        checked += len(due)
+    return checked
+
+
+async def check_job(deps: Poller, ref: str) -> None:
+    ledger = deps.ledger
+    record = await ledger.get(ref)
+    if record is None:
+        await ledger.redis.zrem(POLL_SET, ref)
+        return
+    if record.pending_event:  # a crash between a terminal state and its event
+        await deps.events.publish_pending(ref, ACTOR)
+        return
+    if record.status in TERMINAL or record.job_id is None:
+        await ledger.redis.zrem(POLL_SET, ref)
+        return
+    if record.status == Status.COMPLETED:
+        # Known complete but not landed: the landing may have been lost; queueing collapses
+        # into one that is still queued or running.
+        await enqueue_landing(deps.events.redis, record.job_id)
+        await reschedule(deps, record)
+        return
+    try:
+        job = await deps.apiframe.get_job(record.job_id)
+    except JobNotFound:
+        await deps.events.finish(
+            ref, Status.FAILED, ACTOR, error=f"Apiframe does not know job {record.job_id}"
+        )
+        return
+    except ApiframeError as exc:
+        await ledger.log(ref, record.job_id, ACTOR, "poll.error", error=str(exc))
+        await reschedule(deps, record)
+        return
+    if job.status == "COMPLETED":
+        await ledger.transition(
+            ref,
+            Status.COMPLETED,
+            ACTOR,
+            progress=100,
+            result_urls=job.image_urls,
+            model=record.model or job.model or "",
+        )
+        await missed(ledger, record, job.status)
+        await enqueue_landing(deps.events.redis, record.job_id)
+        await reschedule(deps, record)
+    elif job.status in ("FAILED", "CANCELLED"):
+        await missed(ledger, record, job.status)
+        reason = job.error or f"Apiframe reports the job {job.status}"
+        await deps.events.finish(ref, Status(job.status), ACTOR, error=reason)
+    else:
+        await ledger.transition(ref, Status(job.status), ACTOR, progress=job.progress)
+        started = record.submitted_at or record.created_at
+        if time.time() - started > deps.deadline:
+            reason = f"still {job.status} {round(time.time() - started)} s after submission"
+            await deps.events.finish(ref, Status.TIMED_OUT, ACTOR, error=reason)
+        else:
+            await reschedule(deps, record)
+
+
+async def missed(ledger: Ledger, record: JobRecord, status: str) -> None:
+    """The poller found a finished job no webhook told us about: the alarm that counts."""
+    await ledger.count("webhook_missed")
+    await ledger.log(record.ref, record.job_id, ACTOR, "webhook.missed", status=status)
+    log.warning("webhook.missed", job_id=record.job_id, status=status)
+
+
+async def reschedule(deps: Poller, record: JobRecord) -> None:
+    """The next check, backing off per job from 2 s to the configured cap."""
+    interval = min((record.poll_interval or FIRST_INTERVAL / 2) * 2, deps.max_interval)
+    await deps.ledger.set_fields(record.ref, poll_interval=interval)
+    await deps.ledger.schedule_poll(record.ref, time.time() + interval, only_if_tracked=True)
