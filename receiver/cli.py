@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -84,6 +85,25 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(check(settings))
 
 
+def run_track(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import track
+
+    settings.require("apiframe_key")
+    return asyncio.run(track(settings, str(args.job_id)))
+
+
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import replay
+
+    return asyncio.run(replay(settings, args.job))
+
+
+def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.commands import redrive
+
+    return asyncio.run(redrive(settings))
+
+
 def metadata_pair(text: str) -> str:
     if "=" not in text or text.startswith("="):
         raise argparse.ArgumentTypeError(f"metadata must be key=value, not {text!r}")
@@ -139,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-f", "--follow", action="store_true")
     tail.add_argument("-n", "--lines", type=int, default=50)
     tail.set_defaults(handler=run_tail)
+
+    track = commands.add_parser("track", help="adopt a job submitted elsewhere; polling lands it")
+    track.add_argument("job_id", type=uuid.UUID, help="the Apiframe job id")
+    track.set_defaults(handler=run_track)
+
+    replay = commands.add_parser("replay", help="land a job again and deliver its events again")
+    replay.add_argument("job", help="Apiframe job id or imagedock ref")
+    replay.set_defaults(handler=run_replay)
+
+    redrive = commands.add_parser("redrive", help="deliver every dead-lettered event again")
+    redrive.set_defaults(handler=run_redrive)
 
     check = commands.add_parser("check", help="check Redis, Apiframe, S3 and the receiver")
     check.set_defaults(handler=run_check)

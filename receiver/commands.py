@@ -10,12 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.apiframe import ApiframeClient, ApiframeError, GenerateRequest, GrokParams
+from worker.events import Events
 from worker.ledger import Conflict, Ledger
-from worker.queue import connect
+from worker.queue import connect, enqueue_replay
 from worker.records import JobRecord, LogEntry
 from worker.settings import Settings
 from worker.storage import make_client
-from worker.submission import Submitter, submit_job
+from worker.submission import Submitter, submit_job, track_job
 
 console = Console()
 
@@ -167,3 +168,42 @@ def check_s3(settings: Settings) -> tuple[str, bool, str]:
     except (BotoCoreError, ClientError) as exc:
         return ("S3", False, f"s3://{settings.s3_bucket}: {exc.__class__.__name__}")
     return ("S3", True, f"s3://{settings.s3_bucket}/{settings.s3_prefix}")
+
+
+async def track(settings: Settings, job_id: str) -> int:
+    redis = await connect(settings.redis_url)
+    try:
+        async with ApiframeClient(settings.apiframe_url, settings.api_keys[0]) as apiframe:
+            deps = Submitter.for_settings(redis, apiframe, settings)
+            record, created = await track_job(deps, job_id, "cli")
+    finally:
+        await redis.aclose()
+    verb = "tracking" if created else "already known as"
+    console.print(f"{verb} {job_id} (ref {record.ref}, {record.status.value})")
+    return 0
+
+
+async def replay(settings: Settings, job: str) -> int:
+    redis = await connect(settings.redis_url)
+    try:
+        record = await Ledger(redis).find(job)
+        if record is None or record.job_id is None:
+            console.print(f"[red]no job {job!r} with an Apiframe job id[/]")
+            return 1
+        queued = await enqueue_replay(redis, record.job_id)
+    finally:
+        await redis.aclose()
+    console.print(f"replay of {record.job_id} {'queued' if queued else 'already queued'}")
+    return 0
+
+
+async def redrive(settings: Settings) -> int:
+    redis = await connect(settings.redis_url)
+    try:
+        ledger = Ledger(redis)
+        events = Events(redis, ledger, tuple(settings.event_urls), settings.events_stream_maxlen)
+        count = await events.redrive()
+    finally:
+        await redis.aclose()
+    console.print(f"{count} dead letters queued for delivery again")
+    return 0

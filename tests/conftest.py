@@ -1,5 +1,7 @@
 """Fixtures: the Apiframe simulator served over HTTP, and a webhook sink that records its calls."""
 
+import base64
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,9 @@ from receiver.local_s3 import LocalS3, local_s3
 from receiver.serving import bound_socket, serving, socket_url
 from receiver.simulator import Simulator, SimulatorConfig
 from worker.apiframe import ApiframeClient
+from worker.events import Events
 from worker.ledger import Ledger
+from worker.polling import Poller, poll_due
 from worker.queue import connect
 from worker.settings import Settings, load_settings
 from worker.storage import make_client
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 
 API_KEY = "afk_test_0000000000000000000000000000000000"
 API_TOKEN = "imagedock-test-token"
+EVENT_SECRET = "whsec_" + base64.b64encode(b"imagedock-test-event-secret!").decode()
 BUCKET = "images"
 
 
@@ -54,6 +59,7 @@ class Sink:
     url: str
     calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
 
     def bodies(self) -> list[bytes]:
         return [body for _, body in self.calls]
@@ -86,7 +92,9 @@ async def sink() -> AsyncIterator[Sink]:
 
     async def record(request: Request) -> Response:
         state.calls.append((dict(request.headers), await request.body()))
-        return Response(status_code=state.statuses.pop(0) if state.statuses else 200)
+        status = state.statuses.pop(0) if state.statuses else 200
+        state.answered.append(status)
+        return Response(status_code=status)
 
     app = Starlette(routes=[Route("/hook", record, methods=["POST"])])
     async with serving(app) as url:
@@ -143,6 +151,7 @@ class Stack:
     api: httpx.AsyncClient
     redis: ArqRedis
     s3: "S3Client"
+    events: Sink
 
     @property
     def ledger(self) -> Ledger:
@@ -154,14 +163,39 @@ class Stack:
         answer: dict[str, Any] = response.json()
         return answer
 
-    async def run_worker(self) -> None:
+    async def run_worker(self, *, settle: bool = True) -> None:
         """Let Apiframe finish, then run a burst worker until the landing queue is empty."""
-        await self.sim.settle()
+        if settle:
+            await self.sim.settle()
         worker = build_worker(self.settings, burst=True, handle_signals=False, poll_delay=0.01)
         try:
             await worker.main()
         finally:
             await worker.close()
+
+    async def poll(self) -> int:
+        """One pass of the poller over the jobs due now."""
+        async with ApiframeClient(self.apiframe_url, API_KEY) as apiframe:
+            events = Events(self.redis, self.ledger, tuple(self.settings.event_urls))
+            settings = self.settings
+            deps = Poller(
+                self.ledger,
+                events,
+                apiframe,
+                settings.poll_after,
+                settings.poll_max_interval,
+                settings.job_deadline,
+            )
+            return await poll_due(deps)
+
+    def delivered(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        """The downstream events the endpoint accepted, as received."""
+        found = []
+        for (headers, body), status in zip(self.events.calls, self.events.answered, strict=True):
+            event = json.loads(body)
+            if 200 <= status < 300 and event_type in (None, event["type"]):
+                found.append({"headers": headers, "body": body, **event})
+        return found
 
     async def job(self, job_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = (await self.api.get(f"/jobs/{job_id}")).json()
@@ -183,8 +217,9 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    redis: ArqRedis, redis_url: str, s3_server: LocalS3, s3: "S3Client"
+    redis: ArqRedis, redis_url: str, s3_server: LocalS3, s3: "S3Client", sink: Sink
 ) -> AsyncIterator[Stack]:
+    events = sink
     simulator = Simulator(fast_config())
     async with serving(simulator.app) as apiframe_url:
         sock = bound_socket()
@@ -199,6 +234,10 @@ async def stack(
             s3_addressing_style="path",
             download_hosts="127.0.0.1",
             landing_backoff=0.01,
+            poll_after=0.2,
+            event_urls=events.url,
+            event_secret=EVENT_SECRET,
+            event_retry_schedule="0,0.01,0.01,0.01,0.01",
         )
         async with (
             serving(create_app(settings), sock=sock) as receiver_url,
@@ -206,5 +245,5 @@ async def stack(
                 base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
             ) as api,
         ):
-            yield Stack(simulator, apiframe_url, settings, receiver_url, api, redis, s3)
+            yield Stack(simulator, apiframe_url, settings, receiver_url, api, redis, s3, sink)
             await simulator.settle()

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=50 * MiB, gt=0)
 
     landing_backoff: float = Field(default=5.0, gt=0)  # first retry wait; doubles to 5 min
+    # A worker that dies mid-landing has its job re-run this much + 10 s later (arq's claim).
+    landing_timeout: float = Field(default=90.0, gt=0)
     poll_after: float = Field(default=30.0, gt=0)
     poll_max_interval: float = Field(default=60.0, gt=0)
     job_deadline: float = Field(default=900.0, gt=0)

@@ -129,14 +129,9 @@ class ObjectStore:
 
 def json_blob(document: Any, metadata: dict[str, str]) -> Blob:
     body = json.dumps(document, indent=2, sort_keys=True).encode()
-    return Blob(
-        body,
-        len(body),
-        hashlib.sha256(body).hexdigest(),
-        hashlib.md5(body, usedforsecurity=False).hexdigest(),
-        "application/json",
-        metadata,
-    )
+    sha256 = hashlib.sha256(body).hexdigest()
+    md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+    return Blob(body, len(body), sha256, md5, "application/json", {**metadata, "sha256": sha256})
 
 
 def error_code(exc: ClientError) -> str:

@@ -7,6 +7,8 @@ Two queues, so that polling's longer timeout never slows crash recovery for land
   and arq counts every restart as a try, so a run of deploys cannot exhaust it. `keep_result` 0:
   an enqueue after a task finished runs a cheap no-op instead of being refused for an hour.
 - polling: the `poll` cron, every 2 s, once per tick across workers (`unique`), and at start-up.
+No landing-queue function sets a longer timeout of its own: arq's claim lasts the longest timeout
+on the worker, so one slow function would slow crash recovery for all.
 Both use a 0.05 s `poll_delay` (arq's 0.5 s default caps a worker near 200 jobs/s) and JSON.
 """
 
@@ -41,7 +43,6 @@ from worker.settings import Settings
 from worker.status import Status
 from worker.storage import ObjectStore
 
-LANDING_TIMEOUT = 90
 LANDING_MAX_TRIES = 30
 NOT_READY_TRIES = 5
 POLL_TIMEOUT = 60
@@ -177,10 +178,10 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "functions": [
             func(land, name=LAND, keep_result=0, max_tries=LANDING_MAX_TRIES),
             func(replay, name=REPLAY, keep_result=0, max_tries=LANDING_MAX_TRIES),
-            func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries, timeout=30),
+            func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries),
         ],
         "queue_name": LANDING_QUEUE,
-        "job_timeout": LANDING_TIMEOUT,
+        "job_timeout": settings.landing_timeout,
         "max_tries": LANDING_MAX_TRIES,
         "max_jobs": 20,
         **overrides,

@@ -1,0 +1,90 @@
+"""Downstream events: signed, retried on schedule, dead-lettered, redriven, streamed once."""
+
+import json
+
+from standardwebhooks import Webhook
+
+from tests.conftest import EVENT_SECRET, Stack
+from worker.events import STREAM, event_id
+
+
+async def test_job_landed_event_carries_the_objects(stack: Stack) -> None:
+    """A landed job sends one `job.landed` with its images, signed per Standard Webhooks."""
+    job_id = (await stack.submit(metadata={"order": "7"}))["jobId"]
+    await stack.run_worker()
+    [event] = stack.delivered()
+    assert event["type"] == "job.landed"
+    assert event["id"] == event["headers"]["webhook-id"] == event_id(job_id, "job.landed")
+    data = event["data"]
+    assert (data["jobId"], data["status"], data["metadata"]) == (job_id, "LANDED", {"order": "7"})
+    job = await stack.job(job_id)
+    assert data["images"] == job["objects"]
+    Webhook(EVENT_SECRET).verify(event["body"], event["headers"])
+
+
+async def test_job_failed_event_has_the_reason(stack: Stack) -> None:
+    """A failed job sends `job.failed` with the reason and no images."""
+    stack.sim.config.failure_rate = 1.0
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    [event] = stack.delivered()
+    assert event["type"] == "job.failed"
+    assert event["data"]["reason"] == stack.sim.config.failure_message
+    assert event["data"]["images"] == []
+    assert event["data"]["jobId"] == job_id
+
+
+async def test_three_500s_then_delivered_with_one_event_id(stack: Stack) -> None:
+    """An endpoint answering 500 three times gets the same event again until it takes it."""
+    stack.events.statuses = [500, 500, 500]
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    assert stack.events.answered == [500, 500, 500, 200]
+    ids = {headers["webhook-id"] for headers, _ in stack.events.calls}
+    assert ids == {event_id(job_id, "job.landed")}
+    [event] = stack.delivered()
+    Webhook(EVENT_SECRET).verify(event["body"], event["headers"])
+    log = await stack.log_events(job_id)
+    assert (log.count("event.retry"), log.count("event.delivered")) == (3, 1)
+
+
+async def test_retry_after_is_honoured_for_429(stack: Stack) -> None:
+    """A 429 is retried and then delivered, like any other refusal."""
+    stack.events.statuses = [429]
+    await stack.submit()
+    await stack.run_worker()
+    assert stack.events.answered == [429, 200]
+
+
+async def test_dead_letters_and_redrive(stack: Stack) -> None:
+    """An endpoint that never recovers leaves a dead letter; after it is fixed, a redrive
+    delivers the same event."""
+    stack.events.statuses = [503] * 5
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    assert stack.delivered() == []
+    [letter] = (await stack.api.get("/events/dead")).json()["deadLetters"]
+    assert letter["eventId"] == event_id(job_id, "job.landed")
+    assert (letter["lastStatus"], letter["attempts"], letter["url"]) == (503, 5, stack.events.url)
+    metrics = (await stack.api.get("/metrics")).text
+    assert "imagedock_events_dead_letters 1.0" in metrics
+
+    redriven = await stack.api.post("/events/redrive")
+    assert redriven.json() == {"redriven": 1}
+    await stack.run_worker()
+    [event] = stack.delivered()
+    assert event["id"] == letter["eventId"]
+    assert (await stack.api.get("/events/dead")).json()["deadLetters"] == []
+
+
+async def test_events_are_streamed_once_for_consumer_groups(stack: Stack) -> None:
+    """Each event is one entry in the Redis Stream, readable through a consumer group."""
+    stack.sim.config.duplicates = 3
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    await stack.redis.xgroup_create(STREAM, "pipeline", id="0")
+    [(_, entries)] = await stack.redis.xreadgroup("pipeline", "c1", {STREAM: ">"}, count=10)
+    assert len(entries) == 1
+    _, fields = entries[0]
+    payload = json.loads(fields[b"payload"])
+    assert (fields[b"type"], payload["data"]["jobId"]) == (b"job.landed", job_id)

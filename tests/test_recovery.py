@@ -1,0 +1,191 @@
+"""Never losing a job: polling when webhooks never come, deadlines, crashes, tracking, replay."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.conftest import API_KEY, BUCKET, EVENT_SECRET, Stack
+from worker.apiframe import ApiframeClient, GenerateRequest
+from worker.events import event_id
+from worker.ledger import POLL_SET
+from worker.status import Status
+
+
+async def wait_until_due(stack: Stack) -> None:
+    await asyncio.sleep(stack.settings.poll_after + 0.05)
+
+
+async def test_all_webhooks_dropped_every_job_lands_through_polling(stack: Stack) -> None:
+    """With every webhook lost, polling lands each job and counts each as missed."""
+    stack.sim.config.drop_rate = 1.0
+    job_ids = [(await stack.submit(f"prompt {n}"))["jobId"] for n in range(3)]
+    await stack.sim.settle()
+    await wait_until_due(stack)
+    assert await stack.poll() == 3
+    await stack.run_worker()
+    for job_id in job_ids:
+        job = await stack.job(job_id)
+        assert job["status"] == "LANDED"
+        assert len(stack.keys(job_id)) == 2
+        assert "webhook.missed" in await stack.log_events(job_id)
+    assert stack.sim.deliveries == []
+    assert "imagedock_webhooks_missed_total 3.0" in (await stack.api.get("/metrics")).text
+    assert sorted(e["data"]["jobId"] for e in stack.delivered("job.landed")) == sorted(job_ids)
+    assert await stack.redis.zcard(POLL_SET) == 0
+
+
+async def test_a_late_webhook_after_polling_lands_nothing_twice(stack: Stack) -> None:
+    """The poller lands the job; the webhook that comes after changes nothing."""
+    stack.sim.config.delay_seconds = 1.0
+    job_id = (await stack.submit())["jobId"]
+    while stack.sim.jobs[job_id].status != "COMPLETED":
+        await asyncio.sleep(0.01)
+    await wait_until_due(stack)
+    await stack.poll()
+    await stack.run_worker(settle=False)
+    assert (await stack.job(job_id))["status"] == "LANDED"
+    assert stack.sim.deliveries_for(job_id) == []
+
+    await stack.sim.settle()  # the late webhook arrives now
+    await stack.run_worker()
+    assert [d.status for d in stack.sim.deliveries_for(job_id)] == [200]
+    events = await stack.log_events(job_id)
+    assert (events.count("image.stored"), events.count("job.landed")) == (1, 1)
+    assert [e["id"] for e in stack.delivered()] == [event_id(job_id, "job.landed")]
+
+
+async def test_a_job_stuck_past_the_deadline_times_out(stack: Stack) -> None:
+    """A job still PROCESSING past IMAGEDOCK_JOB_DEADLINE ends TIMED_OUT with a job.failed."""
+    stack.sim.config.stall = True
+    stack.settings.job_deadline = 0.1
+    job_id = (await stack.submit())["jobId"]
+    await stack.sim.settle()
+    await wait_until_due(stack)
+    await stack.poll()
+    await stack.run_worker()
+    job = await stack.job(job_id)
+    assert job["status"] == "TIMED_OUT"
+    assert "still PROCESSING" in job["error"]
+    [event] = stack.delivered("job.failed")
+    assert event["data"]["status"] == "TIMED_OUT"
+    assert "still PROCESSING" in event["data"]["reason"]
+
+
+async def test_a_still_running_job_is_polled_again_later(stack: Stack) -> None:
+    """Before the deadline a running job stays tracked, its progress recorded."""
+    stack.sim.config.stall = True
+    answer = await stack.submit()
+    await stack.sim.settle()
+    await wait_until_due(stack)
+    await stack.poll()
+    job = await stack.job(answer["jobId"])
+    assert job["status"] == "PROCESSING"
+    assert await stack.redis.zscore(POLL_SET, answer["ref"]) is not None
+
+
+async def test_a_tracked_job_lands_through_polling(stack: Stack) -> None:
+    """A job submitted elsewhere, adopted with POST /jobs/track, lands like any other."""
+    async with ApiframeClient(stack.apiframe_url, API_KEY) as client:
+        submission = await client.submit(GenerateRequest(prompt="submitted by someone else"))
+    await stack.sim.settle()
+    tracked = await stack.api.post("/jobs/track", json={"jobId": submission.job_id})
+    again = await stack.api.post("/jobs/track", json={"jobId": submission.job_id})
+    bad = await stack.api.post("/jobs/track", json={"jobId": "nope"})
+    assert (tracked.status_code, again.status_code, bad.status_code) == (202, 200, 400)
+    assert again.json()["ref"] == tracked.json()["ref"]
+    await stack.poll()
+    await stack.run_worker()
+    job = await stack.job(submission.job_id)
+    assert (job["status"], job["source"], job["model"]) == ("LANDED", "track", "grok-imagine-image")
+    [stored] = job["objects"]
+    assert stack.object(stored["key"]) == stack.sim.image(stored["sourceUrl"]).read()
+
+
+async def test_a_crash_between_landing_and_event_is_finished_by_the_poller(stack: Stack) -> None:
+    """A job left LANDED with its event unpublished gets the event on the next poll."""
+    stack.sim.config.stall = True
+    answer = await stack.submit()
+    await stack.sim.settle()
+    # What a worker killed right after the LANDED transition leaves behind.
+    assert await stack.ledger.transition(answer["ref"], Status.LANDED, "worker")
+    assert stack.delivered() == []
+    await wait_until_due(stack)
+    await stack.poll()
+    await stack.run_worker()
+    assert [e["id"] for e in stack.delivered()] == [event_id(answer["jobId"], "job.landed")]
+
+
+async def test_replay_restores_objects_and_redelivers_the_same_event(stack: Stack) -> None:
+    """A replay puts back an object deleted from S3 and delivers the event again, same id."""
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    [stored] = (await stack.job(job_id))["objects"]
+    stack.s3.delete_object(Bucket=BUCKET, Key=stored["key"])
+    response = await stack.api.post(f"/jobs/{job_id}/replay")
+    assert response.status_code == 202
+    await stack.run_worker()
+    assert stack.object(stored["key"]) == stack.sim.image(stored["sourceUrl"]).read()
+    ids = [e["id"] for e in stack.delivered()]
+    assert ids == [event_id(job_id, "job.landed")] * 2
+
+
+@contextmanager
+def worker_process(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
+    settings = stack.settings
+    env = {
+        **os.environ,
+        "IMAGEDOCK_REDIS_URL": settings.redis_url,
+        "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
+        "IMAGEDOCK_APIFRAME_KEY": API_KEY,
+        "IMAGEDOCK_S3_BUCKET": BUCKET,
+        "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
+        "IMAGEDOCK_DOWNLOAD_HOSTS": "127.0.0.1",
+        "IMAGEDOCK_EVENT_URLS": stack.events.url,
+        "IMAGEDOCK_EVENT_SECRET": EVENT_SECRET,
+        "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+async def test_a_worker_killed_mid_landing_is_finished_by_the_next(stack: Stack) -> None:
+    """SIGKILL after the first of two images: a restarted worker stores the rest, once."""
+    stack.settings.landing_timeout = 5  # arq re-runs a dead worker's job 15 s later
+    stack.sim.config.images_per_job = 2
+    stack.sim.config.image_bytes = 1_000_000
+    stack.sim.config.cdn_chunk_delay = 0.1  # each image takes over a second to arrive
+    job_id = (await stack.submit())["jobId"]
+    await stack.sim.settle()
+    with worker_process(stack) as process:
+        for _ in range(600):
+            if "image.stored" in await stack.log_events(job_id):
+                break
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    events = await stack.log_events(job_id)
+    assert "job.landed" not in events
+    stack.sim.config.cdn_chunk_delay = 0
+    await stack.run_worker()  # waits out the dead worker's claim, then lands
+    job = await stack.job(job_id)
+    assert job["status"] == "LANDED"
+    assert len(job["objects"]) == 2
+    for stored in job["objects"]:
+        assert stack.object(stored["key"]) == stack.sim.image(stored["sourceUrl"]).read()
+    events = await stack.log_events(job_id)
+    assert events.count("image.stored") == 2
+    assert [e["id"] for e in stack.delivered()] == [event_id(job_id, "job.landed")]
