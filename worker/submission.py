@@ -70,14 +70,16 @@ async def submit_job(
         submission = await deps.apiframe.submit(wire, idempotency_key=f"imagedock-{record.ref}")
     except ApiframeError as exc:
         await deps.ledger.log(record.ref, None, actor, "submit.error", error=str(exc))
-        if not exc.transient:
+        if exc.transient:  # kept SUBMITTING: the caller may retry with its Idempotency-Key
+            await deps.ledger.set_fields(record.ref, error=str(exc))
+        else:
             await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
         raise
     job_id = submission.job_id
     attached, early = await deps.ledger.attach(record.ref, job_id)
     if attached != job_id:
         await deps.ledger.log(record.ref, job_id, actor, "submit.conflict", attached=attached)
-    await deps.ledger.transition(record.ref, Status(submission.status), actor)
+    await deps.ledger.transition(record.ref, Status(submission.status), actor, error="")
     await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
     await deps.ledger.log(record.ref, job_id, actor, "job.submitted", status=submission.status)
     log.info("job.submitted", ref=record.ref, job_id=job_id)

@@ -1,0 +1,100 @@
+"""imagedock's own API: submitting, idempotency, Apiframe's errors, and access."""
+
+import httpx
+import pytest
+
+from tests.conftest import Stack
+
+
+async def test_requires_the_bearer_token(stack: Stack) -> None:
+    """Every API route but the health check and the webhook refuses a missing or wrong token."""
+    async with httpx.AsyncClient(base_url=stack.receiver_url) as anonymous:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+            response = await anonymous.post("/jobs", json={"prompt": "x"}, headers=headers)
+            assert response.status_code == 401
+            assert (await anonymous.get("/jobs", headers=headers)).status_code == 401
+            assert (await anonymous.get("/log", headers=headers)).status_code == 401
+        assert (await anonymous.get("/healthz")).status_code == 200
+    assert stack.sim.submissions() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "x", "grokParams": {"aspect_ratio": "5:4"}}, "aspect_ratio"),
+        ({"prompt": "x", "metadata": {"k": 3}}, "metadata"),
+        ({"prompt": "x", "colour": "red"}, "colour"),
+        ({"prompt": "x", "webhookUrl": "https://elsewhere.example"}, "webhook"),
+    ],
+)
+async def test_bad_requests_name_the_problem(
+    stack: Stack, body: dict[str, object], field: str
+) -> None:
+    """An invalid request is a 400 naming the field, and nothing reaches Apiframe."""
+    response = await stack.api.post("/jobs", json=body)
+    assert response.status_code == 400
+    assert field in response.text
+    assert stack.sim.submissions() == []
+    assert await stack.ledger.recent() == []
+
+
+async def test_a_callers_idempotency_key_returns_the_same_job(stack: Stack) -> None:
+    """Repeating a request with its Idempotency-Key returns the first job; another body is 409."""
+    headers = {"Idempotency-Key": "order-42"}
+    first = await stack.api.post("/jobs", json={"prompt": "a fox"}, headers=headers)
+    again = await stack.api.post("/jobs", json={"prompt": "a fox"}, headers=headers)
+    other = await stack.api.post("/jobs", json={"prompt": "a hen"}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["jobId"] == again.json()["jobId"]
+    assert other.status_code == 409
+    assert len(stack.sim.jobs) == 1
+
+
+async def test_a_lost_submit_is_retried_without_billing_twice(stack: Stack) -> None:
+    """Apiframe down after accepting: the caller's retry reuses the ref's key; one job results."""
+    stack.sim.fail_next(503, times=5, path="/v2/images/generate")
+    failed = await stack.api.post("/jobs", json={"prompt": "x"}, headers={"Idempotency-Key": "k"})
+    assert failed.status_code == 503
+    assert "retry with the same Idempotency-Key" in failed.json()["error"]
+    retried = await stack.api.post("/jobs", json={"prompt": "x"}, headers={"Idempotency-Key": "k"})
+    assert retried.status_code == 202
+    keys = {r.headers["idempotency-key"] for r in stack.sim.submissions()}
+    assert len(keys) == 1
+    assert len(stack.sim.jobs) == 1
+
+
+@pytest.mark.parametrize(("status", "answer"), [(402, 402), (429, 429), (403, 502), (500, 503)])
+async def test_apiframe_errors_come_back_clearly(stack: Stack, status: int, answer: int) -> None:
+    """Apiframe's refusals become statuses that say what to do, with Apiframe's message."""
+    stack.sim.fail_next(status, times=5, path="/v2/images/generate")
+    response = await stack.api.post("/jobs", json={"prompt": "x"})
+    assert response.status_code == answer
+    assert response.json()["error"].startswith(("Apiframe", "Apiframe refused"))
+    if answer == 429:
+        assert response.headers["retry-after"] == "1"
+    [record] = await stack.ledger.recent()
+    assert record.error
+
+
+async def test_a_permanent_refusal_fails_the_job_and_says_so(stack: Stack) -> None:
+    """A submission Apiframe refuses for good ends FAILED with a job.failed event."""
+    stack.sim.fail_next(402, path="/v2/images/generate")
+    await stack.api.post("/jobs", json={"prompt": "x"})
+    [record] = await stack.ledger.recent()
+    assert record.status == "FAILED"
+    await stack.run_worker()
+    [event] = stack.delivered("job.failed")
+    assert "Insufficient credits" in event["data"]["reason"]
+
+
+async def test_listing_and_logs(stack: Stack) -> None:
+    """Jobs list newest first; the global log follows with `after`."""
+    first = await stack.submit("one")
+    second = await stack.submit("two")
+    listed = (await stack.api.get("/jobs", params={"limit": "10"})).json()["jobs"]
+    assert [job["jobId"] for job in listed] == [second["jobId"], first["jobId"]]
+    entries = (await stack.api.get("/log")).json()["entries"]
+    later = (await stack.api.get("/log", params={"after": entries[1]["id"]})).json()["entries"]
+    assert later == entries[2:]
+    assert (await stack.api.get("/jobs/nope")).status_code == 404
