@@ -1,5 +1,10 @@
 """imagedock's own API: submitting, idempotency, Apiframe's errors, and access."""
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import httpx
 import pytest
 
@@ -98,3 +103,22 @@ async def test_listing_and_logs(stack: Stack) -> None:
     later = (await stack.api.get("/log", params={"after": entries[1]["id"]})).json()["entries"]
     assert later == entries[2:]
     assert (await stack.api.get("/jobs/nope")).status_code == 404
+
+
+async def test_the_ops_commands_read_the_ledger(stack: Stack) -> None:
+    """`imagedock jobs`, `status` and `tail` show a landed job from the ledger."""
+    job_id = (await stack.submit("a quiet harbour"))["jobId"]
+    await stack.run_worker()
+    env = {**os.environ, "IMAGEDOCK_REDIS_URL": stack.settings.redis_url, "COLUMNS": "200"}
+    for args, expected in (
+        (["jobs"], "LANDED"),
+        (["status", job_id], '"status": "LANDED"'),
+        (["tail", "-n", "5"], "event.delivered"),
+    ):
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "receiver.cli", *args], env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout
+        assert job_id[:8] in result.stdout
