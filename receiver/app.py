@@ -1,11 +1,13 @@
 """The receiver: imagedock's API, Apiframe's webhook endpoint and a health check."""
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from receiver import jobs, operations
+from receiver.auth import BearerToken
 from receiver.metrics import metrics
 from receiver.state import lifespan_for
 from receiver.webhooks import apiframe_webhook
@@ -18,6 +20,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 def create_app(settings: Settings) -> Starlette:
     settings.require("apiframe_key", "api_token", "public_url")
+    assert settings.api_token is not None
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -33,5 +36,6 @@ def create_app(settings: Settings) -> Starlette:
             Route("/log", jobs.global_log),
             Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
         ],
+        middleware=[Middleware(BearerToken, token=settings.api_token)],
         lifespan=lifespan_for(settings),
     )

@@ -1,22 +1,31 @@
-"""Bearer-token access to imagedock's own API."""
+"""Bearer-token access to imagedock's own API, as ASGI middleware."""
 
 import hmac
 
-from starlette.requests import Request
+from pydantic import SecretStr
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.settings import Settings
+# Apiframe cannot send a token, health probes and scrapers should not need one.
+OPEN_PATHS = frozenset({"/healthz", "/metrics", "/webhooks/apiframe"})
 
 
-def refuse_unless_authorized(request: Request) -> JSONResponse | None:
-    """None when the request carries `Bearer <IMAGEDOCK_API_TOKEN>`, else the 401 to answer."""
-    settings: Settings = request.state.settings
-    expected = settings.api_token.get_secret_value() if settings.api_token else ""
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if expected and scheme.lower() == "bearer" and hmac.compare_digest(given, expected):
-        return None
-    return JSONResponse(
-        {"error": "missing or wrong bearer token"},
-        status_code=401,
-        headers={"WWW-Authenticate": 'Bearer realm="imagedock"'},
-    )
+class BearerToken:
+    """Answers 401 unless the request carries `Authorization: Bearer <IMAGEDOCK_API_TOKEN>`."""
+
+    def __init__(self, app: ASGIApp, token: SecretStr) -> None:
+        self.app = app
+        self.expected = f"Bearer {token.get_secret_value()}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                refusal = JSONResponse(
+                    {"error": "missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="imagedock"'},
+                )
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -116,8 +116,13 @@ async def test_the_ops_commands_read_the_ledger(stack: Stack) -> None:
         (["tail", "-n", "5"], "event.delivered"),
     ):
         result = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "receiver.cli", *args], env=env,
-            capture_output=True, text=True, timeout=60, check=False,
+            subprocess.run,
+            [sys.executable, "-m", "receiver.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         assert expected in result.stdout
