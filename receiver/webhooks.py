@@ -54,7 +54,9 @@ async def apiframe_webhook(request: Request) -> JSONResponse:
         return answer(413, error=f"webhook body is over {MAX_BODY} bytes")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        return answer(415, error=f"webhook body must be application/json, not {media_type!r}")
+        reason = f"webhook body must be application/json, not {media_type!r}"
+        await ledger.log(None, None, ACTOR, "webhook.rejected", reason=reason, ref=ref)
+        return answer(415, error=reason)
     try:
         event = WebhookEvent.model_validate(json.loads(body))
     except ValueError as exc:  # pydantic's ValidationError is a ValueError too

@@ -13,6 +13,7 @@ from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
 from worker.ledger import POLL_SET
 from worker.status import Status
+from worker.tasks import build_poll_worker
 
 
 async def wait_until_due(stack: Stack) -> None:
@@ -189,3 +190,19 @@ async def test_a_worker_killed_mid_landing_is_finished_by_the_next(stack: Stack)
     events = await stack.log_events(job_id)
     assert events.count("image.stored") == 2
     assert [e["id"] for e in stack.delivered()] == [event_id(job_id, "job.landed")]
+
+
+async def test_the_polling_worker_polls_at_start(stack: Stack) -> None:
+    """The polling worker's cron runs when it starts and queues the landing of a missed job."""
+    stack.sim.config.drop_rate = 1.0
+    job_id = (await stack.submit())["jobId"]
+    await stack.sim.settle()
+    await wait_until_due(stack)
+    poller = build_poll_worker(stack.settings, burst=True, handle_signals=False, poll_delay=0.01)
+    try:
+        await poller.main()
+    finally:
+        await poller.close()
+    await stack.run_worker()
+    assert (await stack.job(job_id))["status"] == "LANDED"
+    assert "webhook.missed" in await stack.log_events(job_id)

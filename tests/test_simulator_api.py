@@ -1,15 +1,19 @@
 """The simulator's v2 API: auth, strict bodies, idempotency, credits, the lifecycle and listings."""
 
 import asyncio
+import dataclasses
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from receiver.cli import build_parser
 from receiver.serving import serving
-from receiver.simulator import Simulator
+from receiver.simulator import Simulator, SimulatorConfig
+from receiver.simulator.flags import config_from_args
 from tests.conftest import API_KEY, Apiframe, fast_config
+from worker.apiframe import Job
 
 GENERATE = "/v2/images/generate"
 
@@ -233,3 +237,46 @@ async def test_a_seed_makes_a_run_reproducible(http: httpx.AsyncClient) -> None:
         outcomes.append([job.status for job in ordered])
     assert outcomes[0] == outcomes[1]
     assert set(outcomes[0]) == {"COMPLETED", "FAILED"}
+
+
+async def test_job_result_shape_changes_what_get_job_shows(
+    apiframe: Apiframe, http: httpx.AsyncClient
+) -> None:
+    """`job_result_shape="string"` makes `GET /v2/jobs/{id}` show a bare URL, as old docs do."""
+    apiframe.sim.config.job_result_shape = "string"
+    job_id = (await http.post(apiframe.url + GENERATE, json={"prompt": "a"})).json()["jobId"]
+    await apiframe.sim.settle()
+    job = (await http.get(f"{apiframe.url}/v2/jobs/{job_id}")).json()
+    assert job["result"] == apiframe.sim.jobs[job_id].image_urls[0]
+    assert Job.model_validate(job).image_urls == apiframe.sim.jobs[job_id].image_urls
+
+
+def test_every_knob_is_a_command_line_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each SimulatorConfig field can be set from `imagedock simulator`'s flags."""
+    args = build_parser().parse_args(
+        [
+            "simulator",
+            "--api-key",
+            "afk_a",
+            "--api-key",
+            "afk_b",
+            "--fail-next",
+            "429x2",
+            "--stall",
+            "--delay-seconds=0.25",
+            "--images-per-job=3",
+            "--image-format=webp",
+            "--retry-schedule=1,2.5",
+        ]
+    )
+    config = config_from_args(args)
+    assert config.api_keys == ("afk_a", "afk_b")
+    assert (config.stall, config.delay_seconds, config.images_per_job) == (True, 0.25, 3)
+    assert (config.image_format, config.retry_schedule) == ("webp", (1.0, 2.5))
+    assert [(f.status, f.times) for f in config.faults] == [(429, 2)]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulator", "--help"])
+    usage = capsys.readouterr().out
+    for knob in dataclasses.fields(SimulatorConfig):
+        if knob.name not in ("faults", "api_keys"):
+            assert "--" + knob.name.replace("_", "-") in usage

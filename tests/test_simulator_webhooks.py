@@ -6,7 +6,12 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from receiver.serving import serving
 from tests.conftest import API_KEY, Apiframe, Sink
 from worker.signatures import verify_signature
 
@@ -187,3 +192,25 @@ async def test_exhausted_retries_mark_the_webhook_failed(
     job = (await http.get(f"{apiframe.url}/v2/jobs/{job_id}")).json()
     assert job["webhookStatus"] == "failed"
     assert len(sink.calls) == 2
+
+
+async def test_a_receiver_that_hangs_times_the_delivery_out(
+    apiframe: Apiframe, http: httpx.AsyncClient
+) -> None:
+    """A delivery unanswered within `webhook_timeout_seconds` is recorded with no status."""
+    hang = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await hang.wait()
+        return Response()
+
+    apiframe.sim.config.webhook_timeout_seconds = 0.05
+    app = Starlette(routes=[Route("/hook", slow, methods=["POST"])])
+    async with serving(app) as url:
+        body = {"prompt": "x", "webhookUrl": f"{url}/hook", "webhookEvents": ["completed"]}
+        job_id = (await http.post(apiframe.url + GENERATE, json=body)).json()["jobId"]
+        await apiframe.sim.settle()
+        hang.set()
+    [delivery] = apiframe.sim.deliveries_for(job_id)
+    assert delivery.status is None
+    assert apiframe.sim.jobs[job_id].webhook_status == "failed"

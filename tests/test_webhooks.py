@@ -37,6 +37,9 @@ async def assert_landed(stack: Stack, job_id: str, images: int = 1) -> dict[str,
     assert len(stack.keys(job_id)) == images + 1  # and the manifest
     for stored in job["objects"]:
         assert stack.object(stored["key"]) == stack.sim.image(stored["sourceUrl"]).read()
+    events = await stack.log_events(job_id)
+    assert events.count("image.stored") == images
+    assert events.count("job.landed") == 1
     return job
 
 
@@ -155,6 +158,9 @@ async def test_bad_bodies_get_clear_errors(
     assert response.status_code == status
     assert response.json()["error"]
     assert await stack.ledger.recent() == []
+    [entry] = (await stack.api.get("/log")).json()["entries"]
+    assert entry["event"] == "webhook.rejected"
+    assert entry["detail"]["reason"]
 
 
 async def test_progress_after_completed_never_goes_back(stack: Stack) -> None:
