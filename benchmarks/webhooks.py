@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -69,8 +68,8 @@ async def main() -> None:
         job_id = str(uuid.uuid4())
         await ledger.attach(record.ref, job_id)
         jobs.append((record.ref, job_id))
-    receiver = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "receiver", "--port", str(port)], env=env
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver.cli", "receiver", "--port", str(port), env=env
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -113,7 +112,7 @@ async def main() -> None:
             hook_rate, hook_p99 = await measure(http, hooks)
     finally:
         receiver.terminate()
-        receiver.wait()
+        await receiver.wait()
         await redis.flushdb()
         await redis.aclose()
     print(f"GET /healthz (reference): {health_rate:8.0f} req/s   p99 {health_p99 * 1000:6.1f} ms")
