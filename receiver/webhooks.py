@@ -43,26 +43,35 @@ def answer(status: int, **content: Any) -> JSONResponse:
     return JSONResponse(content, status_code=status)
 
 
+async def parse_event(
+    request: Request, ledger: Ledger, ref: str | None
+) -> tuple[bytes, WebhookEvent] | JSONResponse:
+    """The raw body and the event it holds, or the refusal to answer (logged)."""
+    try:
+        body = await read_capped(request, MAX_BODY)
+    except TooLarge:
+        status, reason = 413, f"webhook body is over {MAX_BODY} bytes"
+    else:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            status, reason = 415, f"webhook body must be application/json, not {media_type!r}"
+        else:
+            try:
+                return body, WebhookEvent.model_validate(json.loads(body))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+                status, reason = 400, describe(exc)
+    await ledger.log(None, None, ACTOR, "webhook.rejected", reason=reason, ref=ref)
+    return answer(status, error=reason)
+
+
 async def apiframe_webhook(request: Request) -> JSONResponse:
     settings: Settings = request.state.settings
     ledger: Ledger = request.state.ledger
     ref = request.query_params.get("ref") or None
-    try:
-        body = await read_capped(request, MAX_BODY)
-    except TooLarge:
-        await ledger.log(None, None, ACTOR, "webhook.rejected", reason="body over 1 MiB", ref=ref)
-        return answer(413, error=f"webhook body is over {MAX_BODY} bytes")
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        reason = f"webhook body must be application/json, not {media_type!r}"
-        await ledger.log(None, None, ACTOR, "webhook.rejected", reason=reason, ref=ref)
-        return answer(415, error=reason)
-    try:
-        event = WebhookEvent.model_validate(json.loads(body))
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
-        reason = describe(exc)
-        await ledger.log(None, None, ACTOR, "webhook.rejected", reason=reason, ref=ref)
-        return answer(400, error=reason)
+    parsed = await parse_event(request, ledger, ref)
+    if isinstance(parsed, JSONResponse):
+        return parsed
+    body, event = parsed
 
     signature = request.headers.get("x-webhook-signature")
     variant = verify_signature(body, signature, settings.api_keys) if signature else None

@@ -15,17 +15,13 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import (
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    Response,
-    StreamingResponse,
-)
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.simulator.cdn import serve_file
 from receiver.simulator.config import Fault, SimulatorConfig
-from receiver.simulator.images import CHUNK, CONTENT_TYPES, EXTENSIONS, PaddedImage, render
+from receiver.simulator.images import EXTENSIONS, PaddedImage, render
+from receiver.simulator.responses import error, fault_response
 from receiver.simulator.state import Delivery, Received, SimJob, iso
 from receiver.simulator.validation import BodyError, validate_submission
 from receiver.simulator.webhooks import WebhookSender
@@ -336,29 +332,7 @@ class Simulator:
         if job.expired(self.config.file_ttl_seconds):
             return error(404, "File expired")
         self.cdn_requests[name] += 1
-        if self.cdn_requests[name] <= self.config.cdn_fail_first:
-            return error(503, "CDN temporarily unavailable")
-        if self.config.cdn_content == "html":
-            return HTMLResponse("<html><body><h1>Welcome to the CDN</h1></body></html>")
-        return StreamingResponse(
-            self._stream(picture),
-            media_type=CONTENT_TYPES[picture.fmt],
-            headers={"Content-Length": str(picture.size), "Cache-Control": "max-age=86400"},
-        )
-
-    async def _stream(self, picture: PaddedImage) -> AsyncIterator[bytes]:
-        budget = picture.size // 2 if self.config.cdn_truncate else picture.size
-        for chunk in picture.chunks():
-            for start in range(0, len(chunk), CHUNK):
-                piece = chunk[start : start + CHUNK][:budget]
-                if not piece:
-                    return
-                budget -= len(piece)
-                if self.config.cdn_chunk_delay:
-                    await asyncio.sleep(self.config.cdn_chunk_delay)
-                else:
-                    await asyncio.sleep(0)
-                yield piece
+        return serve_file(picture, self.config, self.cdn_requests[name])
 
 
 def job_id_of(file_name: str) -> str:
@@ -367,26 +341,3 @@ def job_id_of(file_name: str) -> str:
 
 def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-def fault_response(fault: Fault) -> Response:
-    """What Apiframe, or a proxy in front of it, answers with `fault.status`."""
-    if fault.status == 402:
-        return error(402, "Insufficient credits", creditsRequired=10, creditsAvailable=0)
-    if fault.status == 429:
-        response = error(429, "Rate limit exceeded")
-        response.headers["Retry-After"] = fault.retry_after
-        return response
-    if fault.status == 403:
-        return PlainTextResponse("error code: 1010", status_code=403)
-    if fault.status == 502:
-        return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
-    if fault.status == 500:
-        return PlainTextResponse("Internal Server Error", status_code=500)
-    if fault.status == 503:
-        return error(503, "Service temporarily unavailable: queue is not accepting jobs")
-    return error(fault.status, f"Injected status {fault.status}")
