@@ -43,6 +43,7 @@ async def demo(settings: Settings, *, jobs: int) -> int:
         reorder=True,
         seed=7,
         image_long_side=1024,
+        images_per_job=2,
     )
     simulator = Simulator(config)
     with local_s3(BUCKET) as s3:
@@ -93,13 +94,16 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
 
 async def submit_and_watch(api: httpx.AsyncClient, console: Console, count: int) -> int:
     submitted: list[dict[str, Any]] = []
+    run = secrets.token_hex(4)  # a fresh Idempotency-Key per run, so each run submits anew
     for n in range(count):
         body = {
             "prompt": PROMPTS[n % len(PROMPTS)],
             "grokParams": {"aspect_ratio": ("16:9", "1:1", "9:16")[n % 3]},
             "metadata": {"demo": "yes", "n": str(n)},
         }
-        response = await api.post("/jobs", json=body, headers={"Idempotency-Key": f"demo-{n}"})
+        response = await api.post(
+            "/jobs", json=body, headers={"Idempotency-Key": f"demo-{run}-{n}"}
+        )
         response.raise_for_status()
         submitted.append(response.json())
     jobs: list[dict[str, Any]] = []
@@ -110,9 +114,16 @@ async def submit_and_watch(api: httpx.AsyncClient, console: Console, count: int)
             if all(job["status"] in FINISHED for job in jobs):
                 break
             await asyncio.sleep(0.2)
+    console.print()
+    objects = Table(title="Objects in S3")
+    for column in ("key", "type", "bytes", "sha256"):
+        objects.add_column(column, overflow="fold")
     for job in jobs:
         for stored in job["objects"]:
-            console.print(f"  s3://{stored['bucket']}/{stored['key']}  {stored['bytes']} bytes")
+            objects.add_row(
+                stored["key"], stored["contentType"], str(stored["bytes"]), stored["sha256"][:16]
+            )
+    console.print(objects)
     landed = sum(job["status"] == "LANDED" for job in jobs)
     console.print(f"\n[bold]{landed} of {len(jobs)} jobs landed in S3[/]")
     return 0 if landed == len(jobs) else 1

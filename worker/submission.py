@@ -59,7 +59,7 @@ async def submit_job(
         model=request.model,
         params=params,
         metadata=metadata,
-        idempotency_key=idempotency_key,
+        idempotency_key=f"submit:{idempotency_key}" if idempotency_key else None,
     )
     if not created and record.job_id:
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
