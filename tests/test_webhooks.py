@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from tests.conftest import API_KEY, Stack
 from worker.signatures import sign
@@ -266,3 +267,28 @@ async def test_apiframe_failures_end_the_job(stack: Stack) -> None:
     """A failed Apiframe job ends FAILED with Apiframe's reason."""
     stack.sim.config.failure_rate = 1.0
     await permanent_failure(stack, stack.sim.config.failure_message)
+
+
+async def test_variant_b_signatures_are_trusted_and_logged(stack: Stack) -> None:
+    """A hex-digest-keyed signature verifies too, and the log says which variant matched."""
+    stack.sim.config.signature_variant = "B"
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    await assert_landed(stack, job_id)
+    entries = (await stack.api.get(f"/jobs/{job_id}/log")).json()["entries"]
+    accepted = [e["detail"] for e in entries if e["event"] == "webhook.accepted"]
+    assert accepted == [{"status": "COMPLETED", "signed": True, "variant": "B"}]
+    assert "job.confirmed" not in [e["event"] for e in entries]
+
+
+async def test_any_configured_key_verifies_during_rotation(stack: Stack) -> None:
+    """With keys rotated, a webhook signed with the older key is still trusted."""
+    stack.sim.config.stall = True
+    answer = await stack.submit()
+    await stack.sim.settle()
+    stack.settings.apiframe_key = [SecretStr("afk_new_key"), SecretStr(API_KEY)]
+    body = {"jobId": answer["jobId"], "status": "PROCESSING", "progress": 40}
+    response = await post_hook(stack, body, ref=answer["ref"])
+    assert response.status_code == 200
+    job = await stack.job(answer["jobId"])
+    assert (job["status"], job["progress"]) == ("PROCESSING", 40)

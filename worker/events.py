@@ -9,7 +9,6 @@ arq job that collapses duplicates.
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,12 +69,21 @@ def build_event(record: JobRecord, event_type: str) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
 class Events:
-    redis: ArqRedis
-    ledger: Ledger
-    urls: tuple[str, ...]
-    stream_maxlen: int = 100_000
+    """Publishing and redelivering events, to the stream and to every configured endpoint."""
+
+    def __init__(
+        self,
+        redis: ArqRedis,
+        ledger: Ledger,
+        urls: tuple[str, ...],
+        stream_maxlen: int = 100_000,
+    ) -> None:
+        self.redis = redis
+        self.ledger = ledger
+        self.urls = urls
+        self.stream_maxlen = stream_maxlen
+        self._publish = redis.register_script(PUBLISH)
 
     async def finish(
         self, ref: str, status: Status, actor: str, *, error: str | None = None
@@ -99,8 +107,7 @@ class Events:
     async def publish(self, record: JobRecord, event_type: str, actor: str) -> str:
         """Store and stream the event once, and queue one delivery per endpoint."""
         event = build_event(record, event_type)
-        script = self.redis.register_script(PUBLISH)
-        fresh = await script(
+        fresh = await self._publish(
             keys=[event_key(event["id"]), STREAM, self.ledger.job_key(record.ref), POLL_SET],
             args=[json.dumps(event), self.stream_maxlen, record.ref, EVENT_TTL],
         )
