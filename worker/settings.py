@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     # `when_required` suits S3-compatible stores that reject aws-chunked checksum trailers.
     s3_checksum_mode: Literal["when_supported", "when_required"] = "when_supported"
     s3_concurrency: int = Field(default=16, ge=1, le=256)
+    s3_ca_bundle: str | None = None  # a CA certificate file, for a store with a private CA
 
     download_hosts: CommaList = Field(default_factory=lambda: ["*.apiframe.ai"])
     max_image_bytes: int = Field(default=50 * MiB, gt=0)

@@ -24,14 +24,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 CACHE_CONTROL = "private, max-age=31536000, immutable"  # a job's keys never change content
-TRANSIENT_CODES = {
-    "SlowDown",
-    "InternalError",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "ConditionalRequestConflict",
-    "OperationAborted",
-}
+# Answers the callers read themselves; every other S3 error is worth another try later: outages
+# and throttling pass, bytes that failed their checksum in transit are sent again, and a refusal
+# (AccessDenied, NoSuchBucket) lasts until someone fixes the configuration, not for ever.
+EXPECTED_CODES = {"PreconditionFailed", "412", "404", "NoSuchKey", "NotFound"}
 
 
 @dataclass(frozen=True)
@@ -120,9 +116,10 @@ class ObjectStore:
                 self._threads, partial(function, *args, **kwargs)
             )
         except ClientError as exc:
-            if error_code(exc) in TRANSIENT_CODES or status_of(exc) >= 500:
-                raise TransientError(f"S3 is unavailable: {error_code(exc)}") from exc
-            raise
+            if error_code(exc) in EXPECTED_CODES:
+                raise
+            code, status = error_code(exc), status_of(exc)
+            raise TransientError(f"S3 answered {code} ({status}) to {exc.operation_name}") from exc
         except BotoCoreError as exc:  # connection and read timeouts, endpoint errors
             raise TransientError(f"S3 could not be reached: {exc.__class__.__name__}") from exc
 
@@ -154,6 +151,10 @@ def make_client(settings: Settings) -> "S3Client":
         read_timeout=60,
     )
     client: S3Client = boto3.session.Session().client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        verify=settings.s3_ca_bundle,
+        config=config,
     )
     return client
