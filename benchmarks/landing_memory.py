@@ -60,14 +60,7 @@ async def main() -> None:
             async def landed() -> None:
                 download = await downloader.fetch(image_url)
                 try:
-                    blob = Blob(
-                        download.file,
-                        download.size,
-                        download.sha256,
-                        download.md5,
-                        download.content_type,
-                        {"sha256": download.sha256},
-                    )
+                    blob = Blob.of(download, {"sha256": download.sha256})
                     await store.put_once("bench/1.png", blob)
                 finally:
                     download.close()

@@ -182,7 +182,6 @@ class Stack:
                 self.ledger,
                 events,
                 apiframe,
-                settings.poll_after,
                 settings.poll_max_interval,
                 settings.job_deadline,
             )

@@ -157,15 +157,7 @@ async def store_one(
             "sha256": download.sha256,
             "model": record.model,
         }
-        blob = Blob(
-            download.file,
-            download.size,
-            download.sha256,
-            download.md5,
-            download.content_type,
-            metadata,
-        )
-        await deps.store.put_once(key, blob)
+        await deps.store.put_once(key, Blob.of(download, metadata))
     finally:
         download.close()
     stored = StoredObject(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound
+from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound
 from worker.events import Events
 from worker.ledger import POLL_SET, Ledger, text
 from worker.queue import enqueue_landing
@@ -40,7 +40,6 @@ class Poller:
     ledger: Ledger
     events: Events
     apiframe: ApiframeClient
-    poll_after: float
     max_interval: float
     deadline: float
 
@@ -96,6 +95,13 @@ async def check_job(deps: Poller, ref: str) -> None:
         await ledger.log(ref, record.job_id, ACTOR, "poll.error", error=str(exc))
         await reschedule(deps, record)
         return
+    await follow(deps, record, job)
+
+
+async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
+    """Act on what Apiframe says of a job no webhook has finished."""
+    ledger, ref = deps.ledger, record.ref
+    assert record.job_id is not None
     if job.status == "COMPLETED":
         await ledger.transition(
             ref,

@@ -17,6 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.download import Download
 from worker.errors import PermanentError, TransientError
 from worker.settings import Settings
 
@@ -40,6 +41,18 @@ class Blob:
     md5: str
     content_type: str
     metadata: dict[str, str]
+
+    @classmethod
+    def of(cls, download: Download, metadata: dict[str, str]) -> "Blob":
+        """A fetched image, described by the digests computed while it streamed."""
+        return cls(
+            download.file,
+            download.size,
+            download.sha256,
+            download.md5,
+            download.content_type,
+            metadata,
+        )
 
 
 class ObjectStore:

@@ -78,7 +78,6 @@ async def startup(ctx: dict[str, Any]) -> None:
         ledger,
         events,
         apiframe,
-        settings.poll_after,
         settings.poll_max_interval,
         settings.job_deadline,
     )
