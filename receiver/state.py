@@ -1,7 +1,7 @@
 """What the receiver's lifespan opens once and every handler reads from `request.state`."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypedDict
 
 from arq.connections import ArqRedis
@@ -21,7 +21,7 @@ class State(TypedDict):
     submitter: Submitter
 
 
-def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         redis = await connect(settings.redis_url)

@@ -16,6 +16,7 @@ async def test_a_submitted_job_lands_byte_for_byte(stack: Stack) -> None:
 
     job = await stack.job(job_id)
     assert job["status"] == "LANDED"
+    assert job["lastWebhookAt"] is not None
     urls = stack.sim.jobs[job_id].image_urls
     assert [o["sourceUrl"] for o in job["objects"]] == urls
     prefix = f"apiframe/{job_id}/"

@@ -105,6 +105,7 @@ class JobRecord:
             "createdAt": self.created_at,
             "submittedAt": self.submitted_at,
             "updatedAt": self.updated_at,
+            "lastWebhookAt": self.last_webhook_at,
         }
 
 
