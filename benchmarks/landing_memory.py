@@ -6,18 +6,18 @@ spooled file into a checksummed S3 write. Python's peak allocations are traced f
 """
 
 import asyncio
-import os
 import tracemalloc
 from collections.abc import Awaitable, Callable
 
 import httpx
 
-from receiver.local_s3 import local_s3
-from receiver.serving import serving
-from receiver.simulator import Simulator, SimulatorConfig
+from imagedock.clients import open_deps
+from simulator import Simulator, SimulatorConfig
+from simulator.local_s3 import local_s3
+from simulator.serving import serving
 from worker.download import Downloader, HostPolicy
 from worker.settings import load_settings
-from worker.storage import Blob, ObjectStore
+from worker.storage import Blob
 
 SIZE = 50 * 1024 * 1024 - 4096
 BUCKET = "bench"
@@ -35,15 +35,20 @@ async def peak(work: Callable[[], Awaitable[None]]) -> int:
 async def main() -> None:
     simulator = Simulator(SimulatorConfig(queued_seconds=0, processing_seconds=0, image_bytes=SIZE))
     with local_s3(BUCKET) as s3:
-        os.environ.update(AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key)
         settings = load_settings(
             s3_bucket=BUCKET,
             s3_endpoint_url=s3.endpoint_url,
             s3_addressing_style="path",
             s3_region="us-east-1",
+            s3_access_key_id=s3.access_key,
+            s3_secret_access_key=s3.secret_key,
         )
-        store = ObjectStore(settings)
-        async with serving(simulator.app) as url, httpx.AsyncClient(timeout=60) as http:
+        async with (
+            open_deps(settings) as deps,
+            serving(simulator.app) as url,
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            store = deps.store
             job = await http.post(
                 f"{url}/v2/images/generate",
                 json={"prompt": "bench"},
@@ -67,7 +72,6 @@ async def main() -> None:
 
             reference = await peak(in_memory)
             imagedock = await peak(landed)
-        store.close()
     mib = 1024 * 1024
     print(f"image: {simulator.image(image_url).size / mib:.1f} MiB")
     print(f"whole body in memory (reference): peak {reference / mib:7.1f} MiB")

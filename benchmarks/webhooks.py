@@ -15,7 +15,7 @@ import uuid
 
 import httpx
 
-from receiver.local_s3 import free_port
+from simulator.local_s3 import free_port
 from worker.ledger import Ledger
 from worker.queue import connect
 from worker.signatures import sign
@@ -69,7 +69,7 @@ async def main() -> None:
         await ledger.attach(record.ref, job_id)
         jobs.append((record.ref, job_id))
     receiver = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "receiver.cli", "receiver", "--port", str(port), env=env
+        sys.executable, "-m", "imagedock.cli", "receiver", "--port", str(port), env=env
     )
     base = f"http://127.0.0.1:{port}"
     try:

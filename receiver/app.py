@@ -11,6 +11,7 @@ from receiver.auth import BearerToken
 from receiver.metrics import metrics
 from receiver.state import lifespan_for
 from receiver.webhooks import apiframe_webhook
+from worker.deps import DepsOpener
 from worker.settings import Settings
 
 
@@ -18,9 +19,9 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
+    """The receiver; its lifespan opens the process's clients with `open_deps`."""
     settings.require("apiframe_key", "api_token", "public_url")
-    assert settings.api_token is not None
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -36,6 +37,6 @@ def create_app(settings: Settings) -> Starlette:
             Route("/log", jobs.global_log),
             Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
         ],
-        middleware=[Middleware(BearerToken, token=settings.api_token)],
-        lifespan=lifespan_for(settings),
+        middleware=[Middleware(BearerToken, token=settings.token)],
+        lifespan=lifespan_for(settings, open_deps),
     )

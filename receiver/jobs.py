@@ -1,11 +1,13 @@
 """imagedock's own API: submit jobs, read their ledger records and their logs."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.responses import error
+from receiver.state import deps_of
 from worker.apiframe import (
     ApiframeError,
     AuthenticationError,
@@ -16,7 +18,8 @@ from worker.apiframe import (
     InvalidRequest,
     RateLimited,
 )
-from worker.ledger import Conflict, Ledger
+from worker.ledger import Conflict
+from worker.problems import field_problems
 from worker.submission import submit_job
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -31,16 +34,11 @@ class JobRequest(GenerateRequest):
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=32)
 
 
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
-
-
 async def create_job(request: Request) -> Response:
     try:
         job = JobRequest.model_validate_json(await request.body())
     except ValidationError as exc:
-        details = {".".join(str(p) for p in e["loc"]) or "body": e["msg"] for e in exc.errors()}
-        return error(400, "invalid job request", details=details)
+        return error(400, "invalid job request", details=field_problems(exc))
     if job.webhook_url is not None or job.webhook_events is not None:
         return error(400, "webhooks are imagedock's to set; leave webhookUrl and webhookEvents out")
     key = request.headers.get("idempotency-key")
@@ -49,7 +47,7 @@ async def create_job(request: Request) -> Response:
     request_only = GenerateRequest(prompt=job.prompt, model=job.model, params=job.params)
     try:
         record = await submit_job(
-            request.state.submitter, request_only, metadata=job.metadata, idempotency_key=key
+            deps_of(request).submitter, request_only, metadata=job.metadata, idempotency_key=key
         )
     except Conflict as exc:
         return error(409, str(exc))
@@ -78,7 +76,7 @@ def apiframe_error(exc: ApiframeError) -> JSONResponse:
 
 
 async def get_job(request: Request) -> Response:
-    record = await request.state.ledger.find(request.path_params["job_id"])
+    record = await deps_of(request).ledger.find(request.path_params["job_id"])
     if record is None:
         return error(404, "no such job or ref")
     return JSONResponse(record.public())
@@ -88,12 +86,12 @@ async def list_jobs(request: Request) -> Response:
     limit = request.query_params.get("limit", "50")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         return error(400, "limit must be an integer from 1 to 500")
-    records = await request.state.ledger.recent(int(limit))
+    records = await deps_of(request).ledger.recent(int(limit))
     return JSONResponse({"jobs": [record.public() for record in records]})
 
 
 async def job_log(request: Request) -> Response:
-    ledger: Ledger = request.state.ledger
+    ledger = deps_of(request).ledger
     record = await ledger.find(request.path_params["job_id"])
     if record is None:
         return error(404, "no such job or ref")
@@ -107,5 +105,5 @@ async def global_log(request: Request) -> Response:
     limit = request.query_params.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         return error(400, "limit must be an integer from 1 to 1000")
-    entries = await request.state.ledger.global_log(after=after, count=int(limit))
+    entries = await deps_of(request).ledger.global_log(after=after, count=int(limit))
     return JSONResponse({"entries": [entry.public() for entry in entries]})

@@ -8,8 +8,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from starlette.requests import Request
 from starlette.responses import Response
 
+from receiver.state import deps_of
 from worker.events import DEAD_LETTERS
-from worker.ledger import POLL_SET, Ledger
+from worker.ledger import POLL_SET
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -34,7 +35,7 @@ class Snapshot:
 
 
 async def metrics(request: Request) -> Response:
-    ledger: Ledger = request.state.ledger
+    ledger = deps_of(request).ledger
     stats = await ledger.stats()
     dead = await ledger.redis.llen(DEAD_LETTERS)  # type: ignore[misc]
     polled = await ledger.redis.zcard(POLL_SET)

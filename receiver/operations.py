@@ -5,9 +5,10 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from receiver.jobs import error
+from receiver.responses import error
+from receiver.state import deps_of
 from worker.queue import enqueue_replay
-from worker.submission import Submitter, track_job
+from worker.submission import track_job
 
 
 async def track(request: Request) -> Response:
@@ -17,7 +18,7 @@ async def track(request: Request) -> Response:
         job_id = str(uuid.UUID(str(body["jobId"])))
     except (ValueError, KeyError, TypeError):
         return error(400, 'send {"jobId": "<Apiframe job UUID>"}')
-    record, created = await track_job(request.state.submitter, job_id)
+    record, created = await track_job(deps_of(request).submitter, job_id)
     return JSONResponse(
         {"jobId": job_id, "ref": record.ref, "status": record.status.value},
         status_code=202 if created else 200,
@@ -26,20 +27,20 @@ async def track(request: Request) -> Response:
 
 async def replay(request: Request) -> Response:
     """`POST /jobs/{id}/replay`: land again (a no-op for objects in S3), deliver events again."""
-    submitter: Submitter = request.state.submitter
-    record = await submitter.ledger.find(request.path_params["job_id"])
+    deps = deps_of(request)
+    record = await deps.ledger.find(request.path_params["job_id"])
     if record is None or record.job_id is None:
         return error(404, "no such job, or it has no Apiframe job id yet")
-    queued = await enqueue_replay(submitter.redis, record.job_id)
-    await submitter.ledger.log(record.ref, record.job_id, "receiver", "job.replay_requested")
+    queued = await enqueue_replay(deps.redis, record.job_id)
+    await deps.ledger.log(record.ref, record.job_id, "receiver", "job.replay_requested")
     return JSONResponse({"jobId": record.job_id, "queued": queued}, status_code=202)
 
 
 async def dead_letters(request: Request) -> Response:
-    letters = await request.state.submitter.events.dead_letters()
+    letters = await deps_of(request).events.dead_letters()
     return JSONResponse({"deadLetters": letters})
 
 
 async def redrive(request: Request) -> Response:
-    count = await request.state.submitter.events.redrive()
+    count = await deps_of(request).events.redrive()
     return JSONResponse({"redriven": count}, status_code=202)

@@ -10,11 +10,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from receiver.responses import error
+from receiver.state import deps_of
 from worker.apiframe import WebhookEvent
+from worker.deps import Deps
 from worker.ledger import Ledger
+from worker.problems import field_problems
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
-from worker.settings import Settings
 from worker.signatures import verify_signature
 from worker.status import Status
 
@@ -61,12 +64,12 @@ async def parse_event(
             except ValueError as exc:  # pydantic's ValidationError is a ValueError too
                 status, reason = 400, describe(exc)
     await ledger.log(None, None, ACTOR, "webhook.rejected", reason=reason, ref=ref)
-    return answer(status, error=reason)
+    return error(status, reason)
 
 
 async def apiframe_webhook(request: Request) -> JSONResponse:
-    settings: Settings = request.state.settings
-    ledger: Ledger = request.state.ledger
+    deps = deps_of(request)
+    settings, ledger = deps.settings, deps.ledger
     ref = request.query_params.get("ref") or None
     parsed = await parse_event(request, ledger, ref)
     if isinstance(parsed, JSONResponse):
@@ -79,10 +82,10 @@ async def apiframe_webhook(request: Request) -> JSONResponse:
     where = (record.ref if record else None, event.job_id)
     if signature is not None and variant is None:
         await ledger.log(*where, ACTOR, "webhook.rejected", reason="signature does not verify")
-        return answer(401, error="webhook signature does not verify")
+        return error(401, "webhook signature does not verify")
     if record is None:
         await ledger.log(None, event.job_id, ACTOR, "webhook.rejected", reason="unknown job")
-        return answer(404, error="no submission of imagedock's has this job id or ref")
+        return error(404, "no submission of imagedock's has this job id or ref")
 
     trusted = variant is not None
     if record.job_id is None:
@@ -99,13 +102,12 @@ async def apiframe_webhook(request: Request) -> JSONResponse:
             reason="webhook names another submission's job",
             named=event.job_id,
         )
-        return answer(409, error="this webhook names a job that is not this submission's")
+        return error(409, "this webhook names a job that is not this submission's")
 
     # A webhook shows this job's webhooks work: the poller waits a full interval again.
     now = time.time()
     await ledger.set_fields(record.ref, last_webhook_at=now, poll_interval=0)
-    poll_after = request.state.settings.poll_after
-    await ledger.schedule_poll(record.ref, now + poll_after, only_if_tracked=True)
+    await ledger.schedule_poll(record.ref, now + settings.poll_after, only_if_tracked=True)
     await ledger.log(
         record.ref,
         event.job_id,
@@ -115,7 +117,7 @@ async def apiframe_webhook(request: Request) -> JSONResponse:
         signed=trusted,
         variant=variant,
     )
-    return await apply(request, ledger, record, event, trusted)
+    return await apply(deps, record, event, trusted)
 
 
 async def reconcile_early(
@@ -132,10 +134,9 @@ async def reconcile_early(
     return answer(202, accepted=True, early=True)
 
 
-async def apply(
-    request: Request, ledger: Ledger, record: JobRecord, event: WebhookEvent, trusted: bool
-) -> JSONResponse:
+async def apply(deps: Deps, record: JobRecord, event: WebhookEvent, trusted: bool) -> JSONResponse:
     """Record what a trusted event says; queue the landing (or, unsigned, its confirmation)."""
+    ledger = deps.ledger
     if event.status in ("QUEUED", "PROCESSING"):
         if trusted:
             await ledger.transition(
@@ -144,23 +145,19 @@ async def apply(
         return answer(200, accepted=True)
     if trusted and event.status in ("FAILED", "CANCELLED"):
         reason = event.error or f"Apiframe reports the job {event.status}"
-        events = request.state.submitter.events
-        await events.finish(record.ref, Status(event.status), ACTOR, error=reason)
+        await deps.events.finish(record.ref, Status(event.status), ACTOR, error=reason)
         return answer(200, accepted=True)
     if trusted:
         await ledger.transition(
             record.ref, Status.COMPLETED, ACTOR, progress=100, result_urls=event.image_urls
         )
     # Unsigned events reach here too: the worker confirms with Apiframe before it downloads.
-    queued = await enqueue_landing(request.state.redis, event.job_id)
+    queued = await enqueue_landing(deps.redis, event.job_id)
     return answer(200, accepted=True, queued=queued)
 
 
 def describe(exc: ValueError) -> str:
     if isinstance(exc, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        return f"webhook body has the wrong shape: {problems}"
+        found = "; ".join(f"{path}: {msg}" for path, msg in field_problems(exc).items())
+        return f"webhook body has the wrong shape: {found}"
     return "webhook body is not valid JSON"

@@ -1,4 +1,5 @@
-"""Fixtures: the Apiframe simulator served over HTTP, and a webhook sink that records its calls."""
+"""Fixtures: the Apiframe simulator served over HTTP, a real Redis and S3 server, a webhook sink
+that records its calls, and the whole stack with its clients opened by `open_deps`."""
 
 import base64
 import json
@@ -16,17 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from imagedock.clients import open_deps
 from receiver.app import create_app
-from receiver.local_s3 import LocalS3, local_s3
-from receiver.serving import bound_socket, serving, socket_url
-from receiver.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
+from simulator.local_s3 import LocalS3, local_s3
+from simulator.serving import bound_socket, serving, socket_url
 from worker.apiframe import ApiframeClient
-from worker.events import Events
+from worker.deps import Deps
 from worker.ledger import Ledger
-from worker.polling import Poller, poll_due
-from worker.queue import connect
+from worker.polling import poll_due
+from worker.runner import release
 from worker.settings import Settings, load_settings
-from worker.storage import make_client
 from worker.tasks import build_worker
 
 if TYPE_CHECKING:
@@ -81,9 +82,10 @@ async def apiframe() -> AsyncIterator[Apiframe]:
 
 
 @pytest.fixture
-async def client(apiframe: Apiframe) -> AsyncIterator[ApiframeClient]:
-    async with ApiframeClient(apiframe.url, API_KEY) as client:
-        yield client
+async def client(apiframe: Apiframe, redis_url: str) -> AsyncIterator[ApiframeClient]:
+    settings = load_settings(redis_url=redis_url, apiframe_url=apiframe.url, apiframe_key=API_KEY)
+    async with open_deps(settings) as deps:
+        yield deps.apiframe
 
 
 @pytest.fixture
@@ -116,28 +118,23 @@ def redis_url() -> str:
     return base.rsplit("/", 1)[0] + f"/{database}" if base.count("/") > 2 else f"{base}/{database}"
 
 
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[ArqRedis]:
-    """The tests' Redis database, emptied before and after each test."""
-    pool = await connect(redis_url)
-    await pool.flushdb()
-    yield pool
-    await pool.flushdb()
-    await pool.aclose()
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[LocalS3]:
-    with local_s3(BUCKET) as server, pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", server.access_key)
-        env.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with local_s3(BUCKET) as server:
         yield server
 
 
-@pytest.fixture
-def s3(s3_server: LocalS3) -> "S3Client":
-    return make_client(load_settings(s3_endpoint_url=s3_server.endpoint_url, s3_bucket=BUCKET))
+def s3_settings(server: LocalS3, **changes: Any) -> dict[str, Any]:
+    """The settings that reach the local S3 server, credentials included."""
+    return {
+        "s3_bucket": BUCKET,
+        "s3_endpoint_url": server.endpoint_url,
+        "s3_region": "us-east-1",
+        "s3_access_key_id": server.access_key,
+        "s3_secret_access_key": server.secret_key,
+        "s3_addressing_style": "path",
+        **changes,
+    }
 
 
 @dataclass
@@ -149,13 +146,20 @@ class Stack:
     settings: Settings
     receiver_url: str
     api: httpx.AsyncClient
-    redis: ArqRedis
-    s3: "S3Client"
+    deps: Deps  # a worker process's clients; the receiver opens its own, as its process would
     events: Sink
 
     @property
+    def redis(self) -> ArqRedis:
+        return self.deps.redis
+
+    @property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis)
+        return self.deps.ledger
+
+    @property
+    def s3(self) -> "S3Client":
+        return self.deps.store.client
 
     async def submit(self, prompt: str = "a red kite over dunes", **body: Any) -> dict[str, Any]:
         response = await self.api.post("/jobs", json={"prompt": prompt, **body})
@@ -167,25 +171,15 @@ class Stack:
         """Let Apiframe finish, then run a burst worker until the landing queue is empty."""
         if settle:
             await self.sim.settle()
-        worker = build_worker(self.settings, burst=True, handle_signals=False, poll_delay=0.01)
+        worker = build_worker(self.deps, burst=True, handle_signals=False, poll_delay=0.01)
         try:
             await worker.main()
         finally:
-            await worker.close()
+            await release(worker)
 
     async def poll(self) -> int:
         """One pass of the poller over the jobs due now."""
-        async with ApiframeClient(self.apiframe_url, API_KEY) as apiframe:
-            events = Events(self.redis, self.ledger, tuple(self.settings.event_urls))
-            settings = self.settings
-            deps = Poller(
-                self.ledger,
-                events,
-                apiframe,
-                settings.poll_max_interval,
-                settings.job_deadline,
-            )
-            return await poll_due(deps)
+        return await poll_due(self.deps.poller)
 
     def delivered(self, event_type: str | None = None) -> list[dict[str, Any]]:
         """The downstream events the endpoint accepted, as received."""
@@ -215,10 +209,7 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(
-    redis: ArqRedis, redis_url: str, s3_server: LocalS3, s3: "S3Client", sink: Sink
-) -> AsyncIterator[Stack]:
-    events = sink
+async def stack(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
     simulator = Simulator(fast_config())
     async with serving(simulator.app) as apiframe_url:
         sock = bound_socket()
@@ -228,21 +219,22 @@ async def stack(
             apiframe_key=API_KEY,
             public_url=socket_url(sock),
             api_token=API_TOKEN,
-            s3_bucket=BUCKET,
-            s3_endpoint_url=s3_server.endpoint_url,
-            s3_addressing_style="path",
             download_hosts="127.0.0.1",
             landing_backoff=0.01,
             poll_after=0.2,
-            event_urls=events.url,
+            event_urls=sink.url,
             event_secret=EVENT_SECRET,
             event_retry_schedule="0,0.01,0.01,0.01,0.01",
+            **s3_settings(s3_server),
         )
-        async with (
-            serving(create_app(settings), sock=sock) as receiver_url,
-            httpx.AsyncClient(
-                base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
-            ) as api,
-        ):
-            yield Stack(simulator, apiframe_url, settings, receiver_url, api, redis, s3, sink)
-            await simulator.settle()
+        async with open_deps(settings) as deps:
+            await deps.redis.flushdb()
+            async with (
+                serving(create_app(settings, open_deps), sock=sock) as receiver_url,
+                httpx.AsyncClient(
+                    base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
+                ) as api,
+            ):
+                yield Stack(simulator, apiframe_url, settings, receiver_url, api, deps, sink)
+                await simulator.settle()
+            await deps.redis.flushdb()

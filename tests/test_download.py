@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from receiver.serving import serving
+from simulator.serving import serving
 from worker.download import Downloader, HostPolicy, sniff
 from worker.errors import PermanentError
 

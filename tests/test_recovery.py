@@ -8,10 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from simulator.local_s3 import ACCESS_KEY, SECRET_KEY
 from tests.conftest import API_KEY, BUCKET, EVENT_SECRET, Stack
 from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
 from worker.ledger import POLL_SET
+from worker.runner import release
 from worker.status import Status
 from worker.tasks import build_poll_worker
 
@@ -145,13 +147,16 @@ def worker_process(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
         "IMAGEDOCK_S3_BUCKET": BUCKET,
         "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
+        "IMAGEDOCK_S3_REGION": "us-east-1",
+        "IMAGEDOCK_S3_ACCESS_KEY_ID": ACCESS_KEY,
+        "IMAGEDOCK_S3_SECRET_ACCESS_KEY": SECRET_KEY,
         "IMAGEDOCK_DOWNLOAD_HOSTS": "127.0.0.1",
         "IMAGEDOCK_EVENT_URLS": stack.events.url,
         "IMAGEDOCK_EVENT_SECRET": EVENT_SECRET,
         "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "worker"],
+        [sys.executable, "-m", "imagedock.cli", "worker"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -198,11 +203,11 @@ async def test_the_polling_worker_polls_at_start(stack: Stack) -> None:
     job_id = (await stack.submit())["jobId"]
     await stack.sim.settle()
     await wait_until_due(stack)
-    poller = build_poll_worker(stack.settings, burst=True, handle_signals=False, poll_delay=0.01)
+    poller = build_poll_worker(stack.deps, burst=True, handle_signals=False, poll_delay=0.01)
     try:
         await poller.main()
     finally:
-        await poller.close()
+        await release(poller)
     await stack.run_worker()
     assert (await stack.job(job_id))["status"] == "LANDED"
     assert "webhook.missed" in await stack.log_events(job_id)

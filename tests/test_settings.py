@@ -12,7 +12,7 @@ from worker.settings import SettingsError, load_settings
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEDOCK_")}
     return subprocess.run(
-        [sys.executable, "-m", "receiver.cli", *args],
+        [sys.executable, "-m", "imagedock.cli", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.cli import build_parser
-from receiver.serving import serving
-from receiver.simulator import Simulator, SimulatorConfig
-from receiver.simulator.flags import config_from_args
+from simulator.command import build_parser
+from simulator import Simulator, SimulatorConfig
+from simulator.flags import config_from_args
+from simulator.serving import serving
 from tests.conftest import API_KEY, Apiframe, fast_config
 from worker.apiframe import Job
 
@@ -255,7 +255,6 @@ def test_every_knob_is_a_command_line_flag(capsys: pytest.CaptureFixture[str]) -
     """Each SimulatorConfig field can be set from `imagedock simulator`'s flags."""
     args = build_parser().parse_args(
         [
-            "simulator",
             "--api-key",
             "afk_a",
             "--api-key",
@@ -275,7 +274,7 @@ def test_every_knob_is_a_command_line_flag(capsys: pytest.CaptureFixture[str]) -
     assert (config.image_format, config.retry_schedule) == ("webp", (1.0, 2.5))
     assert [(f.status, f.times) for f in config.faults] == [(429, 2)]
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["simulator", "--help"])
+        build_parser().parse_args(["--help"])
     usage = capsys.readouterr().out
     for knob in dataclasses.fields(SimulatorConfig):
         if knob.name not in ("faults", "api_keys"):

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.serving import serving
+from simulator.serving import serving
 from tests.conftest import API_KEY, Apiframe, Sink
 from worker.signatures import verify_signature
 

@@ -117,7 +117,7 @@ async def test_the_ops_commands_read_the_ledger(stack: Stack) -> None:
     ):
         result = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "receiver.cli", *args],
+            [sys.executable, "-m", "imagedock.cli", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -9,13 +9,13 @@ arq job that collapses duplicates.
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis
 
+from worker.clock import iso_time
 from worker.ledger import POLL_SET, PREFIX, Ledger, text
-from worker.queue import enqueue_delivery
+from worker.queue import enqueue_delivery, url_digest
 from worker.records import JobRecord
 from worker.status import FAILURES, Status
 
@@ -64,7 +64,7 @@ def build_event(record: JobRecord, event_type: str) -> dict[str, Any]:
     return {
         "id": event_id(job_id, event_type),
         "type": event_type,
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": iso_time(),
         "data": data,
     }
 
@@ -162,10 +162,6 @@ class Events:
             )
             count += 1
         return count
-
-
-def url_digest(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def attempts_key(identifier: str, url: str) -> str:

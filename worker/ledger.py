@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
+from worker.apiframe.models import IDEMPOTENCY_WINDOW
 from worker.records import JobRecord, LogEntry, StoredObject
 from worker.status import RANK, TERMINAL, Status
 
@@ -25,7 +26,6 @@ POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask
 STATS = PREFIX + "stats"  # hash of counters
 GLOBAL_LOG_MAXLEN = 100_000
 JOB_LOG_MAXLEN = 1_000
-IDEMPOTENCY_TTL = 24 * 3600
 
 RANKS_JSON = json.dumps({status.value: rank for status, rank in RANK.items()})
 TERMINAL_JSON = json.dumps({status.value: True for status in TERMINAL})
@@ -152,7 +152,8 @@ class Ledger:
             await pipe.execute()
         if idempotency_key is not None:
             claim = f"{PREFIX}idem:{idempotency_key}"
-            if not await self.redis.set(claim, ref, nx=True, ex=IDEMPOTENCY_TTL):
+            # Kept as long as Apiframe honours the key imagedock derives from this record.
+            if not await self.redis.set(claim, ref, nx=True, ex=IDEMPOTENCY_WINDOW):
                 await self.redis.delete(self.job_key(ref))
                 await self.redis.zrem(BY_TIME, ref)
                 earlier = await self.get(text(await self.redis.get(claim)) or "")

@@ -1,31 +1,44 @@
-"""structlog set-up: JSON lines outside a terminal, readable console output inside one."""
+"""structlog set-up: JSON lines off a terminal, readable console output on one.
+
+imagedock's own events, uvicorn's and arq's standard-library records all go through the same
+processors, so a log shipper reads one format; tracebacks become structured fields.
+"""
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
-    """Route structlog and the standard library (uvicorn, arq) through one renderer."""
-    as_json = not sys.stderr.isatty() if json is None else json
+def configure_logging(
+    level: str = "INFO", *, stream: TextIO | None = None, json: bool | None = None
+) -> None:
+    """Log at `level` and above to `stream` (stderr by default), as JSON unless it is a tty."""
+    out = stream or sys.stderr
+    as_json = not out.isatty() if json is None else json
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    rendering: list[structlog.typing.Processor] = (
+        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        if as_json
+        else [structlog.dev.ConsoleRenderer()]
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processor=renderer)
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

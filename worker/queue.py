@@ -34,13 +34,18 @@ def redis_settings(url: str) -> RedisSettings:
 
 
 async def connect(url: str) -> ArqRedis:
-    """The process's one Redis pool: it enqueues tasks and serves the ledger."""
+    """A Redis pool that can also enqueue arq jobs; `open_deps` makes the process's one."""
     return await create_pool(
         redis_settings(url),
         job_serializer=serialize,
         job_deserializer=deserialize,
         default_queue_name=LANDING_QUEUE,
     )
+
+
+def url_digest(url: str) -> str:
+    """A short, stable name for an endpoint, for keys that must not hold the URL itself."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def landing_id(job_id: str) -> str:
@@ -62,9 +67,12 @@ async def enqueue_landing(redis: ArqRedis, job_id: str, *, defer: float = 0) -> 
 
 async def enqueue_delivery(redis: ArqRedis, event_id: str, url: str) -> bool:
     """Queue one delivery of one event to one endpoint; duplicates collapse while it is queued."""
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     job: Job | None = await redis.enqueue_job(
-        DELIVER, event_id, url, _job_id=f"deliver:{event_id}:{digest}", _queue_name=LANDING_QUEUE
+        DELIVER,
+        event_id,
+        url,
+        _job_id=f"deliver:{event_id}:{url_digest(url)}",
+        _queue_name=LANDING_QUEUE,
     )
     return job is not None
 

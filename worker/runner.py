@@ -1,54 +1,108 @@
-"""`imagedock worker`: the landing and polling workers in one process, started again when Redis
-goes away.
+"""`imagedock worker`: the landing and polling workers in one process, over one set of clients.
 
-arq lets a lost Redis connection escape its poll loop and end the worker; this loop restarts both
-after a pause, so a Redis failover does not depend on the orchestrator noticing.
+arq lets a lost Redis connection escape its poll loop and end the worker; the worker that lost it
+is started again after a pause, so a Redis failover does not depend on the orchestrator noticing.
+Any other error that ends a worker is a bug or a broken deployment: the other worker is stopped
+and the process exits non-zero, so the orchestrator restarts it and the failure shows.
 """
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Callable, Mapping
 
+import redis.exceptions
 import structlog
 from arq import Worker
-from redis.exceptions import ConnectionError, TimeoutError
 
-from worker.settings import Settings
+from worker.deps import Deps
 from worker.tasks import build_poll_worker, build_worker
 
 log = structlog.get_logger("worker")
 RESTART_PAUSE = 2.0
+REDIS_LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+Build = Callable[[], Worker]
 
 
-def run_worker(settings: Settings) -> int:
-    settings.require("apiframe_key", "s3_bucket")
-    if settings.event_urls:
-        settings.require("event_secret")
-    return asyncio.run(supervise(settings))
+class WorkerStopped(Exception):
+    """A worker's loop ended although nobody asked it to stop."""
 
 
-async def supervise(settings: Settings) -> int:
+def workers_for(deps: Deps) -> dict[str, Build]:
+    return {
+        "landing": lambda: build_worker(deps, handle_signals=False),
+        "polling": lambda: build_poll_worker(deps, handle_signals=False),
+    }
+
+
+async def supervise(builds: Mapping[str, Build], *, restart_pause: float = RESTART_PAUSE) -> int:
+    """Run every worker until SIGINT or SIGTERM (0), or until one dies of anything but a lost
+    Redis connection (1)."""
     stopping = asyncio.Event()
+    current: dict[str, Worker] = {}
+
+    def stop(signum: int) -> None:
+        """arq cancels running jobs, which another worker runs again at once."""
+        stopping.set()
+        for worker in current.values():
+            worker.handle_sig(signal.Signals(signum))
+
     loop = asyncio.get_running_loop()
-    while not stopping.is_set():
-        workers = [
-            build_worker(settings, handle_signals=False),
-            build_poll_worker(settings, handle_signals=False),
-        ]
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    tasks = [
+        asyncio.create_task(keep_running(name, build, current, stopping, restart_pause))
+        for name, build in builds.items()
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((task for task in done if task.exception() is not None), None)
+        if failed is not None:
+            stop(signal.SIGTERM)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            error = failed.exception()
+            log.error("worker.died", error=repr(error), exc_info=error)
+            return 1
+        return 0
+    finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop, workers, signum, stopping)
-        results = await asyncio.gather(*(w.async_run() for w in workers), return_exceptions=True)
-        await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
-        lost = [r for r in results if isinstance(r, ConnectionError | TimeoutError | OSError)]
-        if lost and not stopping.is_set():
-            log.error("worker.redis_lost", error=repr(lost[0]), restart_in=RESTART_PAUSE)
-            await asyncio.sleep(RESTART_PAUSE)
-        else:
-            break
-    return 0
+            loop.remove_signal_handler(signum)
 
 
-def stop(workers: list[Worker], signum: int, stopping: asyncio.Event) -> None:
-    """SIGTERM: arq cancels running jobs, which another worker runs again at once."""
-    stopping.set()
-    for worker in workers:
-        worker.handle_sig(signal.Signals(signum))
+async def keep_running(
+    name: str,
+    build: Build,
+    current: dict[str, Worker],
+    stopping: asyncio.Event,
+    restart_pause: float,
+) -> None:
+    """Run one worker, starting it again after a lost Redis connection, until `stopping`."""
+    while not stopping.is_set():
+        worker = current[name] = build()
+        try:
+            await worker.async_run()
+        except asyncio.CancelledError:
+            if not stopping.is_set():
+                raise WorkerStopped(f"the {name} worker was cancelled") from None
+        except REDIS_LOST as exc:
+            if stopping.is_set():
+                return
+            log.error("worker.redis_lost", worker=name, error=repr(exc), restart_in=restart_pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), restart_pause)
+            continue
+        except Exception as exc:
+            raise WorkerStopped(f"the {name} worker died: {exc!r}") from exc
+        finally:
+            await release(worker)
+        if not stopping.is_set():
+            raise WorkerStopped(f"the {name} worker stopped by itself")
+
+
+async def release(worker: Worker) -> None:
+    """arq's `Worker.close`, less closing the Redis pool: that belongs to the process's `Deps`,
+    and the other worker may still be using it."""
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        await worker.pool.delete(worker.health_check_key)

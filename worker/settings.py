@@ -2,8 +2,10 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from worker.problems import field_problems
 
 MiB = 1024 * 1024
 # Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
@@ -35,6 +37,9 @@ class Settings(BaseSettings):
     s3_checksum_mode: Literal["when_supported", "when_required"] = "when_supported"
     s3_concurrency: int = Field(default=16, ge=1, le=256)
     s3_ca_bundle: str | None = None  # a CA certificate file, for a store with a private CA
+    # Unset, boto3's own chain answers (environment, profile, instance or pod role).
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
 
     download_hosts: CommaList = Field(default_factory=lambda: ["*.apiframe.ai"])
     max_image_bytes: int = Field(default=50 * MiB, gt=0)
@@ -89,6 +94,14 @@ class Settings(BaseSettings):
             raise ValueError("must be a Standard Webhooks secret starting with 'whsec_'")
         return secret
 
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> "Settings":
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "set both IMAGEDOCK_S3_ACCESS_KEY_ID and IMAGEDOCK_S3_SECRET_ACCESS_KEY, or neither"
+            )
+        return self
+
     @property
     def api_keys(self) -> list[str]:
         return [key.get_secret_value() for key in self.apiframe_key]
@@ -100,6 +113,12 @@ class Settings(BaseSettings):
             listed = ", ".join(env_name(name) for name in missing)
             raise SettingsError(f"missing setting: {listed}")
 
+    @property
+    def token(self) -> SecretStr:
+        """The API's bearer token, or the error that names its variable."""
+        self.require("api_token")
+        return self.api_token or SecretStr("")
+
 
 def env_name(field: str) -> str:
     return f"IMAGEDOCK_{field.upper()}"
@@ -110,7 +129,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{env_name(str(error['loc'][0]))}: {error['msg']}" for error in exc.errors()
+        found = field_problems(exc, whole="")
+        listed = "; ".join(
+            f"{env_name(name)}: {msg}" if name else msg for name, msg in found.items()
         )
-        raise SettingsError(f"invalid setting: {problems}") from None
+        raise SettingsError(f"invalid setting: {listed}") from None

@@ -1,7 +1,8 @@
-"""S3 writes: create-only, checksummed by S3 itself, through one boto3 client per process.
+"""S3 writes: create-only, checksummed by S3 itself, through the process's one boto3 client.
 
 boto3 blocks, so every call runs on a dedicated thread pool sized with the client's connection
-pool; calling it from a coroutine directly would stall every other job on the worker.
+pool (both made by `imagedock.clients.open_deps`); calling it from a coroutine directly would
+stall every other job on the worker.
 """
 
 import asyncio
@@ -13,13 +14,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.download import Download
 from worker.errors import PermanentError, TransientError
-from worker.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,16 +54,20 @@ class Blob:
 
 
 class ObjectStore:
-    def __init__(self, settings: Settings, client: "S3Client | None" = None) -> None:
-        assert settings.s3_bucket, "IMAGEDOCK_S3_BUCKET is required"
-        self.bucket = settings.s3_bucket
-        self.prefix = settings.s3_prefix
-        self._checksum_mode = settings.s3_checksum_mode
-        self._client = client or make_client(settings)
-        self._threads = ThreadPoolExecutor(settings.s3_concurrency, thread_name_prefix="s3")
-
-    def close(self) -> None:
-        self._threads.shutdown(wait=True)
+    def __init__(
+        self,
+        client: "S3Client",
+        threads: ThreadPoolExecutor,
+        *,
+        bucket: str,
+        prefix: str,
+        checksum_mode: str = "when_supported",
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self._checksum_mode = checksum_mode
+        self._threads = threads
 
     def key(self, job_id: str, name: str) -> str:
         return f"{self.prefix}{job_id}/{name}"
@@ -88,7 +90,7 @@ class ObjectStore:
     async def head(self, key: str) -> dict[str, str]:
         """The object's user metadata, or {} if it does not exist."""
         try:
-            answer = await self._call(self._client.head_object, Bucket=self.bucket, Key=key)
+            answer = await self._call(self.client.head_object, Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return {}
@@ -96,8 +98,15 @@ class ObjectStore:
         metadata: dict[str, str] = answer.get("Metadata", {})
         return metadata
 
+    async def check_bucket(self) -> None:
+        """Raise TransientError, naming S3's answer, unless the bucket can be reached."""
+        try:
+            await self._call(self.client.head_bucket, Bucket=self.bucket)
+        except ClientError as exc:  # HeadBucket's 404 comes back as an expected code
+            raise TransientError(f"S3 answered {error_code(exc)} to HeadBucket") from exc
+
     async def read(self, key: str) -> bytes:
-        answer = await self._call(self._client.get_object, Bucket=self.bucket, Key=key)
+        answer = await self._call(self.client.get_object, Bucket=self.bucket, Key=key)
         body: bytes = await asyncio.get_running_loop().run_in_executor(
             self._threads, answer["Body"].read
         )
@@ -111,7 +120,7 @@ class ObjectStore:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(blob.sha256)).decode()
         else:  # stores that reject aws-chunked trailers still verify Content-MD5
             extra["ContentMD5"] = base64.b64encode(bytes.fromhex(blob.md5)).decode()
-        self._client.put_object(
+        self.client.put_object(
             Bucket=self.bucket,
             Key=key,
             Body=blob.body,
@@ -150,24 +159,3 @@ def error_code(exc: ClientError) -> str:
 
 def status_of(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def make_client(settings: Settings) -> "S3Client":
-    config = Config(
-        signature_version="s3v4",  # with a custom endpoint boto3 would otherwise presign with v2
-        s3={"addressing_style": settings.s3_addressing_style},
-        retries={"mode": "standard", "max_attempts": 3},
-        max_pool_connections=settings.s3_concurrency,
-        request_checksum_calculation=settings.s3_checksum_mode,
-        response_checksum_validation=settings.s3_checksum_mode,
-        connect_timeout=10,
-        read_timeout=60,
-    )
-    client: S3Client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        verify=settings.s3_ca_bundle,
-        config=config,
-    )
-    return client

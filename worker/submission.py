@@ -16,7 +16,6 @@ from worker.events import Events
 from worker.ledger import Ledger
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
-from worker.settings import Settings
 from worker.status import Status
 
 log = structlog.get_logger("submission")
@@ -31,14 +30,6 @@ class Submitter:
     events: Events
     public_url: str
     poll_after: float
-
-    @classmethod
-    def for_settings(
-        cls, redis: ArqRedis, apiframe: ApiframeClient, settings: Settings
-    ) -> "Submitter":
-        ledger = Ledger(redis)
-        events = Events(redis, ledger, tuple(settings.event_urls), settings.events_stream_maxlen)
-        return cls(ledger, redis, apiframe, events, settings.public_url, settings.poll_after)
 
     def webhook_url(self, ref: str) -> str:
         return f"{self.public_url}/webhooks/apiframe?ref={ref}"

@@ -10,38 +10,23 @@ Two queues, so that polling's longer timeout never slows crash recovery for land
 No landing-queue function sets a longer timeout of its own: arq's claim lasts the longest timeout
 on the worker, so one slow function would slow crash recovery for all.
 Both use a 0.05 s `poll_delay` (arq's 0.5 s default caps a worker near 200 jobs/s) and JSON.
+Both share the process's one set of clients (`Deps`, in `ctx["deps"]`), its Redis pool included.
 """
 
 from typing import Any
 
-import httpx
 import structlog
 from arq import Retry, Worker
 from arq.cron import cron
 from arq.worker import func
-from standardwebhooks import Webhook
 
-from worker.apiframe import ApiframeClient
-from worker.delivery import Deliverer, DeliveryRetry, deliver_event
-from worker.download import Downloader, HostPolicy
+from worker.delivery import DeliveryRetry, deliver_event
+from worker.deps import Deps
 from worker.errors import TransientError
-from worker.events import Events
 from worker.landing import Landing, NotReady, land_job
-from worker.ledger import Ledger
-from worker.polling import Poller, poll_due
-from worker.queue import (
-    DELIVER,
-    LAND,
-    LANDING_QUEUE,
-    POLLING_QUEUE,
-    REPLAY,
-    deserialize,
-    redis_settings,
-    serialize,
-)
-from worker.settings import Settings
+from worker.polling import poll_due
+from worker.queue import DELIVER, LAND, LANDING_QUEUE, POLLING_QUEUE, REPLAY, deserialize, serialize
 from worker.status import Status
-from worker.storage import ObjectStore
 
 LANDING_MAX_TRIES = 30
 NOT_READY_TRIES = 5
@@ -54,54 +39,8 @@ def backoff(base: float, attempt: int, retry_after: float | None = None) -> floa
     return max(wait, retry_after or 0.0)
 
 
-async def startup(ctx: dict[str, Any]) -> None:
-    settings: Settings = ctx["settings"]
-    ctx["http"] = httpx.AsyncClient(
-        timeout=httpx.Timeout(30.0, connect=10.0),
-        headers={"User-Agent": "imagedock"},
-        follow_redirects=False,  # each hop is checked against the host policy
-    )
-    ledger = Ledger(ctx["redis"])
-    apiframe = ApiframeClient(settings.apiframe_url, settings.api_keys[0])
-    events = Events(ctx["redis"], ledger, tuple(settings.event_urls), settings.events_stream_maxlen)
-    ctx["apiframe"] = apiframe
-    ctx["landing"] = Landing(
-        ledger=ledger,
-        events=events,
-        apiframe=apiframe,
-        downloader=Downloader(
-            ctx["http"], HostPolicy(settings.download_hosts), settings.max_image_bytes
-        ),
-        store=ObjectStore(settings),
-    )
-    ctx["poller"] = Poller(
-        ledger,
-        events,
-        apiframe,
-        settings.poll_max_interval,
-        settings.job_deadline,
-    )
-    if settings.event_secret is not None:
-        ctx["deliverer"] = Deliverer(
-            ctx["redis"],
-            ledger,
-            ctx["http"],
-            Webhook(settings.event_secret.get_secret_value()),
-            settings.event_retry_schedule,
-        )
-
-
-async def shutdown(ctx: dict[str, Any]) -> None:
-    if "apiframe" in ctx:
-        await ctx["apiframe"].aclose()
-    if "landing" in ctx:
-        ctx["landing"].store.close()
-    if "http" in ctx:
-        await ctx["http"].aclose()
-
-
 async def land(ctx: dict[str, Any], job_id: str) -> str:
-    deps: Landing = ctx["landing"]
+    deps: Landing = ctx["deps"].landing
     attempt: int = ctx["job_try"]
     with structlog.contextvars.bound_contextvars(job_id=job_id, attempt=attempt):
         try:
@@ -115,7 +54,7 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
                 reason = f"gave up after {attempt} tries: {exc}"
                 await deps.events.finish(record.ref, Status.FAILED, "worker", error=reason)
                 return Status.FAILED.value
-            wait = backoff(ctx["settings"].landing_backoff, attempt, exc.retry_after)
+            wait = backoff(ctx["deps"].settings.landing_backoff, attempt, exc.retry_after)
             await deps.ledger.log(
                 record.ref,
                 job_id,
@@ -130,7 +69,7 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
 
 async def replay(ctx: dict[str, Any], job_id: str) -> str:
     """Land again (restoring anything missing from S3) and deliver the events again."""
-    deps: Landing = ctx["landing"]
+    deps: Landing = ctx["deps"].landing
     status = await land(ctx, job_id)
     record = await deps.ledger.by_job_id(job_id)
     if record is not None and record.status == Status.LANDED:
@@ -141,27 +80,25 @@ async def replay(ctx: dict[str, Any], job_id: str) -> str:
 
 
 async def deliver(ctx: dict[str, Any], event_id: str, url: str) -> str:
-    deliverer: Deliverer | None = ctx.get("deliverer")
-    if deliverer is None:
+    deps: Deps = ctx["deps"]
+    if deps.settings.event_secret is None:
         log.error("event.unsigned", reason="IMAGEDOCK_EVENT_SECRET is not set")
         raise Retry(defer=60)
     with structlog.contextvars.bound_contextvars(event_id=event_id, url=url):
         try:
-            return await deliver_event(deliverer, event_id, url)
+            return await deliver_event(deps.deliverer, event_id, url)
         except DeliveryRetry as exc:
             raise Retry(defer=exc.defer) from exc
 
 
 async def poll(ctx: dict[str, Any]) -> int:
-    return await poll_due(ctx["poller"])
+    return await poll_due(ctx["deps"].poller)
 
 
-def common(settings: Settings) -> dict[str, Any]:
+def common(deps: Deps) -> dict[str, Any]:
     return {
-        "redis_settings": redis_settings(settings.redis_url),
-        "on_startup": startup,
-        "on_shutdown": shutdown,
-        "ctx": {"settings": settings},
+        "redis_pool": deps.redis,
+        "ctx": {"deps": deps},
         "poll_delay": 0.05,
         "health_check_interval": 30,
         "job_serializer": serialize,
@@ -169,11 +106,12 @@ def common(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_worker(settings: Settings, **overrides: Any) -> Worker:
+def build_worker(deps: Deps, **overrides: Any) -> Worker:
     """The landing worker; tests pass `burst=True, handle_signals=False`."""
+    settings = deps.settings
     deliveries = len(settings.event_retry_schedule) + LANDING_MAX_TRIES
     options: dict[str, Any] = {
-        **common(settings),
+        **common(deps),
         "functions": [
             func(land, name=LAND, keep_result=0, max_tries=LANDING_MAX_TRIES),
             func(replay, name=REPLAY, keep_result=0, max_tries=LANDING_MAX_TRIES),
@@ -188,9 +126,10 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     return Worker(**options)
 
 
-def build_poll_worker(settings: Settings, **overrides: Any) -> Worker:
+def build_poll_worker(deps: Deps, **overrides: Any) -> Worker:
+    """The polling worker: the `poll` cron on a queue of its own."""
     options: dict[str, Any] = {
-        **common(settings),
+        **common(deps),
         "functions": [],
         "cron_jobs": [
             cron(

@@ -5,6 +5,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, HttpUrl
 
 MODEL = "grok-imagine-image"
+# How long Apiframe replays a submission for a repeated Idempotency-Key.
+IDEMPOTENCY_WINDOW = 24 * 3600
 AspectRatio = Literal["1:1", "2:3", "3:2", "16:9", "9:16"]
 EventName = Literal["progress", "completed", "failed"]
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})

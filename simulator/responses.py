@@ -1,15 +1,12 @@
 """Apiframe's answers: its JSON error shape, and what it or a proxy in front of it sends for an
 injected fault."""
 
-from typing import Any
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from receiver.responses import error
+from simulator.config import Fault
 
-from receiver.simulator.config import Fault
-
-
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+__all__ = ["error", "fault_response"]
 
 
 def fault_response(fault: Fault) -> Response:

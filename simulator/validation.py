@@ -3,7 +3,7 @@
 from typing import Any
 from urllib.parse import urlsplit
 
-from receiver.simulator.config import SimulatorConfig
+from simulator.config import SimulatorConfig
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "16:9", "9:16")
 EVENTS = ("progress", "completed", "failed")

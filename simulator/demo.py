@@ -2,10 +2,10 @@
 receiver and a worker; several jobs are submitted through the receiver and land in S3."""
 
 import asyncio
-import os
 import secrets
+import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import httpx
@@ -13,11 +13,16 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from starlette.applications import Starlette
 
+from imagedock.clients import open_deps
 from receiver.app import create_app
-from receiver.local_s3 import local_s3
-from receiver.serving import bound_socket, serving, socket_url
-from receiver.simulator import Simulator, SimulatorConfig
+from simulator.app import Simulator
+from simulator.config import SimulatorConfig
+from simulator.local_s3 import local_s3
+from simulator.serving import bound_socket, serving, socket_url
+from worker.deps import Deps
+from worker.runner import release
 from worker.settings import Settings
 from worker.tasks import build_worker
 
@@ -47,11 +52,6 @@ async def demo(settings: Settings, *, jobs: int) -> int:
     )
     simulator = Simulator(config)
     with local_s3(BUCKET) as s3:
-        os.environ.update(
-            AWS_ACCESS_KEY_ID=s3.access_key,
-            AWS_SECRET_ACCESS_KEY=s3.secret_key,
-            AWS_DEFAULT_REGION="us-east-1",
-        )
         console.print(f"Local S3 (SeaweedFS) at [bold]{s3.endpoint_url}[/], bucket {BUCKET}")
         async with serving(simulator.app) as apiframe_url:
             console.print(f"Simulated Apiframe at [bold]{apiframe_url}[/]")
@@ -65,31 +65,44 @@ async def demo(settings: Settings, *, jobs: int) -> int:
                     "api_token": SecretStr(token),
                     "s3_bucket": BUCKET,
                     "s3_endpoint_url": s3.endpoint_url,
+                    "s3_region": "us-east-1",
+                    "s3_access_key_id": SecretStr(s3.access_key),
+                    "s3_secret_access_key": SecretStr(s3.secret_key),
                     "s3_addressing_style": "path",
                     "download_hosts": ["127.0.0.1"],
                 }
             )
-            async with (
-                serving(create_app(configured), sock=sock) as receiver_url,
-                running_worker(configured),
-                httpx.AsyncClient(
-                    base_url=receiver_url, headers={"Authorization": f"Bearer {token}"}
-                ) as api,
-            ):
-                console.print(f"Receiver at [bold]{receiver_url}[/]; worker running\n")
-                return await submit_and_watch(api, console, jobs)
+            # The receiver and the worker share one set of clients, as one process should.
+            async with open_deps(configured) as deps:
+                app = create_app(configured, lambda _: nullcontext(deps))
+                return await run_services(app, sock, deps, token, console, jobs)
+
+
+async def run_services(
+    app: Starlette, sock: socket.socket, deps: Deps, token: str, console: Console, jobs: int
+) -> int:
+    """Serve the receiver on `sock` and run a worker while the jobs are submitted and watched."""
+    async with (
+        serving(app, sock=sock) as receiver_url,
+        running_worker(deps),
+        httpx.AsyncClient(
+            base_url=receiver_url, headers={"Authorization": f"Bearer {token}"}
+        ) as api,
+    ):
+        console.print(f"Receiver at [bold]{receiver_url}[/]; worker running\n")
+        return await submit_and_watch(api, console, jobs)
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[None]:
-    worker = build_worker(settings, handle_signals=False)
+async def running_worker(deps: Deps) -> AsyncIterator[None]:
+    worker = build_worker(deps, handle_signals=False)
     task = asyncio.create_task(worker.main())
     try:
         yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
+        await release(worker)
 
 
 async def submit_and_watch(api: httpx.AsyncClient, console: Console, count: int) -> int:

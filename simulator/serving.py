@@ -1,4 +1,4 @@
-"""Serving an ASGI app with uvicorn inside a running event loop, for the CLI, the demo and tests."""
+"""Serving an ASGI app with uvicorn inside a running event loop, for the demo and tests."""
 
 import asyncio
 import socket
@@ -8,10 +8,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
-
-def uvicorn_config(app: ASGIApp, **options: object) -> uvicorn.Config:
-    # No websockets here; `log_config=None` leaves logging to structlog's set-up.
-    return uvicorn.Config(app, ws="none", log_config=None, access_log=False, **options)  # type: ignore[arg-type]
+from imagedock.http_server import uvicorn_config
 
 
 def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

@@ -1,4 +1,5 @@
-"""A Starlette app that behaves like Apiframe's v2 image API, as ../shared/APIFRAME.md describes."""
+"""A Starlette app that behaves like Apiframe's v2 image API: its routes, bodies, errors, job
+lifecycle, signed webhooks and CDN, with every fault switchable."""
 
 import asyncio
 import base64
@@ -18,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver.simulator.cdn import serve_file
-from receiver.simulator.config import Fault, SimulatorConfig
-from receiver.simulator.images import EXTENSIONS, PaddedImage, render
-from receiver.simulator.responses import error, fault_response
-from receiver.simulator.state import Delivery, Received, SimJob, iso
-from receiver.simulator.validation import BodyError, validate_submission
-from receiver.simulator.webhooks import WebhookSender
+from simulator.cdn import serve_file
+from simulator.config import Fault, SimulatorConfig
+from simulator.images import EXTENSIONS, PaddedImage, render
+from simulator.responses import error, fault_response
+from simulator.state import Delivery, Received, SimJob, iso
+from simulator.validation import BodyError, validate_submission
+from simulator.webhooks import WebhookSender
+from worker.apiframe.models import IDEMPOTENCY_WINDOW
 
 Handler = Callable[[Request], Awaitable[Response]]
-IDEMPOTENCY_TTL = 24 * 3600
 
 
 class Simulator:
@@ -168,7 +169,7 @@ class Simulator:
         if not 1 <= len(idem_key) <= 255:
             return error(400, "Idempotency-Key must be 1 to 255 characters")
         seen = self._idempotency.get(idem_key)
-        if seen is None or time.time() - seen[2] > IDEMPOTENCY_TTL:
+        if seen is None or time.time() - seen[2] > IDEMPOTENCY_WINDOW:
             return None
         if seen[0] != fingerprint(body):
             return error(409, "Idempotency-Key was already used with a different request body")

@@ -6,47 +6,56 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 
-import structlog
-
-from receiver.serving import uvicorn_config
-from receiver.simulator.flags import add_config_flags, config_from_args
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
-
-
-def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from receiver.simulator import Simulator
-
-    simulator = Simulator(config_from_args(args))
-    structlog.get_logger("simulator").info(
-        "simulator.listening", url=f"http://{args.host}:{args.port}"
-    )
-    uvicorn.Server(uvicorn_config(simulator.app, host=args.host, port=args.port)).run()
-    return 0
+EXTRA_HINT = (
+    "imagedock {command} needs the simulator extra, which this installation lacks: "
+    "pip install 'imagedock[simulator]'"
+)
+SERVERS = frozenset({"receiver", "worker", "simulator"})  # they log to stdout, the rest to stderr
 
 
 def run_receiver(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from imagedock.clients import open_deps
+    from imagedock.http_server import uvicorn_config
     from receiver.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, open_deps)
     uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port)).run()
     return 0
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.runner import run_worker
+    from imagedock.processes import run_worker
 
-    return run_worker(settings)
+    return asyncio.run(run_worker(settings))
+
+
+def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from simulator.command import run_simulator
+    except ImportError:
+        print(EXTRA_HINT.format(command="simulator"), file=sys.stderr)
+        return 2
+    return run_simulator(args.options)  # its own parser reads them
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from simulator.demo import demo
+    except ImportError:
+        print(EXTRA_HINT.format(command="demo"), file=sys.stderr)
+        return 2
+    configure_logging("WARNING")  # the demo's own output is the story; logs only for trouble
+    return asyncio.run(demo(settings, jobs=args.jobs))
 
 
 def run_submit(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import submit
+    from imagedock.commands import submit
 
     metadata = dict(pair.split("=", 1) for pair in args.metadata)
     return asyncio.run(
@@ -62,44 +71,43 @@ def run_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import jobs
+    from imagedock.commands import jobs
 
     return asyncio.run(jobs(settings, args.limit))
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import status
+    from imagedock.commands import status
 
     return asyncio.run(status(settings, args.job))
 
 
 def run_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import tail
+    from imagedock.commands import tail
 
     return asyncio.run(tail(settings, follow=args.follow, lines=args.lines))
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import check
+    from imagedock.checks import check
 
     return asyncio.run(check(settings))
 
 
 def run_track(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import track
+    from imagedock.commands import track
 
-    settings.require("apiframe_key")
     return asyncio.run(track(settings, str(args.job_id)))
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import replay
+    from imagedock.commands import replay
 
     return asyncio.run(replay(settings, args.job))
 
 
 def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.commands import redrive
+    from imagedock.commands import redrive
 
     return asyncio.run(redrive(settings))
 
@@ -110,31 +118,18 @@ def metadata_pair(text: str) -> str:
     return text
 
 
-def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.demo import demo
-
-    configure_logging("WARNING")  # the demo's own output is the story; logs only for trouble
-    return asyncio.run(demo(settings, jobs=args.jobs))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagedock", description="Grok Imagine jobs through Apiframe, landed in S3."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    simulator = commands.add_parser("simulator", help="serve a simulated Apiframe v2 API")
-    simulator.add_argument("--host", default="127.0.0.1")
-    simulator.add_argument("--port", type=int, default=8900)
-    add_config_flags(simulator)
-    simulator.set_defaults(handler=run_simulator)
-
     receiver = commands.add_parser("receiver", help="serve imagedock's API and webhook endpoint")
     receiver.add_argument("--host", default="127.0.0.1")
     receiver.add_argument("--port", type=int, default=8000)
     receiver.set_defaults(handler=run_receiver)
 
-    worker = commands.add_parser("worker", help="land completed jobs in S3 (arq worker)")
+    worker = commands.add_parser("worker", help="land completed jobs in S3 (arq workers)")
     worker.set_defaults(handler=run_worker)
 
     submit = commands.add_parser("submit", help="submit one job from the shell")
@@ -174,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check Redis, Apiframe, S3 and the receiver")
     check.set_defaults(handler=run_check)
 
+    # Its flags belong to the simulator's own parser, loaded only when it runs (see main()).
+    simulator = commands.add_parser(
+        "simulator",
+        help="serve a simulated Apiframe v2 API ('imagedock simulator --help' lists every knob)",
+        add_help=False,
+    )
+    simulator.set_defaults(handler=run_simulator)
+
     demo = commands.add_parser("demo", help="run everything locally and show jobs complete")
     demo.add_argument("--jobs", type=int, default=4, help="how many jobs to submit")
     demo.set_defaults(handler=run_demo)
@@ -181,13 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, options = parser.parse_known_args(argv)
+    if options and args.command != "simulator":
+        parser.error(f"unrecognized arguments: {' '.join(options)}")
+    args.options = options
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"imagedock: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    # A server's log is its output; a command's output is for the shell, its log for the person.
+    configure_logging(settings.log_level, stream=sys.stdout if args.command in SERVERS else None)
     handler: Command = args.handler
     try:
         return handler(args, settings)

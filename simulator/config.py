@@ -15,7 +15,7 @@ class SimulatorConfig:
     # Keys: with none configured, any key starting with `afk_` is accepted.
     api_keys: tuple[str, ...] = ()
     inactive_keys: tuple[str, ...] = ()
-    # Which spelling of each conflicting body field this Apiframe accepts (APIFRAME.md).
+    # Which spelling of each body field this Apiframe accepts: its sources give two of each.
     params_field: Literal["grokImagineParams", "grokParams"] = "grokImagineParams"
     webhook_field: Literal["webhookUrl", "webhook_url"] = "webhookUrl"
     credits: int = 1_000_000

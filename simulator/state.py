@@ -2,17 +2,14 @@
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from receiver.simulator.images import PaddedImage
+from simulator.images import PaddedImage
+from worker.clock import iso_time
 
 
 def iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    stamp = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    return None if moment is None else iso_time(moment)
 
 
 @dataclass

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from receiver.simulator.config import SimulatorConfig
-from receiver.simulator.state import Delivery, SimJob
+from simulator.config import SimulatorConfig
+from simulator.state import Delivery, SimJob
 from worker.signatures import sign
 
 WRONG_KEY = "afk_not-the-key-that-created-this-job"

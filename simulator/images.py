@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from receiver.simulator.config import ImageFormat
+from simulator.config import ImageFormat
 
 CHUNK = 64 * 1024
 RATIOS = {"1:1": (1, 1), "2:3": (2, 3), "3:2": (3, 2), "16:9": (16, 9), "9:16": (9, 16)}

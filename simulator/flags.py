@@ -5,7 +5,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from receiver.simulator.config import Fault, SimulatorConfig
+from simulator.config import Fault, SimulatorConfig
 
 HINTS = typing.get_type_hints(SimulatorConfig)
 SKIPPED = {"faults", "api_keys"}

@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
-from receiver.simulator.config import SimulatorConfig
-from receiver.simulator.images import CHUNK, CONTENT_TYPES, PaddedImage
-from receiver.simulator.responses import error
+from simulator.config import SimulatorConfig
+from simulator.images import CHUNK, CONTENT_TYPES, PaddedImage
+from simulator.responses import error
 
 
 def serve_file(picture: PaddedImage, config: SimulatorConfig, request_number: int) -> Response:

@@ -1,0 +1,83 @@
+"""The one place imagedock makes clients: a Redis pool, the Apiframe client, the HTTP client for
+downloads and deliveries, and the S3 client with its thread pool. One set per process, closed in
+reverse order when the process stops.
+"""
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+import boto3
+import httpx
+from botocore.config import Config
+
+from worker import __version__
+from worker.apiframe import ApiframeClient
+from worker.deps import Deps
+from worker.queue import connect
+from worker.settings import Settings
+from worker.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+USER_AGENT = f"imagedock/{__version__}"
+
+
+@asynccontextmanager
+async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
+    """Every client `settings` allows for: Apiframe's only with a key, S3's only with a bucket."""
+    async with AsyncExitStack() as stack:
+        redis = await connect(settings.redis_url)
+        stack.push_async_callback(redis.aclose)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0),
+                headers={"User-Agent": USER_AGENT},
+                follow_redirects=False,  # each hop is checked against the host policy
+            )
+        )
+        apiframe = None
+        if settings.api_keys:
+            apiframe = ApiframeClient(settings.apiframe_url, settings.api_keys[0])
+            await stack.enter_async_context(apiframe)
+        store = None
+        if settings.s3_bucket:
+            threads = ThreadPoolExecutor(settings.s3_concurrency, thread_name_prefix="s3")
+            stack.callback(threads.shutdown, wait=True)
+            store = ObjectStore(
+                s3_client(settings),
+                threads,
+                bucket=settings.s3_bucket,
+                prefix=settings.s3_prefix,
+                checksum_mode=settings.s3_checksum_mode,
+            )
+        yield Deps(settings, redis, http, apiframe, store)
+
+
+def s3_client(settings: Settings) -> "S3Client":
+    """boto3's S3 client, pooled to match the thread pool that calls it."""
+    config = Config(
+        signature_version="s3v4",  # with a custom endpoint boto3 would otherwise presign with v2
+        s3={"addressing_style": settings.s3_addressing_style},
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=settings.s3_concurrency,
+        request_checksum_calculation=settings.s3_checksum_mode,
+        response_checksum_validation=settings.s3_checksum_mode,
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra=USER_AGENT,
+    )
+    key_id, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+    client: S3Client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        verify=settings.s3_ca_bundle,
+        config=config,
+        # Unset, boto3's chain answers: environment, profile, or the instance's or pod's role.
+        aws_access_key_id=key_id.get_secret_value() if key_id else None,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+    )
+    return client
