@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import API_KEY, Apiframe
 from worker.apiframe import (
     ApiframeClient,
+    ApiframeStatusError,
     AuthenticationError,
     Forbidden,
     GenerateRequest,
@@ -153,59 +154,54 @@ async def test_idempotency_conflict(apiframe: Apiframe, client: ApiframeClient) 
     assert len(apiframe.sim.jobs) == 1
 
 
-async def test_429_is_retried_even_without_an_idempotency_key(
+async def test_429_surfaces_at_once_with_its_retry_after(
     apiframe: Apiframe, client: ApiframeClient
 ) -> None:
-    """A rate-limited submit was not processed, so it is retried and then succeeds once."""
-    apiframe.sim.fail_next(429, times=2, path=GENERATE)
-    await client.submit(REQUEST)
-    assert [r.status for r in apiframe.sim.submissions()] == [429, 429, 202]
-    assert len(apiframe.sim.jobs) == 1
-
-
-async def test_429_gives_up_after_three_attempts(
-    apiframe: Apiframe, client: ApiframeClient
-) -> None:
-    """Past the attempt cap the RateLimited error surfaces with its Retry-After."""
+    """A rate limit is for the caller's layer to wait out: one request, and its Retry-After."""
     apiframe.sim.fail_next(429, times=5, retry_after="7")
     with pytest.raises(RateLimited) as caught:
         await client.me()
     assert caught.value.retry_after == 7.0
-    assert len(apiframe.sim.received) == 3
+    assert caught.value.transient
+    assert len(apiframe.sim.received) == 1
 
 
-async def test_5xx_is_retried_for_gets(apiframe: Apiframe, client: ApiframeClient) -> None:
-    """A GET that meets a 503 and a 502 is retried and succeeds."""
-    apiframe.sim.fail_next(503, path="/v2/me")
-    apiframe.sim.fail_next(502, path="/v2/me")
-    assert (await client.me())["team"]
-    assert [r.status for r in apiframe.sim.received] == [503, 502, 200]
-
-
-async def test_5xx_retries_a_submit_only_with_an_idempotency_key(
-    apiframe: Apiframe, client: ApiframeClient
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_5xx_surfaces_at_once_as_transient(
+    apiframe: Apiframe, client: ApiframeClient, status: int
 ) -> None:
-    """Without a key a 503 on submit surfaces; with one it is retried and bills once."""
-    apiframe.sim.fail_next(503, times=1, path=GENERATE)
-    with pytest.raises(ServerError):
-        await client.submit(REQUEST)
-    apiframe.sim.fail_next(503, times=1, path=GENERATE)
-    await client.submit(REQUEST, idempotency_key="safe")
-    assert [r.status for r in apiframe.sim.submissions()] == [503, 503, 202]
-    assert len(apiframe.sim.jobs) == 1
+    """A server error is not retried inside the call, even for a GET: arq or the caller waits."""
+    apiframe.sim.fail_next(status, path="/v2/me")
+    with pytest.raises(ServerError) as caught:
+        await client.me()
+    assert caught.value.transient
+    assert [r.status for r in apiframe.sim.received] == [status]
+    assert (await client.me())["team"]
+
+
+async def test_501_is_not_transient(apiframe: Apiframe, client: ApiframeClient) -> None:
+    """501 will not pass by waiting, so nothing retries it."""
+    apiframe.sim.fail_next(501, path="/v2/me")
+    with pytest.raises(ApiframeStatusError) as caught:
+        await client.me()
+    assert not caught.value.transient
+    assert caught.value.status_code == 501
 
 
 async def test_timeouts_retry_gets_but_not_unkeyed_submits(apiframe: Apiframe) -> None:
-    """A timed-out GET is retried to the attempt cap; an unkeyed submit is tried once."""
+    """A timed-out GET is a blip, retried to the attempt cap; an unkeyed submit is tried once,
+    a keyed one retried."""
     apiframe.sim.config.response_delay_seconds = 0.3
     async with ApiframeClient(apiframe.url, API_KEY, timeout=0.05) as client:
         with pytest.raises(TransportError):
             await client.me()
         with pytest.raises(TransportError):
             await client.submit(REQUEST)
+        with pytest.raises(TransportError):
+            await client.submit(REQUEST, idempotency_key="safe")
     paths = [r.path for r in apiframe.sim.received]
     assert paths.count("/v2/me") == 3
-    assert paths.count(GENERATE) == 1
+    assert paths.count(GENERATE) == 1 + 3
 
 
 async def test_refused_connections_are_retried_then_surface() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.command import build_parser
 from simulator import Simulator, SimulatorConfig
+from simulator.command import build_parser
 from simulator.flags import config_from_args
 from simulator.serving import serving
 from tests.conftest import API_KEY, Apiframe, fast_config

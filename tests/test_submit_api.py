@@ -58,12 +58,15 @@ async def test_a_callers_idempotency_key_returns_the_same_job(stack: Stack) -> N
 
 async def test_a_lost_submit_is_retried_without_billing_twice(stack: Stack) -> None:
     """Apiframe down after accepting: the caller's retry reuses the ref's key; one job results."""
-    stack.sim.fail_next(503, times=5, path="/v2/images/generate")
+    stack.sim.fail_next(503, times=2, path="/v2/images/generate")
     failed = await stack.api.post("/jobs", json={"prompt": "x"}, headers={"Idempotency-Key": "k"})
     assert failed.status_code == 503
     assert "retry with the same Idempotency-Key" in failed.json()["error"]
+    again = await stack.api.post("/jobs", json={"prompt": "x"}, headers={"Idempotency-Key": "k"})
+    assert again.status_code == 503
     retried = await stack.api.post("/jobs", json={"prompt": "x"}, headers={"Idempotency-Key": "k"})
     assert retried.status_code == 202
+    assert [r.status for r in stack.sim.submissions()] == [503, 503, 202]
     keys = {r.headers["idempotency-key"] for r in stack.sim.submissions()}
     assert len(keys) == 1
     assert len(stack.sim.jobs) == 1

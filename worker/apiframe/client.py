@@ -1,9 +1,15 @@
-"""An async client for Apiframe's v2 image API, with the retry policy of Apiframe's own SDK.
+"""An async client for Apiframe's v2 image API.
 
-429 is retried after `Retry-After`; 5xx and timeouts only for GET or for a submit that carries an
-`Idempotency-Key` (otherwise a retry after a lost answer would bill a second job); connection
-failures, where nothing was sent, always. Backoff is jittered and exponential from 250 ms, capped at
-8 s, for at most 3 attempts.
+Retries, one layer per failure:
+- here, with stamina, only a blip inside one call: a connection that was never made (nothing was
+  sent, so even a submit is safe to repeat), or a reset or timed-out GET or keyed submit. Jittered
+  backoff from 250 ms, at most 3 attempts and 10 s in all;
+- everything that lasts longer (429 with its `Retry-After`, 5xx, an outage) surfaces at once as a
+  transient error, for the layer that can wait without holding anything: arq's `Retry` for a
+  landing, the next pass for the poller, the caller (told 429 or 503, and to repeat its
+  Idempotency-Key) for a submit. Retrying those here too would multiply the waits.
+Without an `Idempotency-Key` a submit is never repeated once it may have reached Apiframe: a
+retry after a lost answer would bill a second job.
 """
 
 import email.utils
@@ -18,7 +24,6 @@ import structlog
 
 from worker import __version__
 from worker.apiframe.errors import (
-    ApiframeError,
     ApiframeStatusError,
     InvalidRequest,
     RateLimited,
@@ -39,11 +44,12 @@ SPELLINGS = {
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """The in-call layer: a blip's retries, capped in attempts and in total time."""
+
     attempts: int = 3
-    timeout: float = 90.0
+    timeout: float = 10.0
     wait_initial: float = 0.25
-    wait_max: float = 8.0
-    max_retry_after: float = 60.0
+    wait_max: float = 2.0
 
 
 class ApiframeClient:
@@ -156,17 +162,16 @@ class ApiframeClient:
     ) -> Any:
         safe_to_repeat = method == "GET" if idempotent is None else idempotent
 
-        def backoff(exc: Exception) -> bool | float:
-            if isinstance(exc, RateLimited):
-                wait = exc.retry_after if exc.retry_after is not None else 1.0
-                return min(wait, self._retry.max_retry_after)
-            if isinstance(exc, TransportError) and isinstance(exc.__cause__, httpx.ConnectError):
+        def blip(exc: Exception) -> bool:
+            if not isinstance(exc, TransportError):
+                return False  # an answer, even 429 or 5xx, is for the caller's layer to wait out
+            if isinstance(exc.__cause__, httpx.ConnectError):
                 return True  # nothing reached Apiframe: the connection was never made
-            return isinstance(exc, ApiframeError) and exc.transient and safe_to_repeat
+            return safe_to_repeat
 
         policy = self._retry
         async for attempt in stamina.retry_context(
-            on=backoff,
+            on=blip,
             attempts=policy.attempts,
             timeout=policy.timeout,
             wait_initial=policy.wait_initial,

@@ -10,7 +10,7 @@ ApiframeError
     ├── JobNotFound           404
     ├── IdempotencyConflict   409, the same Idempotency-Key with another body
     ├── RateLimited           429, with `retry_after` seconds (transient)
-    └── ServerError           5xx (transient)
+    └── ServerError           5xx but 501 (transient)
 """
 
 from typing import Any, ClassVar
@@ -97,6 +97,6 @@ BY_STATUS: dict[int, type[ApiframeStatusError]] = {
 
 
 def error_class(status: int) -> type[ApiframeStatusError]:
-    if status >= 500:
+    if status >= 500 and status != 501:  # 501 will not pass by waiting
         return ServerError
     return BY_STATUS.get(status, ApiframeStatusError)
