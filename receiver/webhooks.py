@@ -5,7 +5,6 @@ import json
 import time
 from typing import Any
 
-import structlog
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,7 +22,6 @@ from worker.status import Status
 
 MAX_BODY = 1024 * 1024
 ACTOR = "receiver"
-log = structlog.get_logger("webhooks")
 
 
 class TooLarge(Exception):
@@ -145,11 +143,18 @@ async def apply(deps: Deps, record: JobRecord, event: WebhookEvent, trusted: boo
         return answer(200, accepted=True)
     if trusted and event.status in ("FAILED", "CANCELLED"):
         reason = event.error or f"Apiframe reports the job {event.status}"
-        await deps.events.finish(record.ref, Status(event.status), ACTOR, error=reason)
+        await deps.events.finish(
+            record.ref, Status(event.status), ACTOR, error=reason, via="webhook"
+        )
         return answer(200, accepted=True)
     if trusted:
         await ledger.transition(
-            record.ref, Status.COMPLETED, ACTOR, progress=100, result_urls=event.image_urls
+            record.ref,
+            Status.COMPLETED,
+            ACTOR,
+            progress=100,
+            result_urls=event.image_urls,
+            via="webhook",
         )
     # Unsigned events reach here too: the worker confirms with Apiframe before it downloads.
     queued = await enqueue_landing(deps.redis, event.job_id)

@@ -1,6 +1,7 @@
 """Fixtures: the Apiframe simulator served over HTTP, a real Redis and S3 server, a webhook sink
 that records its calls, and the whole stack with its clients opened by `open_deps`."""
 
+import asyncio
 import base64
 import json
 import os
@@ -55,11 +56,13 @@ class Apiframe:
 
 @dataclass
 class Sink:
-    """A webhook receiver that records every call and answers from a script of statuses."""
+    """A webhook receiver that records every call and answers from a script of statuses (and
+    of headers to send with them)."""
 
     url: str
     calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
 
     def bodies(self) -> list[bytes]:
@@ -95,8 +98,9 @@ async def sink() -> AsyncIterator[Sink]:
     async def record(request: Request) -> Response:
         state.calls.append((dict(request.headers), await request.body()))
         status = state.statuses.pop(0) if state.statuses else 200
+        headers = state.headers.pop(0) if state.headers else {}
         state.answered.append(status)
-        return Response(status_code=status)
+        return Response(status_code=status, headers=headers)
 
     app = Starlette(routes=[Route("/hook", record, methods=["POST"])])
     async with serving(app) as url:
@@ -116,6 +120,16 @@ def redis_url() -> str:
     base = os.environ.get("IMAGEDOCK_REDIS_URL", "redis://127.0.0.1:6379/0")
     database = os.environ.get("IMAGEDOCK_TEST_REDIS_DB", "15")
     return base.rsplit("/", 1)[0] + f"/{database}" if base.count("/") > 2 else f"{base}/{database}"
+
+
+@pytest.fixture
+async def deps(redis_url: str) -> AsyncIterator[Deps]:
+    """The clients `open_deps` makes from the defaults, on the tests' Redis database, emptied
+    before and after."""
+    async with open_deps(load_settings(redis_url=redis_url)) as deps:
+        await deps.redis.flushdb()
+        yield deps
+        await deps.redis.flushdb()
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +190,10 @@ class Stack:
             await worker.main()
         finally:
             await release(worker)
+
+    async def wait_until_due(self) -> None:
+        """Until the poller's first check of a job submitted now is due."""
+        await asyncio.sleep(self.settings.poll_after + 0.05)
 
     async def poll(self) -> int:
         """One pass of the poller over the jobs due now."""

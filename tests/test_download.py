@@ -1,68 +1,118 @@
-"""Download safety: allowed hosts only, no private addresses by pattern, redirects re-checked."""
+"""Download safety: allowed hosts only, no private addresses by pattern, redirects re-checked,
+and a byte cap that holds whatever length the origin declares, or none."""
 
+import gzip
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from simulator.serving import serving
+from worker.deps import Deps
 from worker.download import Downloader, HostPolicy, sniff
 from worker.errors import PermanentError
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+CAP = 1024
+OVER_CAP = b"\x89PNG\r\n\x1a\n" + b"\0" * (4 * CAP)
+
+
+@dataclass
+class Origin:
+    url: str
+    requested: list[str] = field(default_factory=list)  # paths of /image.png asked for
 
 
 @pytest.fixture
-async def origin() -> AsyncIterator[str]:
+async def origin_server() -> AsyncIterator[Origin]:
+    requested: list[str] = []
+
     async def image(request: Request) -> Response:
+        requested.append(request.url.path)
         return Response(PNG, media_type="image/png")
 
     async def hop(request: Request) -> Response:
         return RedirectResponse(request.query_params["to"], status_code=302)
 
-    app = Starlette(routes=[Route("/image.png", image), Route("/hop", hop)])
-    async with serving(app) as url:
-        yield url
+    async def chunked(request: Request) -> Response:
+        async def pieces() -> AsyncIterator[bytes]:
+            for start in range(0, len(OVER_CAP), 256):
+                yield OVER_CAP[start : start + 256]
+
+        return StreamingResponse(pieces(), media_type="image/png")  # no Content-Length
+
+    async def gzipped(request: Request) -> Response:
+        # Content-Length counts the compressed bytes: far under the cap, decoded far over it.
+        body = gzip.compress(OVER_CAP)
+        assert len(body) < CAP
+        return Response(body, media_type="image/png", headers={"Content-Encoding": "gzip"})
+
+    routes = [Route("/image.png", image), Route("/hop", hop)]
+    routes += [Route("/chunked.png", chunked), Route("/gzip.png", gzipped)]
+    async with serving(Starlette(routes=routes)) as url:
+        yield Origin(url, requested)
 
 
-async def fetch(url: str, allowed: list[str]) -> bytes:
-    async with httpx.AsyncClient() as http:
-        download = await Downloader(http, HostPolicy(allowed), 1024).fetch(url)
-        try:
-            return download.file.read()
-        finally:
-            download.close()
+@pytest.fixture
+def origin(origin_server: Origin) -> str:
+    return origin_server.url
 
 
-async def test_an_exactly_named_host_may_be_loopback(origin: str) -> None:
+async def fetch(deps: Deps, url: str, allowed: list[str]) -> bytes:
+    """Fetch through the download client `open_deps` makes, as a worker does."""
+    download = await Downloader(deps.http, HostPolicy(allowed), CAP).fetch(url)
+    try:
+        return download.file.read()
+    finally:
+        download.close()
+
+
+async def test_an_exactly_named_host_may_be_loopback(origin: str, deps: Deps) -> None:
     """A host named exactly in the allow-list is fetched even on a loopback address."""
-    assert await fetch(f"{origin}/image.png", ["127.0.0.1"]) == PNG
+    assert await fetch(deps, f"{origin}/image.png", ["127.0.0.1"]) == PNG
 
 
-async def test_a_pattern_never_admits_a_private_address(origin: str) -> None:
+async def test_a_pattern_never_admits_a_private_address(origin: str, deps: Deps) -> None:
     """`localhost` matches the pattern `local*`, but resolves to loopback: refused."""
     url = origin.replace("127.0.0.1", "localhost") + "/image.png"
     with pytest.raises(PermanentError, match="non-public address"):
-        await fetch(url, ["local*"])
+        await fetch(deps, url, ["local*"])
 
 
-async def test_each_redirect_hop_is_checked(origin: str) -> None:
+async def test_each_redirect_hop_is_checked(origin: str, deps: Deps) -> None:
     """A redirect to a host outside the allow-list is refused before it is fetched."""
     target = origin.replace("127.0.0.1", "localhost") + "/image.png"
     with pytest.raises(PermanentError, match="refused result host 'localhost'"):
-        await fetch(f"{origin}/hop?to={target}", ["127.0.0.1"])
-    assert await fetch(f"{origin}/hop?to={origin}/image.png", ["127.0.0.1"]) == PNG
+        await fetch(deps, f"{origin}/hop?to={target}", ["127.0.0.1"])
+    assert await fetch(deps, f"{origin}/hop?to={origin}/image.png", ["127.0.0.1"]) == PNG
+
+
+async def test_a_host_outside_the_allow_list_is_never_asked(
+    origin_server: Origin, deps: Deps
+) -> None:
+    """`localhost` is not `127.0.0.1`: refused by the allow-list, with no request made."""
+    url = origin_server.url.replace("127.0.0.1", "localhost") + "/image.png"
+    with pytest.raises(PermanentError, match="'localhost': not in IMAGEDOCK_DOWNLOAD_HOSTS"):
+        await fetch(deps, url, ["127.0.0.1"])
+    assert origin_server.requested == []
+
+
+@pytest.mark.parametrize("path", ["/chunked.png", "/gzip.png"])
+async def test_the_cap_holds_without_an_honest_length(origin: str, deps: Deps, path: str) -> None:
+    """A body with no Content-Length, or one that decodes past it, is cut off at the cap."""
+    with pytest.raises(PermanentError, match=f"over the {CAP}-byte cap"):
+        await fetch(deps, origin + path, ["127.0.0.1"])
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.png", "file:///etc/passwd", "http:///x"])
-async def test_only_http_urls(url: str) -> None:
+async def test_only_http_urls(url: str, deps: Deps) -> None:
     """Schemes other than http(s), or URLs with no host, are refused."""
     with pytest.raises(PermanentError):
-        await fetch(url, ["*"])
+        await fetch(deps, url, ["*"])
 
 
 @pytest.mark.parametrize(

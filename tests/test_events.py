@@ -1,11 +1,19 @@
 """Downstream events: signed, retried on schedule, dead-lettered, redriven, streamed once."""
 
+import asyncio
 import json
 
+import pytest
 from standardwebhooks import Webhook
 
 from tests.conftest import EVENT_SECRET, Stack
-from worker.events import STREAM, event_id
+from worker.events import STREAM, event_id, event_key
+
+
+async def ref_of(stack: Stack, job_id: str) -> str:
+    record = await stack.ledger.by_job_id(job_id)
+    assert record is not None
+    return record.ref
 
 
 async def test_job_landed_event_carries_the_objects(stack: Stack) -> None:
@@ -48,12 +56,33 @@ async def test_three_500s_then_delivered_with_one_event_id(stack: Stack) -> None
     assert (log.count("event.retry"), log.count("event.delivered")) == (3, 1)
 
 
-async def test_retry_after_is_honoured_for_429(stack: Stack) -> None:
-    """A 429 is retried and then delivered, like any other refusal."""
-    stack.events.statuses = [429]
-    await stack.submit()
+@pytest.mark.parametrize("status", [429, 503])
+async def test_retry_after_is_honoured(stack: Stack, status: int) -> None:
+    """A 429 or 503 with `Retry-After` is retried after that wait, not the schedule's."""
+    stack.events.statuses = [status]
+    stack.events.headers = [{"Retry-After": "1"}]  # the schedule would wait 0.01 s
+    job_id = (await stack.submit())["jobId"]
     await stack.run_worker()
-    assert stack.events.answered == [429, 200]
+    assert stack.events.answered == [status, 200]
+    entries = await stack.ledger.job_log(await ref_of(stack, job_id))
+    [retry] = [entry for entry in entries if entry.event == "event.retry"]
+    assert retry.detail["retry_in"] == 1.0
+
+
+async def test_an_owed_event_published_twice_at_once_is_streamed_once(stack: Stack) -> None:
+    """Two publishers racing over the same owed event: it is streamed once."""
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    record = await stack.ledger.by_job_id(job_id)
+    assert record is not None
+    before = await stack.redis.xlen(STREAM)
+    await stack.redis.delete(event_key(event_id(job_id, "job.landed")))  # owed again
+    await asyncio.gather(
+        *(stack.deps.events.publish(record, "job.landed", "test") for _ in range(2))
+    )
+    assert await stack.redis.xlen(STREAM) == before + 1
+    log = await stack.log_events(job_id)
+    assert log.count("event.published") == 2  # the first landing's, and one of the racers'
 
 
 async def test_dead_letters_and_redrive(stack: Stack) -> None:

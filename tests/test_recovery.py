@@ -18,16 +18,12 @@ from worker.status import Status
 from worker.tasks import build_poll_worker
 
 
-async def wait_until_due(stack: Stack) -> None:
-    await asyncio.sleep(stack.settings.poll_after + 0.05)
-
-
 async def test_all_webhooks_dropped_every_job_lands_through_polling(stack: Stack) -> None:
     """With every webhook lost, polling lands each job and counts each as missed."""
     stack.sim.config.drop_rate = 1.0
     job_ids = [(await stack.submit(f"prompt {n}"))["jobId"] for n in range(3)]
     await stack.sim.settle()
-    await wait_until_due(stack)
+    await stack.wait_until_due()
     assert await stack.poll() == 3
     await stack.run_worker()
     for job_id in job_ids:
@@ -47,7 +43,7 @@ async def test_a_late_webhook_after_polling_lands_nothing_twice(stack: Stack) ->
     job_id = (await stack.submit())["jobId"]
     while stack.sim.jobs[job_id].status != "COMPLETED":
         await asyncio.sleep(0.01)
-    await wait_until_due(stack)
+    await stack.wait_until_due()
     await stack.poll()
     await stack.run_worker(settle=False)
     assert (await stack.job(job_id))["status"] == "LANDED"
@@ -67,7 +63,7 @@ async def test_a_job_stuck_past_the_deadline_times_out(stack: Stack) -> None:
     stack.settings.job_deadline = 0.1
     job_id = (await stack.submit())["jobId"]
     await stack.sim.settle()
-    await wait_until_due(stack)
+    await stack.wait_until_due()
     await stack.poll()
     await stack.run_worker()
     job = await stack.job(job_id)
@@ -83,7 +79,7 @@ async def test_a_still_running_job_is_polled_again_later(stack: Stack) -> None:
     stack.sim.config.stall = True
     answer = await stack.submit()
     await stack.sim.settle()
-    await wait_until_due(stack)
+    await stack.wait_until_due()
     await stack.poll()
     job = await stack.job(answer["jobId"])
     assert job["status"] == "PROCESSING"
@@ -116,7 +112,7 @@ async def test_a_crash_between_landing_and_event_is_finished_by_the_poller(stack
     # What a worker killed right after the LANDED transition leaves behind.
     assert await stack.ledger.transition(answer["ref"], Status.LANDED, "worker")
     assert stack.delivered() == []
-    await wait_until_due(stack)
+    await stack.wait_until_due()
     await stack.poll()
     await stack.run_worker()
     assert [e["id"] for e in stack.delivered()] == [event_id(answer["jobId"], "job.landed")]
@@ -184,6 +180,7 @@ async def test_a_worker_killed_mid_landing_is_finished_by_the_next(stack: Stack)
             await asyncio.sleep(0.05)
         process.send_signal(signal.SIGKILL)
     events = await stack.log_events(job_id)
+    assert events.count("image.stored") == 1  # the landing had begun when the worker died
     assert "job.landed" not in events
     stack.sim.config.cdn_chunk_delay = 0
     await stack.run_worker()  # waits out the dead worker's claim, then lands
@@ -202,7 +199,7 @@ async def test_the_polling_worker_polls_at_start(stack: Stack) -> None:
     stack.sim.config.drop_rate = 1.0
     job_id = (await stack.submit())["jobId"]
     await stack.sim.settle()
-    await wait_until_due(stack)
+    await stack.wait_until_due()
     poller = build_poll_worker(stack.deps, burst=True, handle_signals=False, poll_delay=0.01)
     try:
         await poller.main()

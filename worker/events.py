@@ -9,6 +9,7 @@ arq job that collapses duplicates.
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -86,13 +87,26 @@ class Events:
         self._publish = redis.register_script(PUBLISH)
 
     async def finish(
-        self, ref: str, status: Status, actor: str, *, error: str | None = None
+        self,
+        ref: str,
+        status: Status,
+        actor: str,
+        *,
+        error: str | None = None,
+        via: str | None = None,
     ) -> bool:
-        """Move the job to a terminal `status` and publish the event that owes."""
+        """Move the job to a terminal `status` and publish the event that owes; a failure gets
+        its one canonical `job.failed` line."""
         fields: dict[str, Any] = {"error": error} if error is not None else {}
+        if via is not None:
+            fields["via"] = via
         moved = await self.ledger.transition(ref, status, actor, **fields)
-        if moved and status in FAILURES:
-            await self.ledger.log(ref, None, actor, "job.failed", reason=error, status=status)
+        record = await self.ledger.get(ref) if moved and status in FAILURES else None
+        if record is not None:
+            outcome = record.outcome(time.time())
+            await self.ledger.log(
+                ref, record.job_id, actor, "job.failed", reason=error, status=status, **outcome
+            )
         await self.publish_pending(ref, actor)
         return moved
 

@@ -8,8 +8,6 @@ also checks that every recorded object is still in S3 and restores any that is n
 import time
 from dataclasses import dataclass
 
-import structlog
-
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
 from worker.download import Downloader
 from worker.errors import PermanentError, TransientError
@@ -18,8 +16,6 @@ from worker.ledger import Ledger
 from worker.records import JobRecord, StoredObject
 from worker.status import FAILURES, Status
 from worker.storage import Blob, ObjectStore, json_blob
-
-log = structlog.get_logger("landing")
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ async def confirm(deps: Landing, record: JobRecord, actor: str) -> list[str]:
     if not job.image_urls:
         raise NotReady("Apiframe shows the job COMPLETED without images")
     await deps.ledger.transition(
-        record.ref, Status.COMPLETED, actor, progress=100, result_urls=job.image_urls
+        record.ref, Status.COMPLETED, actor, progress=100, result_urls=job.image_urls, via="webhook"
     )
     return job.image_urls
 
@@ -114,18 +110,16 @@ async def store_all(
     key = deps.store.key(record.job_id, "manifest.json")
     await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
     if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
+        landed = await deps.ledger.get(record.ref) or record
         await deps.ledger.log(
             record.ref,
             record.job_id,
             actor,
             "job.landed",
-            images=len(objects),
-            bytes=sum(o.bytes for o in objects),
-            keys=[o.key for o in objects],
+            **landed.outcome(time.time()),
             manifest=key,
-            seconds=round(time.monotonic() - started, 3),
+            landing_ms=round((time.monotonic() - started) * 1000),
         )
-        log.info("job.landed", job_id=record.job_id, images=len(objects), manifest=key)
     await deps.events.publish_pending(record.ref, actor)
     return Status.LANDED
 

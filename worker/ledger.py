@@ -2,7 +2,8 @@
 
 Every state change runs as one Lua script, so concurrent webhooks, workers and pollers agree on an
 order and a state only moves forward; the log entry for a change is written in the same script.
-Each job has its own log stream, and one global stream carries every entry for dashboards.
+Each job has its own log stream, and one global stream carries every entry for dashboards. Every
+entry is also one structlog line, so a log shipper sees what the ledger sees without reading Redis.
 """
 
 import hashlib
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
@@ -26,6 +28,22 @@ POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask
 STATS = PREFIX + "stats"  # hash of counters
 GLOBAL_LOG_MAXLEN = 100_000
 JOB_LOG_MAXLEN = 1_000
+
+# Entries an operator should notice; the rest are logged at INFO.
+WARNINGS = frozenset(
+    {
+        "webhook.rejected",
+        "webhook.missed",
+        "job.failed",
+        "landing.retry",
+        "submit.error",
+        "poll.error",
+        "event.retry",
+        "event.dead",
+    }
+)
+RESERVED = frozenset({"event", "level", "timestamp", "ref", "job_id", "actor"})
+log = structlog.get_logger("ledger")
 
 RANKS_JSON = json.dumps({status.value: rank for status, rank in RANK.items()})
 TERMINAL_JSON = json.dumps({status.value: True for status in TERMINAL})
@@ -52,7 +70,7 @@ local entry = {'ts', ARGV[4], 'actor', ARGV[3], 'event', 'status.changed',
   'detail', cjson.encode({from = current, to = new})}
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
-return {1, current}
+return {1, current, redis.call('HGET', KEYS[1], 'job_id') or ''}
 """
 
 # Records Apiframe's job id for a submission, once. KEYS: job hash, index key for the job id.
@@ -229,7 +247,7 @@ class Ledger:
             name: value if isinstance(value, str) else json.dumps(value)
             for name, value in fields.items()
         }
-        applied, _ = await self._transition(
+        applied, current, *job_id = await self._transition(
             keys=[self.job_key(ref), self.log_key(ref), GLOBAL_LOG],
             args=[
                 status.value,
@@ -243,6 +261,10 @@ class Ledger:
                 GLOBAL_LOG_MAXLEN,
             ],
         )
+        if int(applied) == 1:
+            echo(
+                "status.changed", ref, text(job_id[0]), actor, {"from": text(current), "to": status}
+            )
         return int(applied) > 0
 
     async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
@@ -280,6 +302,7 @@ class Ledger:
                 pipe.xadd(self.log_key(ref), entry, maxlen=JOB_LOG_MAXLEN, approximate=True)
             pipe.xadd(GLOBAL_LOG, entry, maxlen=GLOBAL_LOG_MAXLEN, approximate=True)
             await pipe.execute()
+        echo(event, ref, job_id, actor, detail)
 
     async def job_log(self, ref: str) -> list[LogEntry]:
         return [LogEntry.from_redis(i, e) for i, e in await self.redis.xrange(self.log_key(ref))]
@@ -293,3 +316,12 @@ class Ledger:
         start = f"({after}" if after != "-" else "-"
         rows = await self.redis.xrange(GLOBAL_LOG, min=start, count=count)
         return [LogEntry.from_redis(i, e) for i, e in rows]
+
+
+def echo(
+    event: str, ref: str | None, job_id: str | None, actor: str, detail: Mapping[str, Any]
+) -> None:
+    """The log entry as one structlog line; a detail named like a line's own field is prefixed."""
+    fields = {(f"detail_{k}" if k in RESERVED else k): v for k, v in detail.items()}
+    level = log.warning if event in WARNINGS else log.info
+    level(event, ref=ref or None, job_id=job_id or None, actor=actor, **fields)

@@ -9,8 +9,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import structlog
-
 from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound
 from worker.events import Events
 from worker.ledger import POLL_SET, Ledger, text
@@ -23,7 +21,6 @@ BATCH = 100
 LEASE = 60.0
 FIRST_INTERVAL = 2.0
 CONCURRENCY = 10
-log = structlog.get_logger("poller")
 
 # KEYS: poll set. ARGV: now, batch size, lease. Returns the refs due now, each leased.
 CLAIM = """
@@ -110,6 +107,7 @@ async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
             progress=100,
             result_urls=job.image_urls,
             model=record.model or job.model or "",
+            via="poll",
         )
         await missed(ledger, record, job.status)
         await enqueue_landing(deps.events.redis, record.job_id)
@@ -117,13 +115,13 @@ async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
     elif job.status in ("FAILED", "CANCELLED"):
         await missed(ledger, record, job.status)
         reason = job.error or f"Apiframe reports the job {job.status}"
-        await deps.events.finish(ref, Status(job.status), ACTOR, error=reason)
+        await deps.events.finish(ref, Status(job.status), ACTOR, error=reason, via="poll")
     else:
         await ledger.transition(ref, Status(job.status), ACTOR, progress=job.progress)
         started = record.submitted_at or record.created_at
         if time.time() - started > deps.deadline:
             reason = f"still {job.status} {round(time.time() - started)} s after submission"
-            await deps.events.finish(ref, Status.TIMED_OUT, ACTOR, error=reason)
+            await deps.events.finish(ref, Status.TIMED_OUT, ACTOR, error=reason, via="poll")
         else:
             await reschedule(deps, record)
 
@@ -132,7 +130,6 @@ async def missed(ledger: Ledger, record: JobRecord, status: str) -> None:
     """The poller found a finished job no webhook told us about: the alarm that counts."""
     await ledger.count("webhook_missed")
     await ledger.log(record.ref, record.job_id, ACTOR, "webhook.missed", status=status)
-    log.warning("webhook.missed", job_id=record.job_id, status=status)
 
 
 async def reschedule(deps: Poller, record: JobRecord) -> None:

@@ -48,6 +48,11 @@ def url_digest(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
+def delivery_id(event_id: str, url: str) -> str:
+    """One delivery of an event per endpoint: duplicates collapse while it is queued."""
+    return f"deliver:{event_id}:{url_digest(url)}"
+
+
 def landing_id(job_id: str) -> str:
     """One landing per Apiframe job: concurrent enqueues for the same job collapse into one."""
     return f"land:{job_id}"
@@ -71,7 +76,7 @@ async def enqueue_delivery(redis: ArqRedis, event_id: str, url: str) -> bool:
         DELIVER,
         event_id,
         url,
-        _job_id=f"deliver:{event_id}:{url_digest(url)}",
+        _job_id=delivery_id(event_id, url),
         _queue_name=LANDING_QUEUE,
     )
     return job is not None

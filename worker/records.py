@@ -59,6 +59,7 @@ class JobRecord:
     pending_event: str | None = None
     last_webhook_at: float | None = None
     poll_interval: float | None = None
+    via: str | None = None  # how imagedock learned the job finished: "webhook" or "poll"
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -85,7 +86,18 @@ class JobRecord:
             pending_event=raw.get("pending_event") or None,
             last_webhook_at=number("last_webhook_at"),
             poll_interval=number("poll_interval"),
+            via=raw.get("via") or None,
         )
+
+    def outcome(self, now: float) -> dict[str, Any]:
+        """What the one canonical `job.landed` or `job.failed` line says of the job."""
+        return {
+            "duration_ms": round((now - self.created_at) * 1000),
+            "images": len(self.objects),
+            "bytes": sum(stored.bytes for stored in self.objects),
+            "keys": [stored.key for stored in self.objects],
+            "via": self.via or "webhook",
+        }
 
     def public(self) -> dict[str, Any]:
         """The record as imagedock's API shows it."""
@@ -106,6 +118,7 @@ class JobRecord:
             "submittedAt": self.submitted_at,
             "updatedAt": self.updated_at,
             "lastWebhookAt": self.last_webhook_at,
+            "via": self.via,
         }
 
 

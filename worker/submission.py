@@ -8,7 +8,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import structlog
 from arq.connections import ArqRedis
 
 from worker.apiframe import ApiframeClient, ApiframeError, GenerateRequest
@@ -18,7 +17,6 @@ from worker.queue import enqueue_landing
 from worker.records import JobRecord
 from worker.status import Status
 
-log = structlog.get_logger("submission")
 SUBSCRIBED = ["completed", "failed"]
 
 
@@ -73,9 +71,8 @@ async def submit_job(
     await deps.ledger.transition(record.ref, Status(submission.status), actor, error="")
     await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
     await deps.ledger.log(record.ref, job_id, actor, "job.submitted", status=submission.status)
-    log.info("job.submitted", ref=record.ref, job_id=job_id)
     if early is not None:
-        await deps.ledger.log(record.ref, job_id, actor, "webhook.reconciled", event=early)
+        await deps.ledger.log(record.ref, job_id, actor, "webhook.reconciled", webhook=early)
     finished = {"COMPLETED", "FAILED", "CANCELLED"}
     if submission.status in finished or (early or {}).get("status") in finished:
         # A webhook beat the 202, or a replayed key already finished: no webhook may follow.

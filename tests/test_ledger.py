@@ -1,0 +1,41 @@
+"""The ledger: states only move forward, whoever moves them and in whatever order."""
+
+import pytest
+
+from worker.deps import Deps
+from worker.status import Status
+
+
+@pytest.mark.parametrize(
+    ("reached", "late"),
+    [
+        (Status.COMPLETED, Status.PROCESSING),
+        (Status.COMPLETED, Status.QUEUED),
+        (Status.PROCESSING, Status.QUEUED),
+        (Status.LANDED, Status.COMPLETED),
+        (Status.FAILED, Status.LANDED),
+    ],
+)
+async def test_a_late_state_never_moves_a_job_back(
+    deps: Deps, reached: Status, late: Status
+) -> None:
+    """Once a job has reached a state, an earlier one (or a rival end) changes nothing."""
+    record, _ = await deps.ledger.create(prompt="a", model="grok-imagine-image")
+    assert await deps.ledger.transition(record.ref, reached, "test")
+    assert not await deps.ledger.transition(record.ref, late, "test", progress=99)
+    after = await deps.ledger.get(record.ref)
+    assert after is not None
+    assert after.status == reached
+    moves = [e.detail for e in await deps.ledger.job_log(record.ref) if e.event == "status.changed"]
+    assert moves == [{"from": "SUBMITTING", "to": reached}]
+
+
+async def test_progress_only_rises_within_a_state(deps: Deps) -> None:
+    """A lower or equal progress report in the same state is ignored."""
+    record, _ = await deps.ledger.create(prompt="a", model="grok-imagine-image")
+    assert await deps.ledger.transition(record.ref, Status.PROCESSING, "test", progress=40)
+    assert not await deps.ledger.transition(record.ref, Status.PROCESSING, "test", progress=30)
+    assert await deps.ledger.transition(record.ref, Status.PROCESSING, "test", progress=60)
+    after = await deps.ledger.get(record.ref)
+    assert after is not None
+    assert after.progress == 60
