@@ -35,8 +35,9 @@ PRODUCTION = (
 
 def worker_env(redis_url: str) -> dict[str, str]:
     """What `imagedock worker` needs to start; nothing it reaches at start-up but Redis."""
+    inherited = {k: v for k, v in os.environ.items() if k == "PATH" or k.startswith("COVERAGE")}
     return {
-        "PATH": os.environ["PATH"],
+        **inherited,
         "IMAGEDOCK_REDIS_URL": redis_url,
         "IMAGEDOCK_APIFRAME_URL": "http://127.0.0.1:9",
         "IMAGEDOCK_APIFRAME_KEY": API_KEY,
@@ -109,7 +110,7 @@ def test_a_plain_install_runs_the_receiver_and_worker(
     ]
     subprocess.run([*pip, str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
     imagedock = str(bin_dir / "imagedock")
-    env = worker_env(redis_url)
+    env = {k: v for k, v in worker_env(redis_url).items() if not k.startswith("COVERAGE")}
     no_pil = subprocess.run([str(bin_dir / "python"), "-c", "import PIL"], capture_output=True)
     assert no_pil.returncode != 0
 
