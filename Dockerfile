@@ -3,8 +3,11 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /venv
 COPY pyproject.toml README.md ./
+COPY imagedock ./imagedock
 COPY receiver ./receiver
 COPY worker ./worker
+# Part of the one distribution, but without its extra (Pillow, SeaweedFS) nothing imports it.
+COPY simulator ./simulator
 RUN /venv/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
