@@ -18,15 +18,9 @@ SERVERS = frozenset({"receiver", "worker", "simulator"})  # they log to stdout, 
 
 
 def run_receiver(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from imagedock.processes import run_receiver
 
-    from imagedock.clients import open_deps
-    from imagedock.http_server import uvicorn_config
-    from receiver.app import create_app
-
-    app = create_app(settings, open_deps)
-    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port)).run()
-    return 0
+    return run_receiver(settings, host=args.host, port=args.port)
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:

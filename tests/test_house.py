@@ -1,6 +1,7 @@
 """How imagedock is put together: production never loads the simulator, a plain install runs,
 one worker process holds one set of clients, and a worker that dies takes its process down."""
 
+import ast
 import json
 import os
 import signal
@@ -75,6 +76,33 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+def imported(path: Path, *, anywhere: bool) -> set[str]:
+    """The top-level packages a module imports: anywhere in it, or only at module level."""
+    tree = ast.parse(path.read_text())
+    nodes = ast.walk(tree) if anywhere else iter(tree.body)
+    names: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    ("package", "never", "anywhere"),
+    [
+        ("worker", {"receiver", "imagedock", "simulator"}, True),
+        ("receiver", {"imagedock", "simulator"}, True),
+        ("imagedock", {"simulator"}, False),  # only `imagedock simulator` and `demo` load it
+    ],
+)
+def test_imports_point_one_way(package: str, never: set[str], anywhere: bool) -> None:
+    """The composition root imports the receiver, which imports the worker; never back."""
+    for path in sorted((ROOT / package).rglob("*.py")):
+        assert not imported(path, anywhere=anywhere) & never, path
 
 
 def test_production_entry_points_load_no_simulator() -> None:
