@@ -8,7 +8,9 @@ from starlette.routing import Route
 
 from receiver import jobs, operations
 from receiver.auth import BearerToken
+from receiver.limits import RequestLimits
 from receiver.metrics import metrics
+from receiver.rejections import Rejections
 from receiver.state import lifespan_for
 from receiver.webhooks import apiframe_webhook
 from worker.deps import DepsOpener
@@ -22,7 +24,7 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
     """The receiver; its lifespan opens the process's clients with `open_deps`."""
     settings.require("apiframe_key", "api_token", "public_url")
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics),
@@ -37,6 +39,8 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
             Route("/log", jobs.global_log),
             Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
         ],
-        middleware=[Middleware(BearerToken, token=settings.token)],
+        middleware=[Middleware(RequestLimits), Middleware(BearerToken, token=settings.token)],
         lifespan=lifespan_for(settings, open_deps),
     )
+    app.state.rejections = Rejections()
+    return app

@@ -8,6 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from starlette.requests import Request
 from starlette.responses import Response
 
+from receiver.rejections import COUNTER_PREFIX
 from receiver.state import deps_of
 from worker.events import DEAD_LETTERS
 from worker.ledger import POLL_SET
@@ -18,14 +19,21 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Snapshot:
     """A one-shot collector over values read just before rendering."""
 
-    def __init__(self, missed: int, dead: int, polled: int) -> None:
-        self.values = (missed, dead, polled)
+    def __init__(self, stats: dict[str, int], dead: int, polled: int) -> None:
+        self.stats, self.dead, self.polled = stats, dead, polled
 
     def collect(self) -> Iterable[Metric]:
-        missed, dead, polled = self.values
+        missed, dead, polled = self.stats.get("webhook_missed", 0), self.dead, self.polled
         yield CounterMetricFamily(
             "imagedock_webhooks_missed", "Jobs the poller found finished with no webhook.", missed
         )
+        rejected = CounterMetricFamily(
+            "imagedock_webhooks_rejected", "Webhooks refused, by reason.", labels=["reason"]
+        )
+        for name, count in sorted(self.stats.items()):
+            if name.startswith(COUNTER_PREFIX):
+                rejected.add_metric([name.removeprefix(COUNTER_PREFIX)], count)
+        yield rejected
         yield GaugeMetricFamily(
             "imagedock_events_dead_letters", "Event deliveries that exhausted retries.", dead
         )
@@ -40,5 +48,5 @@ async def metrics(request: Request) -> Response:
     dead = await ledger.redis.llen(DEAD_LETTERS)  # type: ignore[misc]
     polled = await ledger.redis.zcard(POLL_SET)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Snapshot(stats.get("webhook_missed", 0), dead, polled))
+    registry.register(Snapshot(stats, dead, polled))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE)

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -73,17 +74,20 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
 return {1, current, redis.call('HGET', KEYS[1], 'job_id') or ''}
 """
 
-# Records Apiframe's job id for a submission, once. KEYS: job hash, index key for the job id.
-# Returns the job id already attached (a conflict when it differs), or '' and any stashed webhook.
+# Records Apiframe's job id for a submission, once, unless another submission owns that id.
+# KEYS: job hash, index key for the job id. ARGV: job id, now, ref.
+# Returns {attached job id (another one on conflict), stashed webhook, owning ref on conflict}.
 ATTACH = """
 local had = redis.call('HGET', KEYS[1], 'job_id')
-if had and had ~= '' then return {had, ''} end
-if not redis.call('HGET', KEYS[1], 'status') then return {'', ''} end
+if had and had ~= '' then return {had, '', ''} end
+if not redis.call('HGET', KEYS[1], 'status') then return {'', '', ''} end
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= ARGV[3] then return {'', '', owner} end
 redis.call('HSET', KEYS[1], 'job_id', ARGV[1], 'submitted_at', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
 local early = redis.call('HGET', KEYS[1], 'early_webhook') or ''
 redis.call('HDEL', KEYS[1], 'early_webhook')
-return {ARGV[1], early}
+return {ARGV[1], early, ''}
 """
 
 # Keeps a webhook that arrived before its submission's job id was recorded. KEYS: job hash.
@@ -102,6 +106,13 @@ def text(value: bytes | str | None) -> str | None:
 
 class Conflict(Exception):
     """The same caller Idempotency-Key came with a different request."""
+
+
+@dataclass(frozen=True)
+class Attached:
+    job_id: str  # the job id the submission now has ('' if none)
+    early: dict[str, Any] | None  # what a webhook said before the id was attached
+    owner: str  # on conflict, the ref that already owns the job id
 
 
 class Ledger:
@@ -142,9 +153,10 @@ class Ledger:
         idempotency_key: str | None = None,
         job_id: str | None = None,
         status: Status = Status.SUBMITTING,
+        ref: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """A new SUBMITTING record, or the one an earlier call with `idempotency_key` created."""
-        ref = uuid.uuid4().hex
+        ref = ref or uuid.uuid4().hex
         now = time.time()
         fingerprint = hashlib.sha256(
             json.dumps([prompt, model, params, metadata], sort_keys=True).encode()
@@ -216,18 +228,28 @@ class Ledger:
 
     # Changing records.
 
-    async def attach(self, ref: str, job_id: str) -> tuple[str, dict[str, Any] | None]:
-        """Record Apiframe's job id once. Returns the attached id (another one on conflict) and
-        any webhook that arrived before it, for the caller to handle now."""
-        attached, early = await self._attach(
+    async def attach(self, ref: str, job_id: str) -> Attached:
+        """Record Apiframe's job id once; never one that another submission already owns."""
+        attached, early, owner = await self._attach(
             keys=[self.job_key(ref), self.index_key(job_id)], args=[job_id, time.time(), ref]
         )
         early_text = text(early)
-        return text(attached) or "", json.loads(early_text) if early_text else None
+        return Attached(
+            text(attached) or "", json.loads(early_text) if early_text else None, text(owner) or ""
+        )
 
-    async def stash_early(self, ref: str, event: Mapping[str, Any]) -> str:
-        """Keep a webhook whose submission has no job id yet; returns the id if it has one now."""
-        return text(await self._stash(keys=[self.job_key(ref)], args=[json.dumps(event)])) or ""
+    async def stash_early(self, ref: str, job_id: str, status: str, signed: bool) -> str:
+        """Keep what a webhook says of a submission with no job id yet (a few fields, never the
+        body); returns the job id instead if the submission has one by now."""
+        early = json.dumps({"jobId": job_id, "status": status, "signed": signed})
+        return text(await self._stash(keys=[self.job_key(ref)], args=[early])) or ""
+
+    async def adopt(self, ref: str, job_id: str, *, model: str) -> tuple[JobRecord, bool]:
+        """A record, under the ref it was submitted with, for a job a signed webhook names but
+        this ledger no longer holds (Redis lost its data)."""
+        return await self.create(
+            prompt="", model=model, source="adopted", job_id=job_id, status=Status.QUEUED, ref=ref
+        )
 
     async def transition(
         self,

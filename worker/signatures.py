@@ -7,11 +7,13 @@ accepted and the caller learns which one matched.
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
 from typing import Literal
 
 Variant = Literal["A", "B"]
 PREFIX = "sha256="
+SIGNATURE = re.compile(r"(?:sha256=)?[0-9a-f]{64}")
 
 
 def signing_key(api_key: str, variant: Variant) -> bytes:
@@ -28,13 +30,17 @@ def sign(body: bytes, api_key: str, variant: Variant = "A") -> str:
 def verify_signature(body: bytes, header: str, api_keys: Iterable[str]) -> Variant | None:
     """The variant whose signature matches `header` under one of `api_keys`, else None.
 
-    Every candidate is compared in constant time, with or without the `sha256=` prefix.
+    Anything but 64 hex digits (with or without the `sha256=` prefix) is refused before any
+    comparison; every candidate is then compared as bytes, in constant time.
     """
-    given = header.strip().lower().removeprefix(PREFIX)
+    given = header.strip().lower()
+    if not SIGNATURE.fullmatch(given):
+        return None
+    digest = given.removeprefix(PREFIX).encode()
     matched: Variant | None = None
     for api_key in api_keys:
         for variant in ("A", "B"):
-            expected = sign(body, api_key, variant).removeprefix(PREFIX)
-            if hmac.compare_digest(expected, given) and matched is None:
+            expected = sign(body, api_key, variant).removeprefix(PREFIX).encode()
+            if hmac.compare_digest(expected, digest) and matched is None:
                 matched = variant
     return matched

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 
 from worker.apiframe import ApiframeClient, ApiframeError, GenerateRequest
 from worker.events import Events
-from worker.ledger import Ledger
+from worker.ledger import Conflict, Ledger
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
 from worker.status import Status
@@ -65,12 +65,18 @@ async def submit_job(
             await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
         raise
     job_id = submission.job_id
-    attached, early = await deps.ledger.attach(record.ref, job_id)
-    if attached != job_id:
-        await deps.ledger.log(record.ref, job_id, actor, "submit.conflict", attached=attached)
+    attached = await deps.ledger.attach(record.ref, job_id)
+    if attached.job_id != job_id:
+        detail = {"attached": attached.job_id, "owner": attached.owner}
+        await deps.ledger.log(record.ref, job_id, actor, "submit.conflict", **detail)
+        raise Conflict(f"Apiframe answered with job {job_id}, which another submission holds")
+    early = attached.early
     await deps.ledger.transition(record.ref, Status(submission.status), actor, error="")
     await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
     await deps.ledger.log(record.ref, job_id, actor, "job.submitted", status=submission.status)
+    if early is not None and early.get("jobId") != job_id:
+        await deps.ledger.log(record.ref, job_id, actor, "webhook.early_ignored", webhook=early)
+        early = None
     if early is not None:
         await deps.ledger.log(record.ref, job_id, actor, "webhook.reconciled", webhook=early)
     finished = {"COMPLETED", "FAILED", "CANCELLED"}
