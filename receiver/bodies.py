@@ -6,7 +6,6 @@ import asyncio
 from starlette.requests import Request
 
 API_BODY = 64 * 1024
-READ_DEADLINE = 10.0  # seconds for the whole body to arrive
 
 
 class BodyRefused(Exception):
@@ -16,7 +15,7 @@ class BodyRefused(Exception):
         self.message = message
 
 
-async def read_capped(request: Request, limit: int, deadline: float = READ_DEADLINE) -> bytes:
+async def read_capped(request: Request, limit: int, deadline: float) -> bytes:
     """The body, or BodyRefused: 413 past `limit` bytes, 408 if it is slower than `deadline`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:

@@ -6,6 +6,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.responses import error
 from receiver.state import deps_of
 from worker.apiframe import (
@@ -36,7 +37,10 @@ class JobRequest(GenerateRequest):
 
 async def create_job(request: Request) -> Response:
     try:
-        job = JobRequest.model_validate_json(await request.body())
+        deadline = deps_of(request).settings.body_deadline
+        job = JobRequest.model_validate_json(await read_capped(request, API_BODY, deadline))
+    except BodyRefused as exc:
+        return error(exc.status, exc.message)
     except ValidationError as exc:
         return error(400, "invalid job request", details=field_problems(exc))
     if job.webhook_url is not None or job.webhook_events is not None:

@@ -1,10 +1,12 @@
 """Recovery endpoints: adopt a job submitted elsewhere, replay a job, and the dead letters."""
 
+import json
 import uuid
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.responses import error
 from receiver.state import deps_of
 from worker.queue import enqueue_replay
@@ -14,8 +16,11 @@ from worker.submission import track_job
 async def track(request: Request) -> Response:
     """`POST /jobs/track {jobId}`: the poller lands it like any job imagedock submitted."""
     try:
-        body = await request.json()
+        deadline = deps_of(request).settings.body_deadline
+        body = json.loads(await read_capped(request, API_BODY, deadline))
         job_id = str(uuid.UUID(str(body["jobId"])))
+    except BodyRefused as exc:
+        return error(exc.status, exc.message)
     except (ValueError, KeyError, TypeError):
         return error(400, 'send {"jobId": "<Apiframe job UUID>"}')
     record, created = await track_job(deps_of(request).submitter, job_id)

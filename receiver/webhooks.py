@@ -56,7 +56,7 @@ async def handle(request: Request, deps: Deps) -> JSONResponse:
     ref = request.query_params.get("ref") or None
     if ref is not None and not REF.fullmatch(ref):
         raise Refused(404, "bad_ref", "no submission of imagedock's has this ref", ref=ref)
-    body, event = await parse_event(request)
+    body, event = await parse_event(request, deps.settings.body_deadline)
     signature = request.headers.get("x-webhook-signature")
     variant = verify_signature(body, signature, deps.settings.api_keys) if signature else None
     if signature is not None and variant is None:
@@ -82,9 +82,9 @@ async def handle(request: Request, deps: Deps) -> JSONResponse:
     return await apply(deps, record, event)
 
 
-async def parse_event(request: Request) -> tuple[bytes, WebhookEvent]:
+async def parse_event(request: Request, deadline: float) -> tuple[bytes, WebhookEvent]:
     try:
-        body = await read_capped(request, MAX_BODY)
+        body = await read_capped(request, MAX_BODY, deadline)
     except BodyRefused as exc:
         reason: Reason = "too_large" if exc.status == 413 else "slow_body"
         raise Refused(exc.status, reason, f"webhook {exc.message}") from None

@@ -155,7 +155,7 @@ class Ledger:
         status: Status = Status.SUBMITTING,
         ref: str | None = None,
     ) -> tuple[JobRecord, bool]:
-        """A new SUBMITTING record, or the one an earlier call with `idempotency_key` created."""
+        """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made."""
         ref = ref or uuid.uuid4().hex
         now = time.time()
         fingerprint = hashlib.sha256(
@@ -173,6 +173,13 @@ class Ledger:
             "updated_at": now,
             "fingerprint": fingerprint,
         }
+        if idempotency_key is not None:
+            claim = f"{PREFIX}idem:{idempotency_key}"
+            # Kept as long as Apiframe honours the key imagedock derives from this record.
+            if not await self.redis.set(claim, ref, nx=True, ex=IDEMPOTENCY_WINDOW):
+                return await self._earlier(text(await self.redis.get(claim)) or "", fingerprint)
+            if await self.redis.exists(self.job_key(ref)):  # a derived ref outlived its claim
+                return await self._earlier(ref, fingerprint)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.job_key(ref), mapping=fields)
             pipe.zadd(BY_TIME, {ref: now})
@@ -180,22 +187,18 @@ class Ledger:
                 pipe.hset(self.job_key(ref), mapping={"job_id": job_id, "submitted_at": now})
                 pipe.set(self.index_key(job_id), ref)
             await pipe.execute()
-        if idempotency_key is not None:
-            claim = f"{PREFIX}idem:{idempotency_key}"
-            # Kept as long as Apiframe honours the key imagedock derives from this record.
-            if not await self.redis.set(claim, ref, nx=True, ex=IDEMPOTENCY_WINDOW):
-                await self.redis.delete(self.job_key(ref))
-                await self.redis.zrem(BY_TIME, ref)
-                earlier = await self.get(text(await self.redis.get(claim)) or "")
-                if earlier is None:
-                    raise Conflict("that Idempotency-Key is still being processed")
-                if earlier.fingerprint != fingerprint:
-                    raise Conflict("that Idempotency-Key was used with a different request")
-                return earlier, False
         await self.log(ref, job_id, "receiver", "job.created", source=source)
         record = await self.get(ref)
         assert record is not None
         return record, True
+
+    async def _earlier(self, ref: str, fingerprint: str) -> tuple[JobRecord, bool]:
+        earlier = await self.get(ref)
+        if earlier is None:
+            raise Conflict("that Idempotency-Key is still being processed")
+        if earlier.fingerprint != fingerprint:
+            raise Conflict("that Idempotency-Key was used with a different request")
+        return earlier, False
 
     async def get(self, ref: str) -> JobRecord | None:
         async with self.redis.pipeline(transaction=False) as pipe:

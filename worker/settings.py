@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     event_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_EVENT_SCHEDULE
     events_stream_maxlen: int = Field(default=100_000, gt=0)
 
+    # Seconds a request body may take to arrive, so a slow client cannot hold a connection.
+    body_deadline: float = Field(default=10.0, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("apiframe_key", "download_hosts", "event_urls", mode="before")

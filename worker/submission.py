@@ -4,6 +4,7 @@ The Apiframe Idempotency-Key derives from the record's ref, so a submit retried 
 or by a caller repeating its own Idempotency-Key, never creates or bills a second job.
 """
 
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from worker.events import Events
 from worker.ledger import Conflict, Ledger
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
-from worker.status import Status
+from worker.status import TERMINAL, Status
 
 SUBSCRIBED = ["completed", "failed"]
 
@@ -49,8 +50,9 @@ async def submit_job(
         params=params,
         metadata=metadata,
         idempotency_key=f"submit:{idempotency_key}" if idempotency_key else None,
+        ref=caller_ref(idempotency_key) if idempotency_key else None,
     )
-    if not created and record.job_id:
+    if not created and (record.job_id or record.status in TERMINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
     wire = request.model_copy(
         update={"webhook_url": deps.webhook_url(record.ref), "webhook_events": SUBSCRIBED}
@@ -86,6 +88,13 @@ async def submit_job(
     final = await deps.ledger.get(record.ref)
     assert final is not None
     return final
+
+
+def caller_ref(idempotency_key: str) -> str:
+    """The ref for a caller's Idempotency-Key. It is the same after Redis loses its data, and so
+    are the Apiframe Idempotency-Key and webhook URL derived from it: Apiframe then answers with
+    the job it already has instead of billing a second one."""
+    return hashlib.sha256(f"submit:{idempotency_key}".encode()).hexdigest()[:32]
 
 
 async def track_job(

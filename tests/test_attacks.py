@@ -1,0 +1,172 @@
+"""Attacks and neglect, each reproduced first: what a hostile client or a careless operator
+does, and what imagedock keeps or refuses."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+from structlog.testing import capture_logs
+
+from tests.conftest import API_KEY, Stack
+from tests.test_webhooks import HOOK, post_hook, rejected, signed
+from worker.ledger import POLL_SET
+from worker.status import Status
+
+MiB = 1024 * 1024
+
+
+async def used_memory(stack: Stack) -> int:
+    info = await stack.redis.info("memory")
+    return int(info["used_memory"])
+
+
+async def test_ten_thousand_refused_webhooks_cost_redis_almost_nothing(stack: Stack) -> None:
+    """Refusals with big headers and big refs grow Redis by under 5 MB, flush no real history,
+    and are logged as a clipped sample, not one line each."""
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    history = await stack.ledger.global_log(count=1000)
+    before = await used_memory(stack)
+    junk = "x" * 8000
+    requests = [
+        {"headers": {"content-type": f"text/{junk}"}, "params": {}},  # 415, a huge media type
+        {"headers": {"content-type": "application/json"}, "params": {"ref": junk[:3000]}},  # 404
+        {"headers": {"content-type": "application/json", "x-pad": junk * 3}, "params": {}},  # 431
+    ]
+    limit = asyncio.Semaphore(50)
+
+    async def attack(n: int) -> int:
+        async with limit:
+            shape = requests[n % len(requests)]
+            response = await stack.api.post(HOOK, content=b"{}", **shape)  # type: ignore[arg-type]
+            return response.status_code
+
+    with capture_logs() as logs:
+        statuses = await asyncio.gather(*(attack(n) for n in range(10_000)))
+    assert set(statuses) == {415, 404, 431}
+    assert await used_memory(stack) - before < 5 * MiB
+    assert await stack.ledger.global_log(count=1000) == history
+    assert (await stack.job(job_id))["status"] == "LANDED"
+    counted = await rejected(stack)
+    assert (counted["media_type"], counted["bad_ref"]) == (3334, 3333)
+    sample = [line for line in logs if line["event"] == "webhook.rejected"]
+    assert 0 < len(sample) < 100
+    assert all(len(str(line.get("content_type", ""))) < 120 for line in sample)
+    assert all(len(str(line.get("ref", ""))) < 120 for line in sample)
+
+
+async def test_a_signed_webhook_cannot_lend_its_job_to_a_stuck_submission(stack: Stack) -> None:
+    """Job A's old signed webhook posted on the ref of submission B, stuck in SUBMITTING, does
+    not attach A to B: A keeps its record, and B's caller still gets a job of its own."""
+    a = (await stack.submit("a"))["jobId"]
+    await stack.run_worker()
+    stack.sim.fail_next(503, path="/v2/images/generate")
+    stuck = await stack.api.post("/jobs", json={"prompt": "b"}, headers={"Idempotency-Key": "b"})
+    assert stuck.status_code == 503
+    [b_ref] = [r.ref for r in await stack.ledger.recent() if r.status == Status.SUBMITTING]
+
+    replayed = await post_hook(stack, {"jobId": a, "status": "PROCESSING"}, ref=b_ref)
+    assert replayed.status_code == 202
+    assert await stack.ledger.ref_for(a) != b_ref
+    assert (await stack.job(a))["status"] == "LANDED"
+
+    retried = await stack.api.post("/jobs", json={"prompt": "b"}, headers={"Idempotency-Key": "b"})
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["ref"] == b_ref
+    assert retried.json()["jobId"] not in (None, a)
+    assert "webhook.early_ignored" in await stack.log_events(retried.json()["jobId"])
+
+
+async def test_redis_losing_its_data_bills_no_second_job(stack: Stack) -> None:
+    """After Redis is emptied, the same POST /jobs with the same Idempotency-Key gets the same
+    Apiframe job back (Apiframe deduplicates), and it still lands."""
+    stack.sim.config.drop_rate = 1.0
+    first = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "k"})
+    await stack.redis.flushdb()
+    again = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "k"})
+    assert again.status_code == 202
+    assert again.json()["jobId"] == first.json()["jobId"]
+    assert len(stack.sim.jobs) == 1
+
+
+async def test_a_signed_webhook_for_a_lost_record_is_adopted(stack: Stack) -> None:
+    """A genuine signed webhook whose ref the emptied Redis no longer knows lands its job."""
+    stack.sim.config.delay_seconds = 0.3
+    job_id = (await stack.submit())["jobId"]
+    await stack.redis.flushdb()
+    await stack.run_worker()
+    job = await stack.job(job_id)
+    assert (job["status"], job["source"], len(job["objects"])) == ("LANDED", "adopted", 1)
+
+
+async def test_unsigned_webhooks_cannot_postpone_polling(stack: Stack) -> None:
+    """A stream of unsigned QUEUED webhooks writes nothing, moves no poll, and queues at most one
+    confirmation at a time."""
+    stack.sim.config.stall = True
+    stack.sim.config.drop_rate = 1.0
+    answer = await stack.submit()
+    due = await stack.redis.zscore(POLL_SET, answer["ref"])
+    hint = {"jobId": answer["jobId"], "status": "QUEUED"}
+    answers = [await post_hook(stack, hint, ref=answer["ref"], sign_it=False) for _ in range(5)]
+    assert [a.json()["confirming"] for a in answers] == [True, False, False, False, False]
+    assert await stack.redis.zscore(POLL_SET, answer["ref"]) == due
+    job = await stack.job(answer["jobId"])
+    assert (job["lastWebhookAt"], job["status"]) == (None, "QUEUED")
+    events = await stack.log_events(answer["jobId"])
+    assert "webhook.accepted" not in events
+
+
+async def test_a_non_hex_signature_is_a_401_not_a_500(stack: Stack) -> None:
+    """A signature header with non-ASCII bytes is refused like any wrong signature."""
+    job_id = (await stack.submit())["jobId"]
+    body, _ = signed({"jobId": job_id, "status": "COMPLETED"})
+    for bad in (b"sha256=\xe9", b"sha256=" + b"g" * 64, b"\xff" * 71):
+        response = await stack.api.post(
+            HOOK,
+            content=body,
+            headers={b"content-type": b"application/json", b"x-webhook-signature": bad},
+        )
+        assert response.status_code == 401
+    assert (await rejected(stack))["bad_signature"] == 3
+
+
+async def test_api_bodies_are_capped(stack: Stack) -> None:
+    """A huge POST /jobs is refused at 64 KiB, whether it declares its length or streams."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(64):
+            yield b" " * 64 * 1024
+
+    declared = await stack.api.post("/jobs", content=b"{" + b" " * MiB + b"}")
+    streamed = await stack.api.post("/jobs", content=stream())
+    tracked = await stack.api.post("/jobs/track", content=stream())
+    for response in (declared, streamed, tracked):
+        assert response.status_code == 413
+        assert "over 65536 bytes" in response.json()["error"]
+    assert await stack.ledger.recent() == []
+
+
+async def test_a_slow_body_is_cut_off(stack: Stack) -> None:
+    """A webhook body that trickles in past the deadline gets 408 and holds nothing."""
+    stack.settings.body_deadline = 0.3
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for piece in (b'{"jobId": "', b"x", b'"}'):
+            yield piece
+            await asyncio.sleep(0.25)
+
+    response = await stack.api.post(
+        HOOK, content=trickle(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 408
+    assert (await rejected(stack)) == {"slow_body": 1}
+
+
+async def test_a_webhook_with_headers_past_the_limit_is_refused_unread(stack: Stack) -> None:
+    """Headers over 16 KiB get 431 before any route looks at them."""
+    body, headers = signed({"jobId": str(uuid.uuid4()), "status": "COMPLETED"}, API_KEY)
+    response = await stack.api.post(HOOK, content=body, headers={**headers, "x-big": "y" * 20_000})
+    assert response.status_code == 431
+    assert json.loads(response.text)["error"].startswith("request headers are over")
+    assert await rejected(stack) == {}
