@@ -15,7 +15,8 @@ from imagedock.clients import open_deps
 from simulator import Simulator, SimulatorConfig
 from simulator.local_s3 import local_s3
 from simulator.serving import serving
-from worker.download import Downloader, HostPolicy
+from worker.download import Downloader
+from worker.hosts import HostPolicy
 from worker.settings import load_settings
 from worker.storage import Blob
 

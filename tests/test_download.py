@@ -2,6 +2,7 @@
 and a byte cap that holds whatever length the origin declares, or none."""
 
 import gzip
+import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -13,8 +14,9 @@ from starlette.routing import Route
 
 from simulator.serving import serving
 from worker.deps import Deps
-from worker.download import Downloader, HostPolicy, sniff
+from worker.download import Downloader, sniff
 from worker.errors import PermanentError
+from worker.hosts import HostPolicy, is_public
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 CAP = 1024
@@ -25,14 +27,17 @@ OVER_CAP = b"\x89PNG\r\n\x1a\n" + b"\0" * (4 * CAP)
 class Origin:
     url: str
     requested: list[str] = field(default_factory=list)  # paths of /image.png asked for
+    hosts: list[str] = field(default_factory=list)  # the Host headers /image.png was sent
+    accept_encoding: list[str] = field(default_factory=list)  # what the encoded routes were sent
 
 
 @pytest.fixture
 async def origin_server() -> AsyncIterator[Origin]:
-    requested: list[str] = []
+    seen = Origin("")
 
     async def image(request: Request) -> Response:
-        requested.append(request.url.path)
+        seen.requested.append(request.url.path)
+        seen.hosts.append(request.headers["host"])
         return Response(PNG, media_type="image/png")
 
     async def hop(request: Request) -> Response:
@@ -47,14 +52,21 @@ async def origin_server() -> AsyncIterator[Origin]:
 
     async def gzipped(request: Request) -> Response:
         # Content-Length counts the compressed bytes: far under the cap, decoded far over it.
+        seen.accept_encoding.append(request.headers.get("accept-encoding", ""))
         body = gzip.compress(OVER_CAP)
         assert len(body) < CAP
         return Response(body, media_type="image/png", headers={"Content-Encoding": "gzip"})
 
-    routes = [Route("/image.png", image), Route("/hop", hop)]
-    routes += [Route("/chunked.png", chunked), Route("/gzip.png", gzipped)]
+    async def bomb(request: Request) -> Response:
+        seen.accept_encoding.append(request.headers.get("accept-encoding", ""))
+        body = gzip.compress(gzip.compress(b"\0" * 64 * 1024 * 1024))
+        return Response(body, media_type="image/png", headers={"Content-Encoding": "gzip, gzip"})
+
+    routes = [Route("/image.png", image), Route("/hop", hop), Route("/chunked.png", chunked)]
+    routes += [Route("/gzip.png", gzipped), Route("/bomb.png", bomb)]
     async with serving(Starlette(routes=routes)) as url:
-        yield Origin(url, requested)
+        seen.url = url
+        yield seen
 
 
 @pytest.fixture
@@ -101,11 +113,57 @@ async def test_a_host_outside_the_allow_list_is_never_asked(
     assert origin_server.requested == []
 
 
-@pytest.mark.parametrize("path", ["/chunked.png", "/gzip.png"])
-async def test_the_cap_holds_without_an_honest_length(origin: str, deps: Deps, path: str) -> None:
-    """A body with no Content-Length, or one that decodes past it, is cut off at the cap."""
+async def test_the_cap_holds_without_a_length(origin: str, deps: Deps) -> None:
+    """A body with no Content-Length is cut off at the cap as it streams."""
     with pytest.raises(PermanentError, match=f"over the {CAP}-byte cap"):
-        await fetch(deps, origin + path, ["127.0.0.1"])
+        await fetch(deps, origin + "/chunked.png", ["127.0.0.1"])
+
+
+@pytest.mark.parametrize("path", ["/gzip.png", "/bomb.png"])
+async def test_encoded_bodies_are_refused_undecoded(
+    origin_server: Origin, deps: Deps, path: str
+) -> None:
+    """imagedock asks for identity and refuses any encoding before it decodes a byte: a few
+    compressed bytes cannot grow past the cap in memory."""
+    with pytest.raises(PermanentError, match=r"Content-Encoding 'gzip.*', not identity"):
+        await fetch(deps, origin_server.url + path, ["127.0.0.1"])
+    assert origin_server.accept_encoding == ["identity"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a00:1",
+        "2002:7f00:1::",
+        "2002:c0a8:101::",
+        "fe80::1",
+        "169.254.169.254",
+    ],
+)
+def test_ipv6_forms_of_private_addresses_are_not_public(address: str) -> None:
+    """An IPv6 address that carries a private IPv4 one is as private as that one."""
+    assert not is_public(ipaddress.ip_address(address))
+
+
+def test_public_addresses_are_public() -> None:
+    assert all(is_public(ipaddress.ip_address(a)) for a in ("93.184.215.14", "2606:4700::1111"))
+
+
+async def test_the_checked_address_is_the_one_connected_to(
+    origin_server: Origin, deps: Deps
+) -> None:
+    """A host named exactly is resolved once; the request goes to that address and still
+    names the host, as Host and for TLS."""
+    url = origin_server.url.replace("127.0.0.1", "localhost") + "/image.png"
+    assert await fetch(deps, url, ["localhost"]) == PNG
+    port = origin_server.url.rsplit(":", 1)[1]
+    assert origin_server.hosts == [f"localhost:{port}"]
+    target = await HostPolicy(["localhost"]).check(url)
+    assert (target.host, target.address.is_loopback) == ("localhost", True)
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.png", "file:///etc/passwd", "http:///x"])

@@ -16,8 +16,9 @@ from standardwebhooks import Webhook
 
 from worker.apiframe import ApiframeClient
 from worker.delivery import Deliverer
-from worker.download import Downloader, HostPolicy
+from worker.download import Downloader
 from worker.events import Events
+from worker.hosts import HostPolicy
 from worker.landing import Landing
 from worker.ledger import Ledger
 from worker.polling import Poller

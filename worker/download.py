@@ -1,27 +1,25 @@
-"""Fetching result images safely: allowed hosts only, no private addresses, re-checked redirects,
-a byte cap, a SHA-256 computed while streaming, and the type read from the magic bytes.
+"""Fetching result images safely: allowed hosts only, connecting to the address that was checked,
+re-checked redirects, no content encodings, a cap on the bytes that arrive, a SHA-256 computed
+while streaming, and the type read from the magic bytes.
 
 Bodies are spooled to a temporary file past a few MiB, so a 50 MB image never sits in memory whole.
 """
 
-import asyncio
-import fnmatch
 import hashlib
-import ipaddress
-import socket
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
 from worker.errors import PermanentError, TransientError
+from worker.hosts import HostPolicy
 
 MAX_REDIRECTS = 3
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 451}
+IDENTITY = {"Accept-Encoding": "identity"}
 IMAGE_TYPES = (  # (prefix, content type, extension); WebP is checked on its own
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
@@ -56,43 +54,6 @@ def sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-class HostPolicy:
-    """Which result hosts may be fetched. A pattern like `*.apiframe.ai` admits public
-    addresses only; a host named exactly is trusted even on a private or loopback address."""
-
-    def __init__(self, allowed: Sequence[str]) -> None:
-        self.allowed = [pattern.lower() for pattern in allowed]
-
-    async def check(self, url: str) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if parts.scheme not in ("http", "https") or not host:
-            raise PermanentError(f"refused result URL {url!r}: not an http(s) URL")
-        named = host in self.allowed
-        if not named and not any(fnmatch.fnmatchcase(host, p) for p in self.allowed):
-            raise PermanentError(f"refused result host {host!r}: not in IMAGEDOCK_DOWNLOAD_HOSTS")
-        if named:
-            return
-        for address in await resolve(host, parts.port or 443):
-            if not address.is_global:
-                raise PermanentError(
-                    f"refused result host {host!r}: it resolves to the non-public address "
-                    f"{address}; name it exactly in IMAGEDOCK_DOWNLOAD_HOSTS to allow it"
-                )
-
-
-async def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise TransientError(f"cannot resolve result host {host!r}: {exc}") from exc
-    return [ipaddress.ip_address(info[4][0]) for info in infos]
-
-
 class Downloader:
     def __init__(self, http: httpx.AsyncClient, policy: HostPolicy, max_bytes: int) -> None:
         self._http = http
@@ -103,9 +64,15 @@ class Downloader:
         """Stream `url` into a temporary file, following at most a few checked redirects."""
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            await self._policy.check(current)
+            target = await self._policy.check(current)
+            pinned = httpx.URL(current).copy_with(host=str(target.address))
             try:
-                async with self._http.stream("GET", current) as response:
+                async with self._http.stream(
+                    "GET",
+                    pinned,
+                    headers={"Host": httpx.URL(current).netloc.decode(), **IDENTITY},
+                    extensions={"sni_hostname": target.host},
+                ) as response:
                     if response.is_redirect and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
                         continue
@@ -123,6 +90,10 @@ class Downloader:
             raise TransientError(f"the CDN answered {status} for {url}")
         if status != 200:
             raise PermanentError(f"the CDN answered an unexpected {status} for {url}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            # Decoding would let a few compressed bytes grow past any cap in memory.
+            raise PermanentError(f"{url} came with Content-Encoding {encoding!r}, not identity")
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self._max_bytes:
             raise PermanentError(self._too_big(url, int(declared)))
@@ -136,7 +107,7 @@ class Downloader:
     async def _spool(self, url: str, response: httpx.Response, spool: IO[bytes]) -> Download:
         sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         size, head = 0, b""
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():  # the bytes as they arrive, never decoded
             size += len(chunk)
             if size > self._max_bytes:
                 raise PermanentError(self._too_big(url, size))

@@ -23,6 +23,7 @@ from worker.status import FAILURES, Status
 STREAM = PREFIX + "events"
 DEAD_LETTERS = PREFIX + "events:dead"
 EVENT_TTL = 30 * 24 * 3600
+MAX_REASON = 500  # characters of a failure's reason kept in the record and its event
 
 # KEYS: event key, stream, job hash, poll set. ARGV: event JSON, stream maxlen, ref, TTL.
 # Stores the event and appends it to the stream once; the job then owes nothing and needs no polls.
@@ -97,6 +98,8 @@ class Events:
     ) -> bool:
         """Move the job to a terminal `status` and publish the event that owes; a failure gets
         its one canonical `job.failed` line."""
+        if error is not None and len(error) > MAX_REASON:  # a URL or an answer can be any length
+            error = error[:MAX_REASON] + "..."
         fields: dict[str, Any] = {"error": error} if error is not None else {}
         if via is not None:
             fields["via"] = via
