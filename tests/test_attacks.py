@@ -170,3 +170,41 @@ async def test_a_webhook_with_headers_past_the_limit_is_refused_unread(stack: St
     assert response.status_code == 431
     assert json.loads(response.text)["error"].startswith("request headers are over")
     assert await rejected(stack) == {}
+
+
+async def test_a_non_ascii_result_url_lands_with_ascii_metadata(stack: Stack) -> None:
+    """A result URL with non-ASCII characters and great length still lands: its metadata is
+    percent-encoded and kept under S3's 2 KB."""
+    stack.sim.config.drop_rate = 1.0
+    answer = await stack.submit()
+    await stack.sim.settle()
+    [url] = stack.sim.jobs[answer["jobId"]].image_urls
+    odd = url + "?name=caf\u00e9-" + "\u00fc" * 1500
+    body = {"jobId": answer["jobId"], "status": "COMPLETED", "result": {"images": [odd]}}
+    assert (await post_hook(stack, body, ref=answer["ref"])).status_code == 200
+    await stack.run_worker()
+    job = await stack.job(answer["jobId"])
+    assert job["status"] == "LANDED", job["error"]
+    head = stack.s3.head_object(Bucket="images", Key=job["objects"][0]["key"])
+    source = head["Metadata"]["source-url"]
+    assert source.isascii()
+    assert "caf%C3%A9" in source
+    assert sum(len(k) + len(v) for k, v in head["Metadata"].items()) < 2048
+
+
+async def test_a_long_failure_reason_is_cut_short(stack: Stack) -> None:
+    """A refused result URL of any length leaves a reason of bounded length, in the record
+    and in the job.failed event."""
+    stack.sim.config.drop_rate = 1.0
+    answer = await stack.submit()
+    await stack.sim.settle()
+    body = {"jobId": answer["jobId"], "status": "COMPLETED", "result": {"images": []}}
+    body["result"] = {"images": ["ftp://" + "a" * 5000]}
+    assert (await post_hook(stack, body, ref=answer["ref"])).status_code == 200
+    await stack.run_worker()
+    job = await stack.job(answer["jobId"])
+    assert job["status"] == "FAILED"
+    assert job["error"].startswith("refused result URL 'ftp://aaa")
+    assert len(job["error"]) <= 503
+    [event] = stack.delivered("job.failed")
+    assert event["data"]["reason"] == job["error"]

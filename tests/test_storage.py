@@ -72,3 +72,22 @@ async def test_other_content_under_the_same_key_is_a_conflict(store: ObjectStore
     with pytest.raises(PermanentError, match="already holds other content"):
         await store.put_once("conflict/1.png", blob(BODY[:-1] + b"!"))
     assert await store.read("conflict/1.png") == BODY
+
+
+@pytest.mark.parametrize("mode", ["when_supported"])
+async def test_a_refusal_from_s3_is_permanent(tls_s3: LocalS3, redis_url: str, mode: str) -> None:
+    """A 4xx that no retry can change (here a wrong secret key) fails the write for good."""
+    settings = load_settings(
+        redis_url=redis_url,
+        **s3_settings(
+            tls_s3,
+            s3_bucket=BUCKET,
+            s3_secret_access_key="not-the-secret",
+            s3_endpoint_url=tls_s3.https_url,
+            s3_ca_bundle=str(tls_s3.ca_bundle),
+            s3_checksum_mode=mode,
+        ),
+    )
+    async with open_deps(settings) as deps:
+        with pytest.raises(PermanentError, match=r"SignatureDoesNotMatch \(403\) to PutObject"):
+            await deps.store.put_once("x/1.png", blob(BODY))

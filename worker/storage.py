@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from worker.download import Download
 from worker.errors import PermanentError, TransientError
@@ -23,10 +24,27 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 CACHE_CONTROL = "private, max-age=31536000, immutable"  # a job's keys never change content
-# Answers the callers read themselves; every other S3 error is worth another try later: outages
-# and throttling pass, bytes that failed their checksum in transit are sent again, and a refusal
-# (AccessDenied, NoSuchBucket) lasts until someone fixes the configuration, not for ever.
+# Answers the callers read themselves.
 EXPECTED_CODES = {"PreconditionFailed", "412", "404", "NoSuchKey", "NotFound"}
+# 4xx answers that pass with another try: throttling, a write that raced another, a clock
+# briefly skewed, bytes that failed their checksum in transit. Every other 4xx (AccessDenied,
+# NoSuchBucket, InvalidArgument) is permanent: the job fails with S3's word, and once the
+# configuration is fixed `imagedock replay` lands it.
+TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
+    "RequestLimitExceeded",
+    "ConditionalRequestConflict",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "BadDigest",
+    "InvalidDigest",
+    "XAmzContentSHA256Mismatch",
+}
+METADATA_BYTES = 1800  # S3 allows 2 KB of user metadata, names included
+SAFE_IN_METADATA = "/:?&=#@+,;%"
 
 
 @dataclass(frozen=True)
@@ -127,7 +145,7 @@ class ObjectStore:
             ContentLength=blob.size,
             ContentType=blob.content_type,
             CacheControl=CACHE_CONTROL,
-            Metadata=blob.metadata,
+            Metadata=ascii_metadata(blob.metadata),
             IfNoneMatch="*",
             **extra,
         )
@@ -138,12 +156,26 @@ class ObjectStore:
                 self._threads, partial(function, *args, **kwargs)
             )
         except ClientError as exc:
-            if error_code(exc) in EXPECTED_CODES:
-                raise
             code, status = error_code(exc), status_of(exc)
-            raise TransientError(f"S3 answered {code} ({status}) to {exc.operation_name}") from exc
+            if code in EXPECTED_CODES:
+                raise
+            message = f"S3 answered {code} ({status}) to {exc.operation_name}"
+            if 400 <= status < 500 and status != 429 and code not in TRANSIENT_CODES:
+                raise PermanentError(message) from exc
+            raise TransientError(message) from exc
+        except ParamValidationError as exc:  # refused before it was sent: it always will be
+            raise PermanentError(f"S3 request refused by boto3: {exc}") from exc
         except BotoCoreError as exc:  # connection and read timeouts, endpoint errors
             raise TransientError(f"S3 could not be reached: {exc.__class__.__name__}") from exc
+
+
+def ascii_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """User metadata S3 accepts: ASCII (anything else percent-encoded), under its 2 KB limit."""
+    encoded = {name: quote(value, safe=SAFE_IN_METADATA) for name, value in metadata.items()}
+    while sum(len(k) + len(v) for k, v in encoded.items()) > METADATA_BYTES:
+        longest = max(encoded, key=lambda name: len(encoded[name]))
+        encoded[longest] = encoded[longest][: len(encoded[longest]) // 2]
+    return encoded
 
 
 def json_blob(document: Any, metadata: dict[str, str]) -> Blob:
