@@ -6,6 +6,8 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 
+import structlog
+
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings
 
@@ -106,6 +108,23 @@ def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(redrive(settings))
 
 
+def bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {low} to {high}, not {text!r}"
+            )
+        return value
+
+    return parse
+
+
 def metadata_pair(text: str) -> str:
     if "=" not in text or text.startswith("="):
         raise argparse.ArgumentTypeError(f"metadata must be key=value, not {text!r}")
@@ -137,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(handler=run_submit)
 
     jobs = commands.add_parser("jobs", help="list the most recent jobs")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--limit", type=bounded(1, 500), default=20)
     jobs.set_defaults(handler=run_jobs)
 
     status = commands.add_parser("status", help="show one job's record and log")
@@ -146,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = commands.add_parser("tail", help="show the global job log")
     tail.add_argument("-f", "--follow", action="store_true")
-    tail.add_argument("-n", "--lines", type=int, default=50)
+    tail.add_argument("-n", "--lines", type=bounded(1, 10_000), default=50)
     tail.set_defaults(handler=run_tail)
 
     track = commands.add_parser("track", help="adopt a job submitted elsewhere; polling lands it")
@@ -198,6 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A server's failure is logged with its traceback, for the log shipper; a command's is
+        # one line for the person at the shell. Either way the exit status says it failed.
+        if args.command in SERVERS:
+            log = structlog.get_logger("imagedock")
+            log.error("imagedock.failed", command=args.command, error=repr(exc), exc_info=True)
+        else:
+            print(f"imagedock {args.command}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

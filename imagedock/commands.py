@@ -3,14 +3,17 @@ redrive. Each opens the process's clients with `open_deps` and closes them when 
 
 import asyncio
 import json
+import sys
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from imagedock.clients import open_deps
 from worker.apiframe import ApiframeError, GenerateRequest, GrokParams
 from worker.ledger import Conflict
+from worker.problems import field_problems
 from worker.queue import enqueue_replay
 from worker.records import JobRecord, LogEntry
 from worker.settings import Settings
@@ -35,8 +38,13 @@ async def submit(
     idempotency_key: str | None,
 ) -> int:
     settings.require("apiframe_key", "public_url")
-    params = GrokParams.model_validate({"image": image, "aspect_ratio": aspect_ratio})
-    request = GenerateRequest(prompt=prompt, params=params)
+    try:  # checked before anything is recorded or sent
+        params = GrokParams.model_validate({"image": image, "aspect_ratio": aspect_ratio})
+        request = GenerateRequest(prompt=prompt, params=params)
+    except ValidationError as exc:
+        found = "; ".join(f"{path}: {msg}" for path, msg in field_problems(exc).items())
+        print(f"imagedock submit: {found}", file=sys.stderr)
+        return 2
     try:
         async with open_deps(settings) as deps:
             record = await submit_job(

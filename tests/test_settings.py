@@ -56,3 +56,65 @@ def test_lists_are_comma_separated() -> None:
     assert settings.api_keys == ["afk_a", "afk_b"]
     assert settings.download_hosts == ["a.example", "*.b.example"]
     assert settings.event_retry_schedule == (0.0, 1.5, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("event_secret", "whsec_abc", "base64 of 24 bytes"),
+        ("event_secret", "whsec_replace_me", "placeholder"),
+        ("api_token", "short-token", "at least 16"),
+        ("api_token", "replace-me-replace-me", "placeholder"),
+        ("apiframe_key", "afk_replace_me", "placeholder"),
+        ("redis_url", "nonsense://", "redis://"),
+    ],
+)
+def test_unusable_values_stop_the_start(name: str, value: str, says: str) -> None:
+    """Placeholders, short tokens, secrets the signer cannot use and foreign URLs are refused
+    when the settings are read, not when a worker first needs them."""
+    with pytest.raises(SettingsError, match=f"IMAGEDOCK_{name.upper()}: .*{says}"):
+        load_settings(**{name: value})
+
+
+def test_s3_credentials_come_in_pairs() -> None:
+    with pytest.raises(SettingsError, match="IMAGEDOCK_S3_SECRET_ACCESS_KEY, or neither"):
+        load_settings(s3_access_key_id="AKIA0000")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["submit", "a prompt", "--image", "notaurl"], "image: Input should be a valid URL"),
+        (["submit", "x" * 2001], "prompt"),
+        (["jobs", "--limit", "0"], "from 1 to 500"),
+        (["tail", "-n", "-5"], "from 1 to 10000"),
+    ],
+)
+def test_bad_command_lines_get_one_line_and_status_2(args: list[str], says: str) -> None:
+    """A bad argument is one line saying what is wrong, never a traceback."""
+    result = run(*args, IMAGEDOCK_APIFRAME_KEY="afk_x")
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_failing_command_is_one_line_and_status_1() -> None:
+    """`imagedock jobs` with no Redis to reach says so in one line."""
+    result = run("jobs", IMAGEDOCK_REDIS_URL="redis://127.0.0.1:9/0")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("imagedock jobs: ConnectionError: Error 111 connecting to 127.0.0.1:9")
+
+
+def test_a_worker_that_cannot_start_logs_why_and_exits_1() -> None:
+    """A start-up failure is logged with its traceback as a field, and the status is 1."""
+    result = run(
+        "worker",
+        IMAGEDOCK_REDIS_URL="redis://127.0.0.1:9/0",
+        IMAGEDOCK_APIFRAME_KEY="afk_x",
+        IMAGEDOCK_S3_BUCKET="images",
+    )
+    assert result.returncode == 1
+    [failed] = [line for line in result.stdout.splitlines() if "imagedock.failed" in line]
+    assert '"exception"' in failed

@@ -1,13 +1,19 @@
 """imagedock's one settings object, read from `IMAGEDOCK_*` environment variables in `main()`."""
 
+import base64
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from standardwebhooks import Webhook
 
 from worker.problems import field_problems
 
 MiB = 1024 * 1024
+MIN_TOKEN = 16
+MIN_SECRET_BYTES = 24
+PLACEHOLDER = re.compile(r"replace[-_]?me|changeme|your[-_]", re.IGNORECASE)
 # Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
 DEFAULT_EVENT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 
@@ -82,20 +88,56 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
     @field_validator("apiframe_key")
     @classmethod
     def _check_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
         for key in keys:
+            refuse_placeholder(key)
             if not key.get_secret_value().startswith("afk_"):
                 raise ValueError("every Apiframe key starts with 'afk_'")
         return keys
 
+    @field_validator("api_token")
+    @classmethod
+    def _check_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None:
+            refuse_placeholder(token)
+            if len(token.get_secret_value()) < MIN_TOKEN:
+                raise ValueError(f"must be at least {MIN_TOKEN} characters")
+        return token
+
     @field_validator("event_secret")
     @classmethod
     def _check_event_secret(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is not None and not secret.get_secret_value().startswith("whsec_"):
+        if secret is None:
+            return None
+        refuse_placeholder(secret)
+        if not secret.get_secret_value().startswith("whsec_"):
             raise ValueError("must be a Standard Webhooks secret starting with 'whsec_'")
+        # The signer decodes it: a secret it cannot use must stop the start, not every delivery.
+        value = secret.get_secret_value()
+        try:
+            Webhook(value)
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except Exception:  # the signer's errors share no base class beyond Exception
+            key = b""
+        if len(key) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be 'whsec_' and base64 of {MIN_SECRET_BYTES} bytes or more")
         return secret
+
+    @field_validator("s3_access_key_id", "s3_secret_access_key")
+    @classmethod
+    def _check_credential(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            refuse_placeholder(value)
+        return value
 
     @model_validator(mode="after")
     def _credentials_in_pairs(self) -> "Settings":
@@ -121,6 +163,12 @@ class Settings(BaseSettings):
         """The API's bearer token, or the error that names its variable."""
         self.require("api_token")
         return self.api_token or SecretStr("")
+
+
+def refuse_placeholder(secret: SecretStr) -> None:
+    """A value copied from an example file would run, and sign or open nothing it should."""
+    if PLACEHOLDER.search(secret.get_secret_value()):
+        raise ValueError("is a placeholder from an example; set the real value")
 
 
 def env_name(field: str) -> str:
