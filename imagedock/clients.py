@@ -3,6 +3,7 @@ downloads and deliveries, and the S3 client with its thread pool. One set per pr
 reverse order when the process stops.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -45,9 +46,12 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         store = None
         if settings.s3_bucket:
             threads = ThreadPoolExecutor(settings.s3_concurrency, thread_name_prefix="s3")
-            stack.callback(threads.shutdown, wait=True)
+            # Off the loop, and dropping calls not yet started: a stop must not wait on them.
+            stack.push_async_callback(asyncio.to_thread, threads.shutdown, cancel_futures=True)
+            client = s3_client(settings)
+            stack.callback(client.close)
             store = ObjectStore(
-                s3_client(settings),
+                client,
                 threads,
                 bucket=settings.s3_bucket,
                 prefix=settings.s3_prefix,
@@ -61,7 +65,8 @@ def s3_client(settings: Settings) -> "S3Client":
     config = Config(
         signature_version="s3v4",  # with a custom endpoint boto3 would otherwise presign with v2
         s3={"addressing_style": settings.s3_addressing_style},
-        retries={"mode": "standard", "max_attempts": 3},
+        # One quick retry inside a call, for a blip; what lasts is arq's to retry, with backoff.
+        retries={"mode": "standard", "total_max_attempts": 2},
         max_pool_connections=settings.s3_concurrency,
         request_checksum_calculation=settings.s3_checksum_mode,
         response_checksum_validation=settings.s3_checksum_mode,

@@ -3,8 +3,9 @@
 import hmac
 
 from pydantic import SecretStr
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from receiver.responses import error
 
 # Apiframe cannot send a token, health probes and scrapers should not need one.
 OPEN_PATHS = frozenset({"/healthz", "/metrics", "/webhooks/apiframe"})
@@ -21,9 +22,9 @@ class BearerToken:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                refusal = JSONResponse(
-                    {"error": "missing or wrong bearer token"},
-                    status_code=401,
+                refusal = error(
+                    401,
+                    "missing or wrong bearer token",
                     headers={"WWW-Authenticate": 'Bearer realm="imagedock"'},
                 )
                 await refusal(scope, receive, send)

@@ -73,7 +73,7 @@ def apiframe_error(exc: ApiframeError) -> JSONResponse:
         return error(409, message)
     if isinstance(exc, RateLimited):
         retry_after = str(round(exc.retry_after or 1))
-        return JSONResponse({"error": message}, 429, headers={"Retry-After": retry_after})
+        return error(429, message, headers={"Retry-After": retry_after})
     if isinstance(exc, AuthenticationError | Forbidden):
         return error(502, f"Apiframe refused imagedock's API key: {exc}")
     return error(503, f"{message}; retry with the same Idempotency-Key")

@@ -4,8 +4,9 @@ uvicorn's httptools parser accepts headers of any size, and whatever a handler l
 them would grow with it; a request past these limits is answered without being looked at.
 """
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from receiver.responses import error
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_TARGET_BYTES = 4 * 1024  # path and query string
@@ -26,6 +27,6 @@ class RequestLimits:
                 refusal = (414, f"the request target is over {MAX_TARGET_BYTES} bytes")
             if refusal is not None:
                 status, message = refusal
-                await JSONResponse({"error": message}, status)(scope, receive, send)
+                await error(status, message)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 from worker.apiframe.client import parse_retry_after
 from worker.events import DEAD_LETTERS, EVENT_TTL, attempts_key, delivered_key, event_key
 from worker.ledger import Ledger, text
+from worker.queue import endpoint_name
 
 log = structlog.get_logger("delivery")
 EXCERPT = 500
@@ -73,7 +74,7 @@ async def deliver_event(deps: Deliverer, event_id: str, url: str) -> str:
             "worker",
             "event.delivered",
             id=event_id,
-            url=url,
+            endpoint=endpoint_name(url),
             attempt=attempt,
             status=status,
         )
@@ -92,7 +93,13 @@ async def deliver_event(deps: Deliverer, event_id: str, url: str) -> str:
         }
         await deps.redis.lpush(DEAD_LETTERS, json.dumps(letter))  # type: ignore[misc]
         await deps.ledger.log(
-            ref, job_id, "worker", "event.dead", id=event_id, url=url, status=status
+            ref,
+            job_id,
+            "worker",
+            "event.dead",
+            id=event_id,
+            endpoint=endpoint_name(url),
+            status=status,
         )
         return "dead"
     wait = deps.schedule[attempt]

@@ -80,14 +80,7 @@ class Deps:
 
     @cached_property
     def poller(self) -> Poller:
-        settings = self.settings
-        return Poller(
-            self.ledger,
-            self.events,
-            self.apiframe,
-            settings.poll_max_interval,
-            settings.job_deadline,
-        )
+        return Poller(self.ledger, self.events, self.apiframe, self.settings)
 
     @cached_property
     def deliverer(self) -> Deliverer:

@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 
 from worker.clock import iso_time
 from worker.ledger import POLL_SET, PREFIX, Ledger, text
-from worker.queue import enqueue_delivery, url_digest
+from worker.queue import endpoint_name, enqueue_delivery, url_digest
 from worker.records import JobRecord
 from worker.status import FAILURES, Status
 
@@ -175,7 +175,7 @@ class Events:
                 "redrive",
                 "event.redriven",
                 id=letter["eventId"],
-                url=letter["url"],
+                endpoint=endpoint_name(letter["url"]),
             )
             count += 1
         return count

@@ -265,6 +265,8 @@ class Ledger:
     ) -> bool:
         """Move forward to `status` (or raise progress), setting `fields` with it. False if the
         record is already at or past that state, so late and duplicate events change nothing."""
+        if status == Status.COMPLETED:
+            fields.setdefault("completed_at", time.time())  # when the landing deadline starts
         if status in TERMINAL:
             # Owed until published; set with the move itself so a crash cannot lose it.
             fields["pending_event"] = "job.landed" if status == Status.LANDED else "job.failed"
@@ -294,6 +296,11 @@ class Ledger:
 
     async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
         await self.redis.zadd(POLL_SET, {ref: at}, xx=only_if_tracked)
+
+    async def count_failure(self, ref: str) -> int:
+        """One more failed landing attempt for the job; returns how many so far."""
+        key = self.job_key(ref)
+        return int(await self.redis.hincrby(key, "landing_failures", 1))  # type: ignore[misc]
 
     async def count(self, name: str) -> None:
         await self.redis.hincrby(STATS, name, 1)  # type: ignore[misc]

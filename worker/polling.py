@@ -14,6 +14,7 @@ from worker.events import Events
 from worker.ledger import POLL_SET, Ledger, text
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
+from worker.settings import Settings
 from worker.status import TERMINAL, Status
 
 ACTOR = "poller"
@@ -37,8 +38,7 @@ class Poller:
     ledger: Ledger
     events: Events
     apiframe: ApiframeClient
-    max_interval: float
-    deadline: float
+    settings: Settings  # the intervals and deadlines
 
 
 async def poll_due(deps: Poller, *, budget: float = 25.0) -> int:
@@ -72,14 +72,14 @@ async def check_job(deps: Poller, ref: str) -> None:
     if record.pending_event:  # a crash between a terminal state and its event
         await deps.events.publish_pending(ref, ACTOR)
         return
-    if record.status in TERMINAL or record.job_id is None:
+    if record.status in TERMINAL:
         await ledger.redis.zrem(POLL_SET, ref)
         return
+    if record.job_id is None:
+        await check_unsubmitted(deps, record)
+        return
     if record.status == Status.COMPLETED:
-        # Known complete but not landed: the landing may have been lost; queueing collapses
-        # into one that is still queued or running.
-        await enqueue_landing(deps.events.redis, record.job_id)
-        await reschedule(deps, record)
+        await check_unlanded(deps, record)
         return
     try:
         job = await deps.apiframe.get_job(record.job_id)
@@ -93,6 +93,32 @@ async def check_job(deps: Poller, ref: str) -> None:
         await reschedule(deps, record)
         return
     await follow(deps, record, job)
+
+
+async def check_unsubmitted(deps: Poller, record: JobRecord) -> None:
+    """A submission that never reached Apiframe (an outage, and its caller never retried):
+    failed once past the submit deadline, so no record is left SUBMITTING for ever."""
+    age = time.time() - record.created_at
+    if age > deps.settings.submit_deadline:
+        reason = f"never submitted to Apiframe in {round(age)} s: {record.error or 'no answer'}"
+        await deps.events.finish(record.ref, Status.FAILED, ACTOR, error=reason)
+    else:
+        await reschedule(deps, record)
+
+
+async def check_unlanded(deps: Poller, record: JobRecord) -> None:
+    """Known complete but not landed: the landing may have been lost, so it is queued again
+    (collapsing into one still queued or running), until the landing deadline fails the job."""
+    assert record.job_id is not None
+    since = time.time() - (record.completed_at or record.updated_at)
+    if since > deps.settings.landing_deadline:
+        reason = f"not landed {round(since)} s after Apiframe completed it"
+        if record.error:
+            reason += f"; last error: {record.error}"
+        await deps.events.finish(record.ref, Status.FAILED, ACTOR, error=reason)
+        return
+    await enqueue_landing(deps.events.redis, record.job_id)
+    await reschedule(deps, record)
 
 
 async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
@@ -119,7 +145,7 @@ async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
     else:
         await ledger.transition(ref, Status(job.status), ACTOR, progress=job.progress)
         started = record.submitted_at or record.created_at
-        if time.time() - started > deps.deadline:
+        if time.time() - started > deps.settings.job_deadline:
             reason = f"still {job.status} {round(time.time() - started)} s after submission"
             await deps.events.finish(ref, Status.TIMED_OUT, ACTOR, error=reason, via="poll")
         else:
@@ -134,6 +160,8 @@ async def missed(ledger: Ledger, record: JobRecord, status: str) -> None:
 
 async def reschedule(deps: Poller, record: JobRecord) -> None:
     """The next check, backing off per job from 2 s to the configured cap."""
-    interval = min((record.poll_interval or FIRST_INTERVAL / 2) * 2, deps.max_interval)
+    interval = min(
+        (record.poll_interval or FIRST_INTERVAL / 2) * 2, deps.settings.poll_max_interval
+    )
     await deps.ledger.set_fields(record.ref, poll_interval=interval)
     await deps.ledger.schedule_poll(record.ref, time.time() + interval, only_if_tracked=True)

@@ -5,6 +5,7 @@ import hashlib
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -46,6 +47,13 @@ async def connect(url: str) -> ArqRedis:
 def url_digest(url: str) -> str:
     """A short, stable name for an endpoint, for keys that must not hold the URL itself."""
     return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def endpoint_name(url: str) -> str:
+    """How logs name an event endpoint: its origin and digest, never its path or query, which
+    often carry a credential (a Slack or Zapier hook's token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}#{url_digest(url)[:8]}"
 
 
 def delivery_id(event_id: str, url: str) -> str:

@@ -60,6 +60,8 @@ class JobRecord:
     last_webhook_at: float | None = None
     poll_interval: float | None = None
     via: str | None = None  # how imagedock learned the job finished: "webhook" or "poll"
+    completed_at: float | None = None
+    landing_failures: int = 0  # failed landing attempts, whoever queued them
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -87,6 +89,8 @@ class JobRecord:
             last_webhook_at=number("last_webhook_at"),
             poll_interval=number("poll_interval"),
             via=raw.get("via") or None,
+            completed_at=number("completed_at"),
+            landing_failures=int(raw.get("landing_failures") or 0),
         )
 
     def outcome(self, now: float) -> dict[str, Any]:

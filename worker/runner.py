@@ -20,7 +20,14 @@ from worker.tasks import build_poll_worker, build_worker
 
 log = structlog.get_logger("worker")
 RESTART_PAUSE = 2.0
-REDIS_LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+REDIS_LOST = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+# Connection errors that no pause mends: a wrong password stays wrong.
+REDIS_REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 
 Build = Callable[[], Worker]
 
@@ -43,7 +50,10 @@ async def supervise(builds: Mapping[str, Build], *, restart_pause: float = RESTA
     current: dict[str, Worker] = {}
 
     def stop(signum: int) -> None:
-        """arq cancels running jobs, which another worker runs again at once."""
+        """arq cancels running jobs, which another worker runs again at once; a second signal
+        changes nothing, so jobs already finishing are not cut short."""
+        if stopping.is_set():
+            return
         stopping.set()
         for worker in current.values():
             worker.handle_sig(signal.Signals(signum))
@@ -85,6 +95,8 @@ async def keep_running(
         except asyncio.CancelledError:
             if not stopping.is_set():
                 raise WorkerStopped(f"the {name} worker was cancelled") from None
+        except REDIS_REFUSED as exc:
+            raise WorkerStopped(f"the {name} worker was refused by Redis: {exc!r}") from exc
         except REDIS_LOST as exc:
             if stopping.is_set():
                 return

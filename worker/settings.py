@@ -25,7 +25,10 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IMAGEDOCK_", extra="ignore")
+    # An empty variable (`IMAGEDOCK_EVENT_SECRET=` in a compose file) counts as unset.
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGEDOCK_", extra="ignore", env_ignore_empty=True
+    )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     apiframe_url: str = "https://api.apiframe.ai"
@@ -53,6 +56,11 @@ class Settings(BaseSettings):
     landing_backoff: float = Field(default=5.0, gt=0)  # first retry wait; doubles to 5 min
     # A worker that dies mid-landing has its job re-run this much + 10 s later (arq's claim).
     landing_timeout: float = Field(default=90.0, gt=0)
+    landing_max_tries: int = Field(default=30, ge=1)  # failed attempts before a job FAILS
+    # A job COMPLETED at Apiframe but not landed this long after is FAILED with its reason.
+    landing_deadline: float = Field(default=3600.0, gt=0)
+    # A submission that never reached Apiframe (kept SUBMITTING after an outage) this long.
+    submit_deadline: float = Field(default=3600.0, gt=0)
     poll_after: float = Field(default=30.0, gt=0)
     poll_max_interval: float = Field(default=60.0, gt=0)
     job_deadline: float = Field(default=900.0, gt=0)

@@ -54,6 +54,8 @@ async def submit_job(
     )
     if not created and (record.job_id or record.status in TERMINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
+    if created:  # watched from the start, so an outage cannot leave it SUBMITTING for ever
+        await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
     wire = request.model_copy(
         update={"webhook_url": deps.webhook_url(record.ref), "webhook_events": SUBSCRIBED}
     )

@@ -13,6 +13,7 @@ Both use a 0.05 s `poll_delay` (arq's 0.5 s default caps a worker near 200 jobs/
 Both share the process's one set of clients (`Deps`, in `ctx["deps"]`), its Redis pool included.
 """
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -25,10 +26,20 @@ from worker.deps import Deps
 from worker.errors import TransientError
 from worker.landing import Landing, NotReady, land_job
 from worker.polling import poll_due
-from worker.queue import DELIVER, LAND, LANDING_QUEUE, POLLING_QUEUE, REPLAY, deserialize, serialize
+from worker.queue import (
+    DELIVER,
+    LAND,
+    LANDING_QUEUE,
+    POLLING_QUEUE,
+    REPLAY,
+    deserialize,
+    endpoint_name,
+    serialize,
+)
+from worker.settings import Settings
 from worker.status import Status
 
-LANDING_MAX_TRIES = 30
+ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's always fires first
 NOT_READY_TRIES = 5
 POLL_TIMEOUT = 60
 log = structlog.get_logger("worker")
@@ -41,30 +52,45 @@ def backoff(base: float, attempt: int, retry_after: float | None = None) -> floa
 
 async def land(ctx: dict[str, Any], job_id: str) -> str:
     deps: Landing = ctx["deps"].landing
-    attempt: int = ctx["job_try"]
-    with structlog.contextvars.bound_contextvars(job_id=job_id, attempt=attempt):
+    settings: Settings = ctx["deps"].settings
+    with structlog.contextvars.bound_contextvars(job_id=job_id, job_try=ctx["job_try"]):
         try:
-            return (await land_job(deps, job_id)).value
-        except TransientError as exc:
-            record = await deps.ledger.by_job_id(job_id)
-            if record is None:
-                raise
-            limit = NOT_READY_TRIES if isinstance(exc, NotReady) else LANDING_MAX_TRIES
-            if attempt >= limit:
-                reason = f"gave up after {attempt} tries: {exc}"
-                await deps.events.finish(record.ref, Status.FAILED, "worker", error=reason)
-                return Status.FAILED.value
-            wait = backoff(ctx["deps"].settings.landing_backoff, attempt, exc.retry_after)
-            await deps.ledger.log(
-                record.ref,
-                job_id,
-                "worker",
-                "landing.retry",
-                reason=str(exc),
-                attempt=attempt,
-                retry_in=wait,
+            # Our own deadline, inside arq's: a slow landing is a failure that counts, where
+            # arq's timeout would end the job with no word and no retry.
+            async with asyncio.timeout(settings.landing_timeout):
+                return (await land_job(deps, job_id)).value
+        except TimeoutError:
+            error: TransientError = TransientError(
+                f"landing took over {settings.landing_timeout:g} s"
             )
-            raise Retry(defer=wait) from exc
+        except TransientError as exc:
+            error = exc
+        return await retry_or_fail(deps, settings, job_id, error)
+
+
+async def retry_or_fail(deps: Landing, settings: Settings, job_id: str, exc: TransientError) -> str:
+    """Count the failed attempt in the ledger, which a re-queue by the poller does not reset,
+    and retry later with backoff, or fail the job once the count reaches the limit."""
+    record = await deps.ledger.by_job_id(job_id)
+    if record is None:
+        raise exc
+    attempt = await deps.ledger.count_failure(record.ref)
+    limit = NOT_READY_TRIES if isinstance(exc, NotReady) else settings.landing_max_tries
+    if attempt >= limit:
+        reason = f"gave up after {attempt} tries: {exc}"
+        await deps.events.finish(record.ref, Status.FAILED, "worker", error=reason)
+        return Status.FAILED.value
+    wait = backoff(settings.landing_backoff, attempt, exc.retry_after)
+    await deps.ledger.log(
+        record.ref,
+        job_id,
+        "worker",
+        "landing.retry",
+        reason=str(exc),
+        attempt=attempt,
+        retry_in=wait,
+    )
+    raise Retry(defer=wait) from exc
 
 
 async def replay(ctx: dict[str, Any], job_id: str) -> str:
@@ -84,7 +110,7 @@ async def deliver(ctx: dict[str, Any], event_id: str, url: str) -> str:
     if deps.settings.event_secret is None:
         log.error("event.unsigned", reason="IMAGEDOCK_EVENT_SECRET is not set")
         raise Retry(defer=60)
-    with structlog.contextvars.bound_contextvars(event_id=event_id, url=url):
+    with structlog.contextvars.bound_contextvars(event_id=event_id, endpoint=endpoint_name(url)):
         try:
             return await deliver_event(deps.deliverer, event_id, url)
         except DeliveryRetry as exc:
@@ -109,17 +135,20 @@ def common(deps: Deps) -> dict[str, Any]:
 def build_worker(deps: Deps, **overrides: Any) -> Worker:
     """The landing worker; tests pass `burst=True, handle_signals=False`."""
     settings = deps.settings
-    deliveries = len(settings.event_retry_schedule) + LANDING_MAX_TRIES
+    # arq counts every start, crashes and deploys included: its cap sits well above the ledger's
+    # count of failed attempts, which is the one that decides.
+    tries = 2 * settings.landing_max_tries + 10
+    deliveries = len(settings.event_retry_schedule) + tries
     options: dict[str, Any] = {
         **common(deps),
         "functions": [
-            func(land, name=LAND, keep_result=0, max_tries=LANDING_MAX_TRIES),
-            func(replay, name=REPLAY, keep_result=0, max_tries=LANDING_MAX_TRIES),
+            func(land, name=LAND, keep_result=0, max_tries=tries),
+            func(replay, name=REPLAY, keep_result=0, max_tries=tries),
             func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries),
         ],
         "queue_name": LANDING_QUEUE,
-        "job_timeout": settings.landing_timeout,
-        "max_tries": LANDING_MAX_TRIES,
+        "job_timeout": settings.landing_timeout + ARQ_MARGIN,
+        "max_tries": tries,
         "max_jobs": 20,
         **overrides,
     }
