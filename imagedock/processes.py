@@ -1,19 +1,52 @@
 """The long-running processes, each over one set of clients from `open_deps`."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
 import uvicorn
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from imagedock.clients import open_deps
-from imagedock.http_server import uvicorn_config
+from imagedock.http_server import PUBLIC, uvicorn_config
 from receiver.app import create_app
+from worker.deps import Deps
+from worker.ledger import text
 from worker.runner import supervise, workers_for
 from worker.settings import Settings
+
+log = structlog.get_logger("imagedock")
 
 
 def run_receiver(settings: Settings, *, host: str, port: int) -> int:
     """`imagedock receiver`: the API and the webhook endpoint; its lifespan opens the clients."""
-    app = create_app(settings, open_deps)
-    uvicorn.Server(uvicorn_config(app, host=host, port=port)).run()
+    app = create_app(settings, open_server_deps)
+    uvicorn.Server(uvicorn_config(app, host=host, port=port, **PUBLIC)).run()
     return 0
+
+
+@asynccontextmanager
+async def open_server_deps(settings: Settings) -> AsyncIterator[Deps]:
+    """A long-running process's clients, and a warning if Redis would lose them on restart."""
+    async with open_deps(settings) as deps:
+        await warn_if_volatile(deps.redis)
+        yield deps
+
+
+async def warn_if_volatile(redis: Redis) -> None:
+    """The ledger and the queues live in Redis: without persistence a restart forgets every
+    job in flight (imagedock then recovers what it can, and says so here first)."""
+    try:
+        answers = {**await redis.config_get("appendonly"), **await redis.config_get("save")}
+        config = {text(name): text(value) for name, value in answers.items()}
+    except RedisError:  # managed Redis often refuses CONFIG; its persistence is its own
+        return
+    if config.get("appendonly") != "yes" and not config.get("save"):
+        log.warning(
+            "redis.not_persistent",
+            advice="turn on appendonly (AOF) so a restart keeps the ledger and the queues",
+        )
 
 
 async def run_worker(settings: Settings) -> int:
@@ -21,5 +54,5 @@ async def run_worker(settings: Settings) -> int:
     settings.require("apiframe_key", "s3_bucket")
     if settings.event_urls:
         settings.require("event_secret")
-    async with open_deps(settings) as deps:
+    async with open_server_deps(settings) as deps:
         return await supervise(workers_for(deps))

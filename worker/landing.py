@@ -14,7 +14,7 @@ from worker.errors import PermanentError, TransientError
 from worker.events import Events
 from worker.ledger import Ledger
 from worker.records import JobRecord, StoredObject
-from worker.status import FAILURES, Status
+from worker.status import FAILURES, Status, from_apiframe
 from worker.storage import Blob, ObjectStore, json_blob
 
 
@@ -27,6 +27,9 @@ class Landing:
     apiframe: ApiframeClient
     downloader: Downloader
     store: ObjectStore
+
+
+MAX_IMAGES = 10  # the most any Apiframe image model returns (GPT Image's number_of_images)
 
 
 class NotReady(TransientError):
@@ -73,12 +76,14 @@ async def confirm(deps: Landing, record: JobRecord, actor: str) -> list[str]:
     await deps.ledger.log(record.ref, record.job_id, actor, "job.confirmed", status=job.status)
     if job.status in ("FAILED", "CANCELLED"):
         reason = job.error or f"Apiframe reports the job {job.status}"
-        await deps.events.finish(record.ref, Status(job.status), actor, error=reason)
+        await deps.events.finish(record.ref, from_apiframe(job.status), actor, error=reason)
         return []
-    if job.status != "COMPLETED":
+    if job.status != "COMPLETED":  # running, or a status Apiframe has not published yet
         # Still running: whatever triggered this was early or forged. The real webhook or the
         # poller lands it later; failing it here would let a forged hint kill a good job.
-        await deps.ledger.transition(record.ref, Status(job.status), actor, progress=job.progress)
+        await deps.ledger.transition(
+            record.ref, from_apiframe(job.status), actor, progress=job.progress
+        )
         return []
     if not job.image_urls:
         raise NotReady("Apiframe shows the job COMPLETED without images")
@@ -92,6 +97,8 @@ async def store_all(
     deps: Landing, record: JobRecord, urls: list[str], actor: str, *, verify: bool = False
 ) -> Status:
     assert record.job_id is not None
+    if len(urls) > MAX_IMAGES:
+        raise PermanentError(f"Apiframe returned {len(urls)} images; at most {MAX_IMAGES} land")
     started = time.monotonic()
     done = {stored.index: stored for stored in record.objects}
     for index, url in enumerate(urls, start=1):

@@ -15,11 +15,11 @@ from worker.ledger import POLL_SET, Ledger, text
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
 from worker.settings import Settings
-from worker.status import TERMINAL, Status
+from worker.status import TERMINAL, Status, from_apiframe
 
 ACTOR = "poller"
 BATCH = 100
-LEASE = 60.0
+LEASE = 120.0  # longer than one check can take: a GET's 60 s timeout and its blip retries
 FIRST_INTERVAL = 2.0
 CONCURRENCY = 10
 
@@ -141,9 +141,9 @@ async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
     elif job.status in ("FAILED", "CANCELLED"):
         await missed(ledger, record, job.status)
         reason = job.error or f"Apiframe reports the job {job.status}"
-        await deps.events.finish(ref, Status(job.status), ACTOR, error=reason, via="poll")
+        await deps.events.finish(ref, from_apiframe(job.status), ACTOR, error=reason, via="poll")
     else:
-        await ledger.transition(ref, Status(job.status), ACTOR, progress=job.progress)
+        await ledger.transition(ref, from_apiframe(job.status), ACTOR, progress=job.progress)
         started = record.submitted_at or record.created_at
         if time.time() - started > deps.settings.job_deadline:
             reason = f"still {job.status} {round(time.time() - started)} s after submission"

@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+import structlog
+
 
 class Status(StrEnum):
     SUBMITTING = "SUBMITTING"
@@ -27,6 +29,19 @@ RANK = {
 }
 TERMINAL = frozenset({Status.LANDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
 FAILURES = frozenset({Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+
+
+APIFRAME = frozenset({"QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"})
+log = structlog.get_logger("apiframe")
+
+
+def from_apiframe(status: str) -> Status:
+    """The status Apiframe reports, as imagedock's. One it has not published yet is taken as
+    still running at the lowest rank, so it moves nothing forward, and is logged."""
+    if status in APIFRAME:
+        return Status(status)
+    log.warning("apiframe.unknown_status", status=status[:40])
+    return Status.QUEUED
 
 
 def can_move(current: Status, new: Status) -> bool:

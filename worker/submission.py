@@ -16,7 +16,7 @@ from worker.events import Events
 from worker.ledger import Conflict, Ledger
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
-from worker.status import TERMINAL, Status
+from worker.status import TERMINAL, Status, from_apiframe
 
 SUBSCRIBED = ["completed", "failed"]
 
@@ -75,7 +75,7 @@ async def submit_job(
         await deps.ledger.log(record.ref, job_id, actor, "submit.conflict", **detail)
         raise Conflict(f"Apiframe answered with job {job_id}, which another submission holds")
     early = attached.early
-    await deps.ledger.transition(record.ref, Status(submission.status), actor, error="")
+    await deps.ledger.transition(record.ref, from_apiframe(submission.status), actor, error="")
     await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
     await deps.ledger.log(record.ref, job_id, actor, "job.submitted", status=submission.status)
     if early is not None and early.get("jobId") != job_id:

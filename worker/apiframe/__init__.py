@@ -13,6 +13,7 @@ from worker.apiframe.errors import (
     RateLimited,
     ServerError,
     TransportError,
+    UnreadableAnswer,
 )
 from worker.apiframe.models import (
     MODEL,
@@ -44,5 +45,6 @@ __all__ = [
     "ServerError",
     "Submission",
     "TransportError",
+    "UnreadableAnswer",
     "WebhookEvent",
 ]

@@ -16,11 +16,12 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import stamina
 import structlog
+from pydantic import BaseModel, ValidationError
 
 from worker import __version__
 from worker.apiframe.errors import (
@@ -28,11 +29,14 @@ from worker.apiframe.errors import (
     InvalidRequest,
     RateLimited,
     TransportError,
+    UnreadableAnswer,
     error_class,
 )
 from worker.apiframe.models import GenerateRequest, Job, JobPage, Submission
+from worker.problems import field_problems
 
 log = structlog.get_logger("apiframe")
+Body = TypeVar("Body", bound=BaseModel)
 
 USER_AGENT = f"imagedock/{__version__} httpx/{httpx.__version__}"
 # The two spellings Apiframe's own sources give for each of these body fields.
@@ -109,10 +113,10 @@ class ApiframeClient:
                 headers=headers,
                 idempotent=idempotency_key is not None,
             )
-        return Submission.model_validate(answer)
+        return read(Submission, answer)
 
     async def get_job(self, job_id: str) -> Job:
-        return Job.model_validate(await self._call("GET", f"/v2/jobs/{job_id}"))
+        return read(Job, await self._call("GET", f"/v2/jobs/{job_id}"))
 
     async def list_jobs(
         self,
@@ -124,7 +128,7 @@ class ApiframeClient:
     ) -> JobPage:
         query = {"status": status, "model": model, "limit": limit, "cursor": cursor}
         params = {key: value for key, value in query.items() if value is not None}
-        return JobPage.model_validate(await self._call("GET", "/v2/jobs", params=params))
+        return read(JobPage, await self._call("GET", "/v2/jobs", params=params))
 
     async def me(self) -> dict[str, Any]:
         answer: dict[str, Any] = await self._call("GET", "/v2/me")
@@ -199,6 +203,17 @@ class ApiframeClient:
         if response.is_success:
             return response.json()
         raise status_error(response)
+
+
+def read(model: type[Body], answer: Any) -> Body:
+    """A 2xx body as `model`, or UnreadableAnswer naming what is wrong with it."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError as exc:
+        found = "; ".join(f"{path}: {msg}" for path, msg in field_problems(exc).items())
+        raise UnreadableAnswer(
+            f"Apiframe answered with a body imagedock cannot read: {found}"
+        ) from None
 
 
 def status_error(response: httpx.Response) -> ApiframeStatusError:

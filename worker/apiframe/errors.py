@@ -2,6 +2,7 @@
 
 ApiframeError
 ├── TransportError            no usable answer: connection refused, reset or timed out (transient)
+├── UnreadableAnswer          a 2xx whose body is not what Apiframe publishes (transient)
 └── ApiframeStatusError       Apiframe answered with an error status
     ├── InvalidRequest        400, with `details` (field path to messages)
     ├── AuthenticationError   401, missing or invalid API key
@@ -23,6 +24,10 @@ class ApiframeError(Exception):
 
 
 class TransportError(ApiframeError):
+    transient = True
+
+
+class UnreadableAnswer(ApiframeError):
     transient = True
 
 

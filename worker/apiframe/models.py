@@ -1,12 +1,16 @@
 """Apiframe's v2 request and response bodies, as imagedock reads and writes them."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
 MODEL = "grok-imagine-image"
 # How long Apiframe replays a submission for a repeated Idempotency-Key.
 IDEMPOTENCY_WINDOW = 24 * 3600
+# Apiframe's job ids are UUIDs; nothing else may reach an S3 key or a `/v2/jobs/{id}` path.
+JobId = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+]
 AspectRatio = Literal["1:1", "2:3", "3:2", "16:9", "9:16"]
 EventName = Literal["progress", "completed", "failed"]
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -41,7 +45,7 @@ class GenerateRequest(BaseModel):
 class Submission(BaseModel):
     """Apiframe's 202: the job id and, for a replayed Idempotency-Key, possibly a later status."""
 
-    job_id: str = Field(alias="jobId")
+    job_id: JobId = Field(alias="jobId")
     status: str
 
 
@@ -50,7 +54,7 @@ class Job(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
-    id: str
+    id: JobId
     status: str
     model: str | None = None
     progress: int | None = None
@@ -96,7 +100,7 @@ class WebhookEvent(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    job_id: str = Field(alias="jobId", min_length=1, max_length=128)
+    job_id: JobId = Field(alias="jobId")
     status: Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
     event: str | None = None
     progress: int | None = Field(default=None, ge=0, le=100)
