@@ -22,8 +22,10 @@ from worker.apiframe import (
     RateLimited,
     ServerError,
     TransportError,
+    UnreadableAnswer,
 )
 from worker.apiframe.client import parse_retry_after
+from worker.status import Status, from_apiframe
 
 GENERATE = "/v2/images/generate"
 REQUEST = GenerateRequest(prompt="a heron in fog", params=GrokParams(aspect_ratio="3:2"))
@@ -231,3 +233,27 @@ async def test_a_proxy_error_without_a_body(apiframe: Apiframe) -> None:
         with pytest.raises(ServerError) as caught:
             await client.me()
     assert "500" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"jobId": "../../v2/me", "status": "QUEUED"},
+        {"status": "QUEUED"},
+        ["not", "an", "object"],
+    ],
+)
+async def test_an_unreadable_answer_is_a_transient_error(apiframe: Apiframe, body: object) -> None:
+    """A 2xx whose body is not what Apiframe publishes (a job id that is no UUID included) is
+    an error the caller can retry, naming what is wrong, never a crash."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(202, json=body))
+    async with ApiframeClient(apiframe.url, API_KEY, transport=transport) as client:
+        with pytest.raises(UnreadableAnswer, match="cannot read") as caught:
+            await client.submit(REQUEST, idempotency_key="k")
+    assert caught.value.transient
+
+
+def test_a_status_apiframe_has_not_published_is_taken_as_running() -> None:
+    """`PENDING` moves nothing forward: it reads as the lowest running status."""
+    assert from_apiframe("PENDING") == Status.QUEUED
+    assert from_apiframe("COMPLETED") == Status.COMPLETED

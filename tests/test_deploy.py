@@ -1,0 +1,42 @@
+"""What deploy/ promises, held against the code."""
+
+import ast
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The IAM action each S3 operation needs (HeadObject is GetObject's; HeadBucket, ListBucket's).
+ACTIONS = {
+    "put_object": "s3:PutObject",
+    "get_object": "s3:GetObject",
+    "head_object": "s3:GetObject",
+    "head_bucket": "s3:ListBucket",
+}
+
+
+def s3_operations() -> set[str]:
+    """Every boto3 S3 operation production code calls on `client` or `self.client`."""
+    found: set[str] = set()
+    for package in ("imagedock", "receiver", "worker"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and isinstance(
+                    node.value, ast.Attribute | ast.Name
+                ):
+                    owner = (
+                        node.value.attr if isinstance(node.value, ast.Attribute) else node.value.id
+                    )
+                    if owner == "client" and node.attr in ACTIONS | {"close": ""}:
+                        found.add(node.attr)
+    return found - {"close"}
+
+
+def test_the_iam_policy_grants_exactly_what_the_code_calls() -> None:
+    """deploy/iam-policy.json allows each S3 action the code needs and nothing more, and the
+    bucket-level one without a prefix condition, which HeadBucket cannot satisfy."""
+    policy = json.loads((ROOT / "deploy" / "iam-policy.json").read_text())
+    granted = {action for statement in policy["Statement"] for action in statement["Action"]}
+    assert s3_operations() == set(ACTIONS)
+    assert granted == set(ACTIONS.values())
+    [bucket_level] = [s for s in policy["Statement"] if "s3:ListBucket" in s["Action"]]
+    assert "Condition" not in bucket_level
