@@ -42,8 +42,16 @@ async def replay(request: Request) -> Response:
 
 
 async def dead_letters(request: Request) -> Response:
-    letters = await deps_of(request).events.dead_letters()
-    return JSONResponse({"deadLetters": letters})
+    """`GET /events/dead?offset=&limit=`: a page of dead letters, newest first."""
+    offset, limit = (
+        request.query_params.get("offset", "0"),
+        request.query_params.get("limit", "100"),
+    )
+    if not offset.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        return error(400, "offset must be 0 or more, and limit from 1 to 1000")
+    events = deps_of(request).events
+    letters = await events.dead_letters(offset=int(offset), limit=int(limit))
+    return JSONResponse({"deadLetters": letters, "offset": int(offset), "limit": int(limit)})
 
 
 async def redrive(request: Request) -> Response:

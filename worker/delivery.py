@@ -37,6 +37,7 @@ class Deliverer:
     http: httpx.AsyncClient
     signer: Webhook
     schedule: tuple[float, ...]
+    dead_letters_max: int
 
 
 async def deliver_event(deps: Deliverer, event_id: str, url: str) -> str:
@@ -91,7 +92,10 @@ async def deliver_event(deps: Deliverer, event_id: str, url: str) -> str:
             "lastBody": body,
             "failedAt": time.time(),
         }
-        await deps.redis.lpush(DEAD_LETTERS, json.dumps(letter))  # type: ignore[misc]
+        async with deps.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(DEAD_LETTERS, json.dumps(letter))
+            pipe.ltrim(DEAD_LETTERS, 0, deps.dead_letters_max - 1)  # the oldest go first
+            await pipe.execute()
         await deps.ledger.log(
             ref,
             job_id,

@@ -52,7 +52,7 @@ class Deps:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis)
+        return Ledger(self.redis, retention=self.settings.retention)
 
     @cached_property
     def events(self) -> Events:
@@ -89,7 +89,8 @@ class Deps:
         assert secret is not None
         signer = Webhook(secret.get_secret_value())
         schedule = self.settings.event_retry_schedule
-        return Deliverer(self.redis, self.ledger, self.http, signer, schedule)
+        cap = self.settings.dead_letters_max
+        return Deliverer(self.redis, self.ledger, self.http, signer, schedule, cap)
 
 
 DepsOpener = Callable[[Settings], AbstractAsyncContextManager[Deps]]

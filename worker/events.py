@@ -158,8 +158,10 @@ class Events:
         raw = text(await self.redis.get(event_key(identifier)))
         return json.loads(raw) if raw else None
 
-    async def dead_letters(self) -> list[dict[str, Any]]:
-        letters = await self.redis.lrange(DEAD_LETTERS, 0, -1)  # type: ignore[misc]
+    async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """A page of dead letters, newest first."""
+        end = offset + limit - 1
+        letters = await self.redis.lrange(DEAD_LETTERS, offset, end)  # type: ignore[misc]
         return [json.loads(raw) for raw in letters]
 
     async def redrive(self) -> int:

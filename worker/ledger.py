@@ -28,6 +28,7 @@ BY_TIME = PREFIX + "jobs"  # sorted set: ref -> creation time
 POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
 STATS = PREFIX + "stats"  # hash of counters
 GLOBAL_LOG_MAXLEN = 100_000
+DEFAULT_RETENTION = 30 * 24 * 3600
 JOB_LOG_MAXLEN = 1_000
 
 # Entries an operator should notice; the rest are logged at INFO.
@@ -49,8 +50,10 @@ log = structlog.get_logger("ledger")
 RANKS_JSON = json.dumps({status.value: rank for status, rank in RANK.items()})
 TERMINAL_JSON = json.dumps({status.value: True for status in TERMINAL})
 
-# KEYS: job hash, job log, global log.
-# ARGV: new status, progress or '', actor, now, ranks, terminal, fields (JSON), log maxlens.
+# KEYS: job hash, job log, global log, objects hash.
+# ARGV: new status, progress or '', actor, now, ranks, terminal, fields (JSON), log maxlens,
+# retention in seconds, the job-id index's key prefix. A job that ends keeps its keys for the
+# retention, then Redis forgets it: the manifest in S3 is the permanent record.
 TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {-1, ''} end
@@ -71,7 +74,12 @@ local entry = {'ts', ARGV[4], 'actor', ARGV[3], 'event', 'status.changed',
   'detail', cjson.encode({from = current, to = new})}
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
-return {1, current, redis.call('HGET', KEYS[1], 'job_id') or ''}
+local job_id = redis.call('HGET', KEYS[1], 'job_id') or ''
+if terminal[new] then
+  for _, key in ipairs({KEYS[1], KEYS[2], KEYS[4]}) do redis.call('EXPIRE', key, ARGV[10]) end
+  if job_id ~= '' then redis.call('EXPIRE', ARGV[11] .. job_id, ARGV[10]) end
+end
+return {1, current, job_id}
 """
 
 # Records Apiframe's job id for a submission, once, unless another submission owns that id.
@@ -116,8 +124,9 @@ class Attached:
 
 
 class Ledger:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, retention: float = DEFAULT_RETENTION) -> None:
         self.redis = redis
+        self.retention = retention
         self._transition = redis.register_script(TRANSITION)
         self._attach = redis.register_script(ATTACH)
         self._stash = redis.register_script(STASH)
@@ -223,6 +232,10 @@ class Ledger:
         """A record by Apiframe job id or by imagedock ref."""
         return await self.by_job_id(id_or_ref) or await self.get(id_or_ref)
 
+    async def forget_older(self, now: float) -> int:
+        """Trim the time index of records past the retention (their keys expired by then)."""
+        return int(await self.redis.zremrangebyscore(BY_TIME, "-inf", now - self.retention))
+
     async def recent(self, limit: int = 50) -> list[JobRecord]:
         """The newest records first."""
         refs = await self.redis.zrevrange(BY_TIME, 0, limit - 1)
@@ -275,7 +288,7 @@ class Ledger:
             for name, value in fields.items()
         }
         applied, current, *job_id = await self._transition(
-            keys=[self.job_key(ref), self.log_key(ref), GLOBAL_LOG],
+            keys=[self.job_key(ref), self.log_key(ref), GLOBAL_LOG, self.objects_key(ref)],
             args=[
                 status.value,
                 "" if progress is None else progress,
@@ -286,6 +299,8 @@ class Ledger:
                 json.dumps(encoded),
                 JOB_LOG_MAXLEN,
                 GLOBAL_LOG_MAXLEN,
+                round(self.retention),
+                self.index_key(""),
             ],
         )
         if int(applied) == 1:

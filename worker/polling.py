@@ -44,6 +44,7 @@ class Poller:
 async def poll_due(deps: Poller, *, budget: float = 25.0) -> int:
     """Check every job that is due, a batch at a time, within `budget` seconds."""
     claim = deps.ledger.redis.register_script(CLAIM)
+    await deps.ledger.forget_older(time.time())
     started, checked = time.monotonic(), 0
     limit = asyncio.Semaphore(CONCURRENCY)
 

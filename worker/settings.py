@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     event_secret: SecretStr | None = None
     event_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_EVENT_SCHEDULE
     events_stream_maxlen: int = Field(default=100_000, gt=0)
+    # How long Redis keeps a finished job (record, objects, log); S3's manifest keeps it for good.
+    retention: float = Field(default=30 * 24 * 3600.0, gt=0)
+    dead_letters_max: int = Field(default=10_000, gt=0)
 
     # Seconds a request body may take to arrive, so a slow client cannot hold a connection.
     body_deadline: float = Field(default=10.0, gt=0)
