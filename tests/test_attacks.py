@@ -208,3 +208,18 @@ async def test_a_long_failure_reason_is_cut_short(stack: Stack) -> None:
     assert len(job["error"]) <= 503
     [event] = stack.delivered("job.failed")
     assert event["data"]["reason"] == job["error"]
+
+
+async def test_more_images_than_any_model_returns_fail_the_job(stack: Stack) -> None:
+    """A signed result listing 11 images (no model returns more than 10) fails with the reason
+    and downloads none of them."""
+    stack.sim.config.drop_rate = 1.0
+    answer = await stack.submit()
+    await stack.sim.settle()
+    [url] = stack.sim.jobs[answer["jobId"]].image_urls
+    body = {"jobId": answer["jobId"], "status": "COMPLETED", "result": {"images": [url] * 11}}
+    assert (await post_hook(stack, body, ref=answer["ref"])).status_code == 200
+    await stack.run_worker()
+    job = await stack.job(answer["jobId"])
+    assert (job["status"], job["objects"]) == ("FAILED", [])
+    assert job["error"] == "Apiframe returned 11 images; at most 10 land"

@@ -5,6 +5,7 @@ import ast
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -239,3 +240,29 @@ def test_a_worker_killed_by_an_unexpected_error_ends_the_process(
     assert len(died) == 1
     assert "WRONGTYPE" in died[0]["error"]
     assert queue.split(":")[1] in died[0]["error"]
+
+
+def test_the_receiver_closes_idle_connections(redis_url: str) -> None:
+    """`imagedock receiver` runs with a keep-alive limit: an idle client is let go."""
+    port = free_port()
+    env = {**worker_env(redis_url), "IMAGEDOCK_API_TOKEN": API_TOKEN}
+    with running([sys.executable, "-m", "imagedock", "receiver", "--port", str(port)], env):
+        wait_for(
+            lambda: (
+                httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                if port_open(port)
+                else False
+            ),
+            "the receiver",
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while b'{"ok":true}' not in answer:
+                answer += idle.recv(4096)
+            assert idle.recv(4096) == b""  # closed by the server, well before our 30 s
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
