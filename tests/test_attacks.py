@@ -51,7 +51,10 @@ async def test_ten_thousand_refused_webhooks_cost_redis_almost_nothing(stack: St
     counted = await rejected(stack)
     assert (counted["media_type"], counted["bad_ref"]) == (3334, 3333)
     sample = [line for line in logs if line["event"] == "webhook.rejected"]
-    assert 0 < len(sample) < 100
+    reached = counted["media_type"] + counted["bad_ref"]  # the 431s never reach the route
+    # A sample, one line per reason per second, each saying how many it left out before it.
+    assert 0 < len(sample) <= reached // 10
+    assert len(sample) + sum(line["left_out"] for line in sample) <= reached
     assert all(len(str(line.get("content_type", ""))) < 120 for line in sample)
     assert all(len(str(line.get("ref", ""))) < 120 for line in sample)
 
