@@ -31,7 +31,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
     """Every client `settings` allows for: Apiframe's only with a key, S3's only with a bucket."""
     async with AsyncExitStack() as stack:
         redis = await connect(settings.redis_url)
-        stack.push_async_callback(redis.aclose)
+        stack.push_async_callback(redis.aclose, close_connection_pool=True)
         http = await stack.enter_async_context(
             httpx.AsyncClient(
                 timeout=httpx.Timeout(30.0, connect=10.0),

@@ -20,6 +20,7 @@ from worker.tasks import build_poll_worker, build_worker
 
 log = structlog.get_logger("worker")
 RESTART_PAUSE = 2.0
+STOP_GRACE = 10.0
 REDIS_LOST = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -65,19 +66,31 @@ async def supervise(builds: Mapping[str, Build], *, restart_pause: float = RESTA
         asyncio.create_task(keep_running(name, build, current, stopping, restart_pause))
         for name, build in builds.items()
     ]
+    stopped = asyncio.create_task(stopping.wait())
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = next((task for task in done if task.exception() is not None), None)
+        # A worker's task ends only when it is told to stop, or when it dies.
+        done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
+        failed = next((t for t in tasks if t in done and t.exception() is not None), None)
+        stop(signal.SIGTERM)
+        await wind_down(tasks)
         if failed is not None:
-            stop(signal.SIGTERM)
-            await asyncio.gather(*tasks, return_exceptions=True)
             error = failed.exception()
             log.error("worker.died", error=repr(error), exc_info=error)
             return 1
         return 0
     finally:
+        stopped.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+async def wind_down(tasks: list[asyncio.Task[None]]) -> None:
+    """Give the workers `STOP_GRACE` seconds to stop as arq does, then cancel what is left: a
+    stop that lands while arq is starting a job can go unheard, and must not hang the exit."""
+    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def keep_running(
