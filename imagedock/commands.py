@@ -40,7 +40,7 @@ async def submit(
     settings.require("apiframe_key", "public_url")
     try:  # checked before anything is recorded or sent
         params = GrokParams.model_validate({"image": image, "aspect_ratio": aspect_ratio})
-        request = GenerateRequest(prompt=prompt, params=params)
+        request = GenerateRequest(prompt=prompt, params=params.wire())
     except ValidationError as exc:
         found = "; ".join(f"{path}: {msg}" for path, msg in field_problems(exc).items())
         print(f"imagedock submit: {found}", file=sys.stderr)

@@ -3,6 +3,7 @@ receiver and a worker; several jobs are submitted through the receiver and land 
 
 import asyncio
 import secrets
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
@@ -22,7 +23,7 @@ from simulator.config import SimulatorConfig
 from simulator.local_s3 import local_s3
 from simulator.serving import bound_socket, serving, socket_url
 from worker.deps import Deps
-from worker.runner import release
+from worker.runner import release, wind_down
 from worker.settings import Settings
 from worker.tasks import build_worker
 
@@ -100,8 +101,8 @@ async def running_worker(deps: Deps) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        worker.handle_sig(signal.SIGTERM)
+        await wind_down([task])
         await release(worker)
 
 

@@ -14,7 +14,6 @@ from worker.apiframe import (
     AuthenticationError,
     Forbidden,
     GenerateRequest,
-    GrokParams,
     IdempotencyConflict,
     InsufficientCredits,
     InvalidRequest,
@@ -28,7 +27,7 @@ from worker.apiframe.client import parse_retry_after
 from worker.status import Status, from_apiframe
 
 GENERATE = "/v2/images/generate"
-REQUEST = GenerateRequest(prompt="a heron in fog", params=GrokParams(aspect_ratio="3:2"))
+REQUEST = GenerateRequest(prompt="a heron in fog", params={"aspect_ratio": "3:2"})
 
 
 async def test_submit_and_follow_a_job(apiframe: Apiframe, client: ApiframeClient) -> None:
@@ -65,7 +64,7 @@ def test_callers_may_name_the_params_block_either_way() -> None:
     """`grokParams` and `grokImagineParams` from callers read as the same parameters."""
     for name in ("grokParams", "grokImagineParams"):
         request = GenerateRequest.model_validate({"prompt": "x", name: {"aspect_ratio": "9:16"}})
-        assert request.params == GrokParams(aspect_ratio="9:16")
+        assert request.params == {"aspect_ratio": "9:16"}
 
 
 @pytest.mark.parametrize("field", ["params_field", "webhook_field"])
@@ -90,7 +89,7 @@ async def test_falls_back_to_the_other_spelling_once_and_remembers(
 async def test_unrelated_400s_are_not_retried(apiframe: Apiframe, client: ApiframeClient) -> None:
     """A 400 about anything else surfaces at once, with Apiframe's details."""
     with pytest.raises(InvalidRequest) as caught:
-        await client.submit(GenerateRequest(prompt="x", model="not-a-model"))
+        await client.submit(GenerateRequest.model_construct(prompt="x", model="not-a-model"))
     assert "model" in caught.value.details
     assert caught.value.request_id
     assert len(apiframe.sim.submissions()) == 1

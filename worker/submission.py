@@ -43,7 +43,7 @@ async def submit_job(
     actor: str = "receiver",
 ) -> JobRecord:
     """Record and submit `request`; returns the record with Apiframe's job id attached."""
-    params = request.params.wire() if request.params else {}
+    params = request.params or {}
     record, created = await deps.ledger.create(
         prompt=request.prompt,
         model=request.model,

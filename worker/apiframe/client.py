@@ -13,6 +13,7 @@ retry after a lost answer would bill a second job.
 """
 
 import email.utils
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,15 +91,8 @@ class ApiframeClient:
         self, request: GenerateRequest, *, idempotency_key: str | None = None
     ) -> Submission:
         """`POST /v2/images/generate`. With an `idempotency_key`, a retry never bills twice."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         try:
-            answer = await self._call(
-                "POST",
-                "/v2/images/generate",
-                json=self._body(request),
-                headers=headers,
-                idempotent=idempotency_key is not None,
-            )
+            answer = await self._post(request, idempotency_key)
         except InvalidRequest as exc:
             field = self._rejected_spelling(exc)
             if field is None:
@@ -106,14 +100,32 @@ class ApiframeClient:
             first, second = SPELLINGS[field]
             self.spelling[field] = second if self.spelling[field] == first else first
             log.warning("apiframe.spelling_switched", field=field, now=self.spelling[field])
-            answer = await self._call(
-                "POST",
-                "/v2/images/generate",
-                json=self._body(request),
-                headers=headers,
-                idempotent=idempotency_key is not None,
-            )
+            answer = await self._post(request, idempotency_key)
         return read(Submission, answer)
+
+    async def _post(self, request: GenerateRequest, idempotency_key: str | None) -> Any:
+        key = self._key_for(idempotency_key)
+        return await self._call(
+            "POST",
+            "/v2/images/generate",
+            json=self._body(request),
+            headers={"Idempotency-Key": key} if key else {},
+            idempotent=key is not None,
+        )
+
+    def _key_for(self, idempotency_key: str | None) -> str | None:
+        """The Idempotency-Key for the body as now spelled: the caller's for the published
+        spellings, a key derived from it for any other. A retried body under another spelling
+        is another body, and Apiframe may have bound the first key to the one it refused; the
+        derived key is the same every time, so imagedock's own retries still replay."""
+        if idempotency_key is None:
+            return None
+        changed = sorted(f"{f}={n}" for f, n in self.spelling.items() if n != SPELLINGS[f][0])
+        if not changed:
+            return idempotency_key
+        suffix = hashlib.sha256(",".join(changed).encode()).hexdigest()[:12]
+        base = idempotency_key if len(idempotency_key) <= 240 else sha(idempotency_key)
+        return f"{base}~{suffix}"
 
     async def get_job(self, job_id: str) -> Job:
         return read(Job, await self._call("GET", f"/v2/jobs/{job_id}"))
@@ -137,7 +149,8 @@ class ApiframeClient:
     def _body(self, request: GenerateRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": request.prompt, "model": request.model}
         if request.params is not None:
-            body[self.spelling["params"]] = request.params.wire()
+            key = request.catalogued.params_key
+            body[self.spelling["params"] if key == SPELLINGS["params"][0] else key] = request.params
         if request.webhook_url is not None:
             body[self.spelling["webhook"]] = request.webhook_url
         if request.webhook_events is not None:
@@ -214,6 +227,10 @@ def read(model: type[Body], answer: Any) -> Body:
         raise UnreadableAnswer(
             f"Apiframe answered with a body imagedock cannot read: {found}"
         ) from None
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def status_error(response: httpx.Response) -> ApiframeStatusError:

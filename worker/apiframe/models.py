@@ -2,9 +2,12 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+
+from worker.apiframe.catalog import MODELS, PARAMS_KEYS, Model
 
 MODEL = "grok-imagine-image"
+GROK_ALIAS = "grokParams"  # the params block's other published spelling
 # How long Apiframe replays a submission for a repeated Idempotency-Key.
 IDEMPOTENCY_WINDOW = 24 * 3600
 # Apiframe's job ids are UUIDs; nothing else may reach an S3 key or a `/v2/jobs/{id}` path.
@@ -29,17 +32,56 @@ class GrokParams(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    """A submission; callers may name the params block `grokParams` or `grokImagineParams`."""
+    """A submission for any model on the route. Callers name the params block by the model's
+    own key (`fluxParams`, `grokImagineParams` or Grok's other spelling `grokParams`) or simply
+    `params`. imagedock checks what every model shares (a known model, the prompt's length, the
+    params block's name) and Grok's two params; Apiframe's 400 `details` tell the rest."""
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=2000)
+    prompt: str = Field(min_length=1, max_length=max(m.prompt_max for m in MODELS.values()))
     model: str = MODEL
-    params: GrokParams | None = Field(
-        default=None, validation_alias=AliasChoices("grokImagineParams", "grokParams", "params")
-    )
+    params: dict[str, Any] | None = None
     webhook_url: str | None = None
     webhook_events: list[EventName] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_params_block(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        blocks = [key for key in data if key == "params" or key in PARAMS_KEYS | {GROK_ALIAS}]
+        if len(blocks) > 1:
+            raise ValueError(f"send one params block, not {', '.join(blocks)}")
+        if not blocks or blocks[0] == "params":
+            return data
+        key, model = blocks[0], MODELS.get(str(data.get("model", MODEL)))
+        if model is not None:
+            grok = {GROK_ALIAS} if model.name == MODEL else set()
+            if key not in {model.params_key} | grok:
+                message = f"{key} is not {model.name}'s params block: send {model.params_key}"
+                raise ValueError(message)
+        rest = {name: value for name, value in data.items() if name != key}
+        return {**rest, "params": data[key]}
+
+    @model_validator(mode="after")
+    def _fits_the_model(self) -> "GenerateRequest":
+        model = MODELS.get(self.model)
+        if model is None:
+            raise ValueError(f"unknown model {self.model[:60]!r}: `imagedock models` lists them")
+        if len(self.prompt) > model.prompt_max:
+            raise ValueError(
+                f"{model.name} takes a prompt of at most {model.prompt_max} characters"
+            )
+        if model.params_required and not self.params:
+            raise ValueError(f"{model.name} needs its {model.params_key} block")
+        if model.name == MODEL and self.params is not None:
+            self.params = GrokParams.model_validate(self.params).wire()
+        return self
+
+    @property
+    def catalogued(self) -> Model:
+        return MODELS[self.model]
 
 
 class Submission(BaseModel):
