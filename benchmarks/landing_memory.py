@@ -15,6 +15,7 @@ from imagedock.clients import open_deps
 from simulator import Simulator, SimulatorConfig
 from simulator.local_s3 import local_s3
 from simulator.serving import serving
+from worker.apiframe.models import MODEL as GROK
 from worker.download import Downloader
 from worker.hosts import HostPolicy
 from worker.settings import load_settings
@@ -52,7 +53,7 @@ async def main() -> None:
             store = deps.store
             job = await http.post(
                 f"{url}/v2/images/generate",
-                json={"prompt": "bench"},
+                json={"model": GROK, "prompt": "bench"},
                 headers={"X-API-Key": "afk_bench"},
             )
             await simulator.settle()

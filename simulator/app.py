@@ -19,13 +19,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from simulator.account import account, list_problems
 from simulator.cdn import serve_file
 from simulator.config import Fault, SimulatorConfig
 from simulator.images import EXTENSIONS, PaddedImage, render
 from simulator.responses import error, fault_response
 from simulator.state import Delivery, Received, SimJob, iso
-from simulator.validation import BodyError, validate_submission
+from simulator.validation import BodyError, images_asked, params_key_for, validate_submission
 from simulator.webhooks import WebhookSender
+from worker.apiframe.catalog import MODELS
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -40,7 +42,8 @@ class Simulator:
         self.received: list[Received] = []
         self.deliveries: list[Delivery] = []
         self.cdn_requests: Counter[str] = Counter()
-        self._idempotency: dict[str, tuple[str, str, float]] = {}
+        # (API key, Idempotency-Key) -> (body fingerprint, job id or '' for a refused body, when)
+        self._idempotency: dict[tuple[str, str], tuple[str, str, float]] = {}
         self._rng = random.Random(self.config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sender: WebhookSender | None = None
@@ -136,18 +139,21 @@ class Simulator:
         key, refusal = self._authenticate(request)
         if refusal or key is None:
             return refusal or error(401, "Invalid API key")
+        idem_key = request.headers.get("idempotency-key")
         try:
             body = json.loads(await request.body())
-            accepted = validate_submission(body, self.config)
         except ValueError:
             return error(400, "Invalid JSON body", details={"": ["Malformed JSON"]})
-        except BodyError as exc:
-            return error(400, exc.error, details=exc.details)
-        idem_key = request.headers.get("idempotency-key")
         if idem_key is not None:
-            replayed = self._replay(idem_key, accepted)
+            replayed = self._replay((key, idem_key), body)
             if replayed is not None:
                 return replayed
+        try:
+            accepted = validate_submission(body, self.config)
+        except BodyError as exc:
+            if idem_key is not None and self.config.bind_key_on_400:
+                self._idempotency[(key, idem_key)] = (fingerprint(body), "", time.time())
+            return error(400, exc.error, details=exc.details)
         if self.config.credits < self.config.credit_cost:
             return error(
                 402,
@@ -157,7 +163,7 @@ class Simulator:
             )
         job = self._create(key, accepted, str(request.base_url).rstrip("/"))
         if idem_key is not None:
-            self._idempotency[idem_key] = (fingerprint(accepted), job.id, time.time())
+            self._idempotency[(key, idem_key)] = (fingerprint(accepted), job.id, time.time())
         if self.config.early:
             # The terminal webhook reaches the receiver before this 202 does.
             await self._run(job, instant=True)
@@ -165,25 +171,29 @@ class Simulator:
             self._spawn(self._run(job))
         return JSONResponse({"jobId": job.id, "status": "QUEUED"}, status_code=202)
 
-    def _replay(self, idem_key: str, body: dict[str, Any]) -> Response | None:
-        if not 1 <= len(idem_key) <= 255:
+    def _replay(self, scoped: tuple[str, str], body: Any) -> Response | None:
+        """The answer an Idempotency-Key (scoped to the API key) already had, if any."""
+        if not 1 <= len(scoped[1]) <= 255:
             return error(400, "Idempotency-Key must be 1 to 255 characters")
-        seen = self._idempotency.get(idem_key)
+        seen = self._idempotency.get(scoped)
         if seen is None or time.time() - seen[2] > IDEMPOTENCY_WINDOW:
             return None
         if seen[0] != fingerprint(body):
             return error(409, "Idempotency-Key was already used with a different request body")
+        if not seen[1]:
+            return None  # the same refused body: validated again, refused again
         job = self.jobs[seen[1]]
         return JSONResponse({"jobId": job.id, "status": job.status}, status_code=202)
 
     def _create(self, key: str, body: dict[str, Any], base_url: str) -> SimJob:
         self.config.credits -= self.config.credit_cost
+        model = body["model"]
         job = SimJob(
             id=str(uuid.uuid4()),
             api_key=key,
             prompt=body["prompt"],
-            model=body.get("model", "grok-imagine-image"),
-            params=body.get(self.config.params_field, {}),
+            model=model,
+            params=body.get(params_key_for(model, self.config), {}),
             webhook_url=body.get(self.config.webhook_field),
             webhook_events=tuple(body.get("webhookEvents", ("progress", "completed", "failed"))),
             credit_cost=self.config.credit_cost,
@@ -193,7 +203,7 @@ class Simulator:
         return job
 
     async def get_job(self, request: Request) -> Response:
-        _, refusal = self._authenticate(request)
+        key, refusal = self._authenticate(request)
         if refusal:
             return refusal
         job_id = request.path_params["job_id"]
@@ -202,50 +212,54 @@ class Simulator:
         except ValueError:
             return error(400, "Invalid job id", details={"id": ["Invalid uuid"]})
         job = self.jobs.get(job_id)
-        if job is None:
-            return error(404, "Job not found")
+        if job is None or job.api_key != key:
+            return error(404, "Job not found, or owned by a different user")
         return JSONResponse(self._job_json(job))
 
     async def list_jobs(self, request: Request) -> Response:
-        _, refusal = self._authenticate(request)
-        if refusal:
-            return refusal
+        key, refusal = self._authenticate(request)
+        if refusal or key is None:
+            return refusal or error(401, "Invalid API key")
         query = request.query_params
+        details = list_problems(query)
         try:
-            limit = int(query.get("limit", "20"))
             offset = int(base64.urlsafe_b64decode(query["cursor"])) if "cursor" in query else 0
         except ValueError:
-            return error(400, "Invalid query", details={"limit": ["Integer from 1 to 100"]})
-        if not 1 <= limit <= 100:
-            return error(400, "Invalid query", details={"limit": ["Integer from 1 to 100"]})
-        jobs = sorted(self.jobs.values(), key=lambda job: job.created_at, reverse=True)
+            details["cursor"] = ["Invalid cursor"]
+        if details:
+            return error(400, "Invalid query", details=details)
+        team = query.get("scope") == "team"
+        if team and key not in self.config.team_admin_keys:
+            return error(403, "Only a team admin may list the team's jobs")
+        jobs = sorted(self.jobs.values(), key=lambda job: (job.created_at, job.id), reverse=True)
+        wanted = {
+            "status": query.get("status"),
+            "model": query.get("model"),
+            "id": query.get("search"),
+        }
         jobs = [
             job
             for job in jobs
-            if query.get("status") in (None, job.status) and query.get("model") in (None, job.model)
+            if (team or job.api_key == key)
+            and all(value in (None, getattr(job, name)) for name, value in wanted.items())
         ]
-        page = jobs[offset : offset + limit]
-        more = offset + limit < len(jobs)
+        limit = int(query.get("limit", "20"))
+        page, more = jobs[offset : offset + limit], offset + limit < len(jobs)
         cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
-        return JSONResponse(
-            {"jobs": [self._job_json(job) for job in page], "nextCursor": cursor, "hasMore": more}
-        )
+        answer: dict[str, Any] = {
+            "jobs": [self._job_json(job) for job in page],
+            "nextCursor": cursor,
+            "hasMore": more,
+        }
+        if query.get("include_models") in ("true", "1"):
+            answer["models"] = sorted({job.model for job in jobs})
+        return JSONResponse(answer)
 
     async def me(self, request: Request) -> Response:
         key, refusal = self._authenticate(request)
         if refusal or key is None:
             return refusal or error(401, "Invalid API key")
-        user = hashlib.sha256(key.encode()).hexdigest()[:12]
-        return JSONResponse(
-            {
-                "user": {"id": f"usr_{user}", "email": f"{user}@example.com"},
-                "team": {
-                    "id": "team_sim",
-                    "name": "Simulated team",
-                    "credits": self.config.credits,
-                },
-            }
-        )
+        return JSONResponse(account(key, self.config.credits))
 
     def _job_json(self, job: SimJob) -> dict[str, Any]:
         return job.as_json(self.config.job_result_shape, self.config.file_ttl_seconds)
@@ -286,18 +300,24 @@ class Simulator:
     def _finish(self, job: SimJob) -> dict[str, Any]:
         config = self.config
         job.completed_at = time.time()
-        if self._rng.random() < config.failure_rate:
-            job.status, job.error = "FAILED", config.failure_message
+        draw = self._rng.random()
+        if draw < config.failure_rate + config.cancel_rate:
+            cancelled = draw >= config.failure_rate
+            job.status = "CANCELLED" if cancelled else "FAILED"
+            job.error = "The job was cancelled." if cancelled else config.failure_message
+            job.progress = 0
             config.credits += job.credit_cost  # refunded in full
+            job.credit_cost = 0
             return {
                 "event": "failed",
                 "jobId": job.id,
-                "status": "FAILED",
+                "status": job.status,
                 "error": job.error,
                 "model": job.model,
             }
         aspect_ratio = str(job.params.get("aspect_ratio", "1:1"))
-        for index in range(1, max(1, min(4, config.images_per_job)) + 1):
+        count = images_asked(job.params) or config.images_per_job
+        for index in range(1, max(1, min(MODELS[job.model].max_images, count)) + 1):
             name = f"{job.id}-{index}.{EXTENSIONS[config.image_format]}"
             picture = render(
                 job.prompt, index, aspect_ratio, config.image_format, config.image_long_side

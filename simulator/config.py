@@ -15,6 +15,9 @@ class SimulatorConfig:
     # Keys: with none configured, any key starting with `afk_` is accepted.
     api_keys: tuple[str, ...] = ()
     inactive_keys: tuple[str, ...] = ()
+    team_admin_keys: tuple[str, ...] = ()  # keys that may list with scope=team
+    # Apiframe does not say whether a 400 binds the Idempotency-Key to the refused body.
+    bind_key_on_400: bool = False
     # Which spelling of each body field this Apiframe accepts: its sources give two of each.
     params_field: Literal["grokImagineParams", "grokParams"] = "grokImagineParams"
     webhook_field: Literal["webhookUrl", "webhook_url"] = "webhookUrl"
@@ -27,6 +30,7 @@ class SimulatorConfig:
     progress_steps: int = 3
     failure_rate: float = 0.0
     failure_message: str = "The prompt was refused by the content policy."
+    cancel_rate: float = 0.0  # jobs that end CANCELLED (no cancel endpoint exists)
     stall: bool = False  # jobs stay PROCESSING for ever
 
     # Results.

@@ -33,7 +33,9 @@ class SimJob:
     completed_at: float | None = None
 
     def expired(self, ttl: float) -> bool:
-        return self.completed_at is not None and time.time() > self.completed_at + ttl
+        """Only a COMPLETED job's files expire."""
+        done = self.status == "COMPLETED" and self.completed_at is not None
+        return done and time.time() > (self.completed_at or 0) + ttl
 
     def result(self, shape: str) -> Any:
         if self.status != "COMPLETED":

@@ -1,13 +1,17 @@
-"""Strict validation of `POST /v2/images/generate` bodies, with Apiframe's error shapes."""
+"""Strict validation of `POST /v2/images/generate` bodies, with Apiframe's error shapes: every
+model of the route, each with its own params block."""
 
 from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.config import SimulatorConfig
+from worker.apiframe.catalog import MODELS, PARAMS_KEYS
 
+GROK = "grok-imagine-image"
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "16:9", "9:16")
 EVENTS = ("progress", "completed", "failed")
-MODELS = ("grok-imagine-image",)
+# The param that asks a model for several images, and the most it may ask for.
+IMAGE_COUNTS = {"number_of_images": 10, "n": 4, "num_images": 4, "num_outputs": 4}
 
 
 class BodyError(Exception):
@@ -24,24 +28,31 @@ def is_url(value: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def params_key_for(model: str, config: SimulatorConfig) -> str:
+    """Grok's block is spelled as this Apiframe is switched to; every other model's as published."""
+    return config.params_field if model == GROK else MODELS[model].params_key
+
+
 def validate_submission(body: Any, config: SimulatorConfig) -> dict[str, Any]:
     """The accepted body, or BodyError naming every problem by its field path."""
     if not isinstance(body, dict):
         raise BodyError("Request body must be a JSON object", {"": ["Expected object"]})
-    allowed = {"prompt", "model", "webhookEvents", config.webhook_field, config.params_field}
+    model = body.get("model")
+    if model not in MODELS:
+        expected = "Required" if model is None else "Unsupported model"
+        raise BodyError("Validation failed", {"model": [expected]})
+    own = params_key_for(model, config)
+    allowed = {"prompt", "model", "webhookEvents", config.webhook_field, own}
     unknown = sorted(set(body) - allowed)
     if unknown:
         names = ", ".join(f"'{key}'" for key in unknown)
         raise BodyError(
-            f"Unrecognized keys: {names}",
-            {"": [f"Unrecognized key(s) in object: {names}"]},
+            f"Unrecognized keys: {names}", {"": [f"Unrecognized key(s) in object: {names}"]}
         )
     details: dict[str, list[str]] = {}
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not 1 <= len(prompt) <= 2000:
-        details["prompt"] = ["Required string of 1 to 2000 characters"]
-    if "model" in body and body["model"] not in MODELS:
-        details["model"] = [f"Unsupported model; expected one of {', '.join(MODELS)}"]
+    prompt, most = body.get("prompt"), MODELS[model].prompt_max
+    if not isinstance(prompt, str) or not 1 <= len(prompt) <= most:
+        details["prompt"] = [f"Required string of 1 to {most} characters"]
     if config.webhook_field in body and not is_url(body[config.webhook_field]):
         details[config.webhook_field] = ["Invalid url"]
     events = body.get("webhookEvents")
@@ -49,18 +60,38 @@ def validate_submission(body: Any, config: SimulatorConfig) -> dict[str, Any]:
         not isinstance(events, list) or not events or any(e not in EVENTS for e in events)
     ):
         details["webhookEvents"] = [f"Non-empty list of {', '.join(EVENTS)}"]
-    params = body.get(config.params_field, {})
-    if not isinstance(params, dict):
-        details[config.params_field] = ["Expected object"]
-    else:
-        for key in sorted(set(params) - {"image", "aspect_ratio"}):
-            details[f"{config.params_field}.{key}"] = ["Unrecognized key"]
-        if "image" in params and not is_url(params["image"]):
-            details[f"{config.params_field}.image"] = ["Invalid url"]
-        if "aspect_ratio" in params and params["aspect_ratio"] not in ASPECT_RATIOS:
-            details[f"{config.params_field}.aspect_ratio"] = [
-                f"Expected one of {', '.join(ASPECT_RATIOS)}"
-            ]
+    if MODELS[model].params_required and own not in body:
+        details[own] = ["Required"]
+    details.update(check_params(model, own, body.get(own, {})))
     if details:
         raise BodyError("Validation failed", details)
     return body
+
+
+def check_params(model: str, key: str, params: Any) -> dict[str, list[str]]:
+    if not isinstance(params, dict):
+        return {key: ["Expected object"]}
+    details: dict[str, list[str]] = {}
+    if model == GROK:
+        for name in sorted(set(params) - {"image", "aspect_ratio"}):
+            details[f"{key}.{name}"] = ["Unrecognized key"]
+        if "image" in params and not is_url(params["image"]):
+            details[f"{key}.image"] = ["Invalid url"]
+        if "aspect_ratio" in params and params["aspect_ratio"] not in ASPECT_RATIOS:
+            details[f"{key}.aspect_ratio"] = [f"Expected one of {', '.join(ASPECT_RATIOS)}"]
+    for name, most in IMAGE_COUNTS.items():
+        count = params.get(name)
+        if name in params and (not isinstance(count, int) or not 1 <= count <= most):
+            details[f"{key}.{name}"] = [f"Integer from 1 to {most}"]
+    return details
+
+
+def images_asked(params: dict[str, Any]) -> int | None:
+    """How many images the body's params ask for, if any."""
+    for name in IMAGE_COUNTS:
+        if isinstance(params.get(name), int):
+            return int(params[name])
+    return None
+
+
+__all__ = ["PARAMS_KEYS", "BodyError", "images_asked", "params_key_for", "validate_submission"]

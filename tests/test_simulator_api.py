@@ -14,6 +14,7 @@ from simulator.flags import config_from_args
 from simulator.serving import serving
 from tests.conftest import API_KEY, Apiframe, fast_config
 from worker.apiframe import Job
+from worker.apiframe.models import MODEL as GROK
 
 GENERATE = "/v2/images/generate"
 
@@ -41,7 +42,7 @@ async def test_refuses_missing_invalid_and_inactive_keys(
     """Keys are checked before anything else, with Apiframe's status for each case."""
     apiframe.sim.config.inactive_keys = ("afk_inactive",)
     async with httpx.AsyncClient(base_url=apiframe.url, headers=headers) as http:
-        response = await http.post(GENERATE, json={"prompt": "x"})
+        response = await http.post(GENERATE, json={"model": GROK, "prompt": "x"})
     assert response.status_code == status
     assert message in response.json()["error"]
     assert not apiframe.sim.jobs
@@ -59,17 +60,20 @@ async def test_configured_keys_replace_the_afk_prefix_rule(apiframe: Apiframe) -
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"prompt": ""}, "prompt"),
-        ({"prompt": "x" * 2001}, "prompt"),
+        ({"model": GROK, "prompt": ""}, "prompt"),
+        ({"model": GROK, "prompt": "x" * 2001}, "prompt"),
         ({"prompt": "x", "model": "dall-e-9"}, "model"),
-        ({"prompt": "x", "webhookUrl": "not a url"}, "webhookUrl"),
-        ({"prompt": "x", "webhookEvents": []}, "webhookEvents"),
-        ({"prompt": "x", "webhookEvents": ["done"]}, "webhookEvents"),
-        ({"prompt": "x", "grokImagineParams": {"aspect_ratio": "4:3"}}, "aspect_ratio"),
-        ({"prompt": "x", "grokImagineParams": {"image": "ftp://x"}}, "image"),
-        ({"prompt": "x", "grokImagineParams": {"seed": 3}}, "seed"),
-        ({"prompt": "x", "colour": "red"}, "colour"),
-        ({"prompt": "x", "grokParams": {}}, "grokParams"),
+        ({"model": GROK, "prompt": "x", "webhookUrl": "not a url"}, "webhookUrl"),
+        ({"model": GROK, "prompt": "x", "webhookEvents": []}, "webhookEvents"),
+        ({"model": GROK, "prompt": "x", "webhookEvents": ["done"]}, "webhookEvents"),
+        (
+            {"model": GROK, "prompt": "x", "grokImagineParams": {"aspect_ratio": "4:3"}},
+            "aspect_ratio",
+        ),
+        ({"model": GROK, "prompt": "x", "grokImagineParams": {"image": "ftp://x"}}, "image"),
+        ({"model": GROK, "prompt": "x", "grokImagineParams": {"seed": 3}}, "seed"),
+        ({"model": GROK, "prompt": "x", "colour": "red"}, "colour"),
+        ({"model": GROK, "prompt": "x", "grokParams": {}}, "grokParams"),
         (["prompt"], ""),
     ],
 )
@@ -97,9 +101,11 @@ async def test_params_spelling_is_a_switch(apiframe: Apiframe, http: httpx.Async
     apiframe.sim.config.params_field = "grokParams"
     params = {"aspect_ratio": "16:9"}
     refused = await http.post(
-        apiframe.url + GENERATE, json={"prompt": "x", "grokImagineParams": params}
+        apiframe.url + GENERATE, json={"model": GROK, "prompt": "x", "grokImagineParams": params}
     )
-    accepted = await http.post(apiframe.url + GENERATE, json={"prompt": "x", "grokParams": params})
+    accepted = await http.post(
+        apiframe.url + GENERATE, json={"model": GROK, "prompt": "x", "grokParams": params}
+    )
     assert refused.status_code == 400
     assert "Unrecognized keys: 'grokImagineParams'" in refused.json()["error"]
     assert accepted.status_code == 202
@@ -111,11 +117,19 @@ async def test_idempotency_key_replays_and_conflicts(
 ) -> None:
     """The same key and body return the original job; another body answers 409."""
     url = apiframe.url + GENERATE
-    first = await http.post(url, json={"prompt": "a"}, headers={"Idempotency-Key": "k1"})
+    first = await http.post(
+        url, json={"model": GROK, "prompt": "a"}, headers={"Idempotency-Key": "k1"}
+    )
     await wait_for_status(http, f"{apiframe.url}/v2/jobs/{first.json()['jobId']}", "COMPLETED")
-    again = await http.post(url, json={"prompt": "a"}, headers={"Idempotency-Key": "k1"})
-    other = await http.post(url, json={"prompt": "b"}, headers={"Idempotency-Key": "k1"})
-    too_long = await http.post(url, json={"prompt": "a"}, headers={"Idempotency-Key": "k" * 256})
+    again = await http.post(
+        url, json={"model": GROK, "prompt": "a"}, headers={"Idempotency-Key": "k1"}
+    )
+    other = await http.post(
+        url, json={"model": GROK, "prompt": "b"}, headers={"Idempotency-Key": "k1"}
+    )
+    too_long = await http.post(
+        url, json={"model": GROK, "prompt": "a"}, headers={"Idempotency-Key": "k" * 256}
+    )
     assert first.status_code == again.status_code == 202
     assert again.json() == {"jobId": first.json()["jobId"], "status": "COMPLETED"}
     assert other.status_code == 409
@@ -129,8 +143,8 @@ async def test_credits_run_out_and_failures_refund(
     """Submitting costs credits (402 when short, with both counts); a failed job refunds them."""
     apiframe.sim.config.credits = 10
     apiframe.sim.config.failure_rate = 1.0
-    first = await http.post(apiframe.url + GENERATE, json={"prompt": "a"})
-    short = await http.post(apiframe.url + GENERATE, json={"prompt": "b"})
+    first = await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": "a"})
+    short = await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": "b"})
     assert short.status_code == 402
     assert short.json() == {
         "error": "Insufficient credits",
@@ -149,7 +163,9 @@ async def test_lifecycle_rises_to_completed(apiframe: Apiframe, http: httpx.Asyn
     apiframe.sim.config.queued_seconds = 0.05
     apiframe.sim.config.processing_seconds = 0.3
     apiframe.sim.config.progress_steps = 3
-    job_id = (await http.post(apiframe.url + GENERATE, json={"prompt": "a"})).json()["jobId"]
+    job_id = (await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": "a"})).json()[
+        "jobId"
+    ]
     seen: list[tuple[str, int | None]] = []
     while not seen or seen[-1][0] != "COMPLETED":
         job = (await http.get(f"{apiframe.url}/v2/jobs/{job_id}")).json()
@@ -170,7 +186,9 @@ async def test_lifecycle_rises_to_completed(apiframe: Apiframe, http: httpx.Asyn
 async def test_stalled_jobs_stay_processing(apiframe: Apiframe, http: httpx.AsyncClient) -> None:
     """With `stall`, a job never leaves PROCESSING."""
     apiframe.sim.config.stall = True
-    job_id = (await http.post(apiframe.url + GENERATE, json={"prompt": "a"})).json()["jobId"]
+    job_id = (await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": "a"})).json()[
+        "jobId"
+    ]
     await apiframe.sim.settle()
     job = (await http.get(f"{apiframe.url}/v2/jobs/{job_id}")).json()
     assert (job["status"], job["result"]) == ("PROCESSING", None)
@@ -187,7 +205,7 @@ async def test_list_jobs_filters_and_pages(apiframe: Apiframe, http: httpx.Async
     """The listing is newest first, filters by status, and pages with a cursor."""
     apiframe.sim.config.stall = True
     for n in range(5):
-        await http.post(apiframe.url + GENERATE, json={"prompt": f"p{n}"})
+        await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": f"p{n}"})
     await apiframe.sim.settle()
     ids: list[str] = []
     cursor: str | None = None
@@ -210,12 +228,14 @@ async def test_me_identifies_the_team(apiframe: Apiframe, http: httpx.AsyncClien
     """`GET /v2/me` names the key's user and team."""
     me = (await http.get(f"{apiframe.url}/v2/me")).json()
     assert me["team"]["credits"] == apiframe.sim.config.credits
-    assert me["user"]["id"].startswith("usr_")
+    assert me["apiKey"]["prefix"] == API_KEY[:8]
 
 
 async def test_every_request_is_recorded(apiframe: Apiframe, http: httpx.AsyncClient) -> None:
     """What the simulator received is kept for tests, with the status it answered."""
-    await http.post(apiframe.url + GENERATE, json={"prompt": "a"}, headers={"X-Trace": "t1"})
+    await http.post(
+        apiframe.url + GENERATE, json={"model": GROK, "prompt": "a"}, headers={"X-Trace": "t1"}
+    )
     await http.get(f"{apiframe.url}/v2/me")
     assert [(r.method, r.path, r.status) for r in apiframe.sim.received] == [
         ("POST", GENERATE, 202),
@@ -231,7 +251,7 @@ async def test_a_seed_makes_a_run_reproducible(http: httpx.AsyncClient) -> None:
         simulator = Simulator(fast_config(failure_rate=0.5, seed=42))
         async with serving(simulator.app) as url:
             for n in range(8):
-                await http.post(url + GENERATE, json={"prompt": f"p{n}"})
+                await http.post(url + GENERATE, json={"model": GROK, "prompt": f"p{n}"})
             await simulator.settle()
         ordered = sorted(simulator.jobs.values(), key=lambda job: job.created_at)
         outcomes.append([job.status for job in ordered])
@@ -244,7 +264,9 @@ async def test_job_result_shape_changes_what_get_job_shows(
 ) -> None:
     """`job_result_shape="string"` makes `GET /v2/jobs/{id}` show a bare URL, as old docs do."""
     apiframe.sim.config.job_result_shape = "string"
-    job_id = (await http.post(apiframe.url + GENERATE, json={"prompt": "a"})).json()["jobId"]
+    job_id = (await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": "a"})).json()[
+        "jobId"
+    ]
     await apiframe.sim.settle()
     job = (await http.get(f"{apiframe.url}/v2/jobs/{job_id}")).json()
     assert job["result"] == apiframe.sim.jobs[job_id].image_urls[0]

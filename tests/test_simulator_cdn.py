@@ -9,13 +9,18 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Apiframe
+from worker.apiframe.models import MODEL as GROK
 
 GENERATE = "/v2/images/generate"
 MAGIC = {"png": b"\x89PNG", "jpeg": b"\xff\xd8\xff", "webp": b"RIFF"}
 
 
 async def completed_urls(apiframe: Apiframe, http: httpx.AsyncClient, **params: str) -> list[str]:
-    body = {"prompt": "a lighthouse", **({"grokImagineParams": params} if params else {})}
+    body = {
+        "model": GROK,
+        "prompt": "a lighthouse",
+        **({"grokImagineParams": params} if params else {}),
+    }
     job_id = (await http.post(apiframe.url + GENERATE, json=body)).json()["jobId"]
     await apiframe.sim.settle()
     return apiframe.sim.jobs[job_id].image_urls
@@ -41,7 +46,9 @@ async def test_content_follows_the_prompt(apiframe: Apiframe, http: httpx.AsyncC
     """The same prompt draws the same picture; another prompt draws another."""
     bodies = []
     for prompt in ("a fox", "a fox", "a heron"):
-        job_id = (await http.post(apiframe.url + GENERATE, json={"prompt": prompt})).json()["jobId"]
+        job_id = (
+            await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": prompt})
+        ).json()["jobId"]
         await apiframe.sim.settle()
         pixels = (await http.get(apiframe.sim.jobs[job_id].image_urls[0])).content
         bodies.append(Image.open(io.BytesIO(pixels)).tobytes())

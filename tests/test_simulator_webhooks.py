@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from simulator.serving import serving
 from tests.conftest import API_KEY, Apiframe, Sink
+from worker.apiframe.models import MODEL as GROK
 from worker.signatures import verify_signature
 
 GENERATE = "/v2/images/generate"
@@ -21,7 +22,7 @@ GENERATE = "/v2/images/generate"
 async def submit(
     apiframe: Apiframe, http: httpx.AsyncClient, sink: Sink, **extra: Any
 ) -> tuple[httpx.Response, str]:
-    body = {"prompt": "a red kite", "webhookUrl": sink.url, **extra}
+    body = {"model": GROK, "prompt": "a red kite", "webhookUrl": sink.url, **extra}
     response = await http.post(apiframe.url + GENERATE, json=body)
     return response, response.json()["jobId"]
 
@@ -207,7 +208,12 @@ async def test_a_receiver_that_hangs_times_the_delivery_out(
     apiframe.sim.config.webhook_timeout_seconds = 0.05
     app = Starlette(routes=[Route("/hook", slow, methods=["POST"])])
     async with serving(app) as url:
-        body = {"prompt": "x", "webhookUrl": f"{url}/hook", "webhookEvents": ["completed"]}
+        body = {
+            "model": GROK,
+            "prompt": "x",
+            "webhookUrl": f"{url}/hook",
+            "webhookEvents": ["completed"],
+        }
         job_id = (await http.post(apiframe.url + GENERATE, json=body)).json()["jobId"]
         await apiframe.sim.settle()
         hang.set()
