@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import json
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -58,12 +59,20 @@ def run_submit(args: argparse.Namespace, settings: Settings) -> int:
         submit(
             settings,
             args.prompt,
+            model=args.model,
+            params=args.params,
             image=args.image,
             aspect_ratio=args.aspect_ratio,
             metadata=metadata,
             idempotency_key=args.idempotency_key,
         )
     )
+
+
+def run_models(args: argparse.Namespace, settings: Settings) -> int:
+    from imagedock.commands import models
+
+    return models()
 
 
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,6 +134,16 @@ def bounded(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def json_object(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, not {text[:60]!r}")
+    return value
+
+
 def metadata_pair(text: str) -> str:
     if "=" not in text or text.startswith("="):
         raise argparse.ArgumentTypeError(f"metadata must be key=value, not {text!r}")
@@ -147,13 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="submit one job from the shell")
     submit.add_argument("prompt")
-    submit.add_argument("--image", help="a reference image URL, for image-to-image")
+    submit.add_argument("--model", default="grok-imagine-image", help="see `imagedock models`")
+    submit.add_argument(
+        "--params", type=json_object, help="the model's params block, as a JSON object"
+    )
+    submit.add_argument("--image", help="Grok: a reference image URL, for image-to-image")
     submit.add_argument("--aspect-ratio", choices=["1:1", "2:3", "3:2", "16:9", "9:16"])
     submit.add_argument(
         "--metadata", action="append", default=[], type=metadata_pair, metavar="KEY=VALUE"
     )
     submit.add_argument("--idempotency-key")
     submit.set_defaults(handler=run_submit)
+
+    models = commands.add_parser("models", help="list the image models and their params blocks")
+    models.set_defaults(handler=run_models)
 
     jobs = commands.add_parser("jobs", help="list the most recent jobs")
     jobs.add_argument("--limit", type=bounded(1, 500), default=20)

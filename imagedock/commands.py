@@ -5,13 +5,15 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from imagedock.clients import open_deps
-from worker.apiframe import ApiframeError, GenerateRequest, GrokParams
+from worker.apiframe import MODEL, ApiframeError, GenerateRequest, GrokParams
+from worker.apiframe.catalog import MODELS
 from worker.ledger import Conflict
 from worker.problems import field_problems
 from worker.queue import enqueue_replay
@@ -32,6 +34,8 @@ async def submit(
     settings: Settings,
     prompt: str,
     *,
+    model: str,
+    params: dict[str, Any] | None,
     image: str | None,
     aspect_ratio: str | None,
     metadata: dict[str, str],
@@ -39,8 +43,11 @@ async def submit(
 ) -> int:
     settings.require("apiframe_key", "public_url")
     try:  # checked before anything is recorded or sent
-        params = GrokParams.model_validate({"image": image, "aspect_ratio": aspect_ratio})
-        request = GenerateRequest(prompt=prompt, params=params.wire())
+        grok = GrokParams.model_validate({"image": image, "aspect_ratio": aspect_ratio}).wire()
+        if grok and model != MODEL:
+            print("imagedock submit: --image and --aspect-ratio are Grok's", file=sys.stderr)
+            return 2
+        request = GenerateRequest(prompt=prompt, model=model, params={**(params or {}), **grok})
     except ValidationError as exc:
         found = "; ".join(f"{path}: {msg}" for path, msg in field_problems(exc).items())
         print(f"imagedock submit: {found}", file=sys.stderr)
@@ -145,4 +152,15 @@ async def redrive(settings: Settings) -> int:
     async with open_deps(settings) as deps:
         count = await deps.events.redrive()
     console.print(f"{count} dead letters queued for delivery again")
+    return 0
+
+
+def models() -> int:
+    """`imagedock models`: every model on Apiframe's image route, as imagedock submits it."""
+    table = Table(title=f"{len(MODELS)} image models")
+    for column in ("model", "params block", "images per job", "prompt up to"):
+        table.add_column(column)
+    for model in MODELS.values():
+        table.add_row(model.name, model.params_key, str(model.max_images), str(model.prompt_max))
+    console.print(table)
     return 0

@@ -90,7 +90,10 @@ async def list_jobs(request: Request) -> Response:
     limit = request.query_params.get("limit", "50")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         return error(400, "limit must be an integer from 1 to 500")
-    records = await deps_of(request).ledger.recent(int(limit))
+    model = request.query_params.get("model")
+    records = await deps_of(request).ledger.recent(int(limit) if model is None else 500)
+    if model is not None:  # among the newest 500; an index per model is the job log's to add
+        records = [record for record in records if record.model == model][: int(limit)]
     return JSONResponse({"jobs": [record.public() for record in records]})
 
 

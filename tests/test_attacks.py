@@ -214,8 +214,8 @@ async def test_a_long_failure_reason_is_cut_short(stack: Stack) -> None:
 
 
 async def test_more_images_than_any_model_returns_fail_the_job(stack: Stack) -> None:
-    """A signed result listing 11 images (no model returns more than 10) fails with the reason
-    and downloads none of them."""
+    """A signed result listing more images than the model returns fails with the reason and
+    downloads none of them."""
     stack.sim.config.drop_rate = 1.0
     answer = await stack.submit()
     await stack.sim.settle()
@@ -225,4 +225,4 @@ async def test_more_images_than_any_model_returns_fail_the_job(stack: Stack) -> 
     await stack.run_worker()
     job = await stack.job(answer["jobId"])
     assert (job["status"], job["objects"]) == ("FAILED", [])
-    assert job["error"] == "Apiframe returned 11 images; at most 10 land"
+    assert job["error"] == "Apiframe returned 11 images; grok-imagine-image returns 4"

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
+from worker.apiframe.catalog import MODELS, MOST_IMAGES
 from worker.download import Downloader
 from worker.errors import PermanentError, TransientError
 from worker.events import Events
@@ -29,7 +30,15 @@ class Landing:
     store: ObjectStore
 
 
-MAX_IMAGES = 10  # the most any Apiframe image model returns (GPT Image's number_of_images)
+def most_images(model: str) -> int:
+    """The most images a job of `model` may land; for a model not catalogued, any model's."""
+    known = MODELS.get(model)
+    return known.max_images if known else MOST_IMAGES
+
+
+def landing_timeout(base: float, model: str) -> float:
+    """`base` covers four images, as most models return at most; more images, more time."""
+    return base * max(1.0, most_images(model) / 4)
 
 
 class NotReady(TransientError):
@@ -97,8 +106,9 @@ async def store_all(
     deps: Landing, record: JobRecord, urls: list[str], actor: str, *, verify: bool = False
 ) -> Status:
     assert record.job_id is not None
-    if len(urls) > MAX_IMAGES:
-        raise PermanentError(f"Apiframe returned {len(urls)} images; at most {MAX_IMAGES} land")
+    most = most_images(record.model)
+    if len(urls) > most:
+        raise PermanentError(f"Apiframe returned {len(urls)} images; {record.model} returns {most}")
     started = time.monotonic()
     done = {stored.index: stored for stored in record.objects}
     for index, url in enumerate(urls, start=1):

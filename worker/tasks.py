@@ -24,7 +24,7 @@ from arq.worker import func
 from worker.delivery import DeliveryRetry, deliver_event
 from worker.deps import Deps
 from worker.errors import TransientError
-from worker.landing import Landing, NotReady, land_job
+from worker.landing import Landing, NotReady, land_job, landing_timeout
 from worker.polling import poll_due
 from worker.queue import (
     DELIVER,
@@ -54,15 +54,15 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
     deps: Landing = ctx["deps"].landing
     settings: Settings = ctx["deps"].settings
     with structlog.contextvars.bound_contextvars(job_id=job_id, job_try=ctx["job_try"]):
+        record = await deps.ledger.by_job_id(job_id)
+        limit = landing_timeout(settings.landing_timeout, record.model if record else "")
         try:
             # Our own deadline, inside arq's: a slow landing is a failure that counts, where
             # arq's timeout would end the job with no word and no retry.
-            async with asyncio.timeout(settings.landing_timeout):
+            async with asyncio.timeout(limit):
                 return (await land_job(deps, job_id)).value
         except TimeoutError:
-            error: TransientError = TransientError(
-                f"landing took over {settings.landing_timeout:g} s"
-            )
+            error: TransientError = TransientError(f"landing took over {limit:g} s")
         except TransientError as exc:
             error = exc
         return await retry_or_fail(deps, settings, job_id, error)
@@ -147,7 +147,8 @@ def build_worker(deps: Deps, **overrides: Any) -> Worker:
             func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries),
         ],
         "queue_name": LANDING_QUEUE,
-        "job_timeout": settings.landing_timeout + ARQ_MARGIN,
+        # The longest landing any model may take: arq's claim must outlast it.
+        "job_timeout": landing_timeout(settings.landing_timeout, "") + ARQ_MARGIN,
         "max_tries": tries,
         "max_jobs": 20,
         **overrides,
