@@ -301,3 +301,22 @@ def test_every_knob_is_a_command_line_flag(capsys: pytest.CaptureFixture[str]) -
     for knob in dataclasses.fields(SimulatorConfig):
         if knob.name not in ("faults", "api_keys"):
             assert "--" + knob.name.replace("_", "-") in usage
+
+
+@pytest.mark.parametrize(
+    ("knob", "status"), [("failure_rate", "FAILED"), ("cancel_rate", "CANCELLED")]
+)
+async def test_a_job_that_does_not_complete_is_refunded(
+    apiframe: Apiframe, http: httpx.AsyncClient, knob: str, status: str
+) -> None:
+    """A FAILED or CANCELLED job shows progress 0 and creditCost 0, its credits back, and never
+    `expired`, which concerns completed jobs only."""
+    setattr(apiframe.sim.config, knob, 1.0)
+    apiframe.sim.config.file_ttl_seconds = 0
+    credits = apiframe.sim.config.credits
+    sent = await http.post(apiframe.url + GENERATE, json={"model": GROK, "prompt": "a"})
+    await apiframe.sim.settle()
+    job = (await http.get(f"{apiframe.url}/v2/jobs/{sent.json()['jobId']}")).json()
+    assert (job["status"], job["progress"], job["creditCost"]) == (status, 0, 0)
+    assert job["expired"] is False
+    assert apiframe.sim.config.credits == credits
