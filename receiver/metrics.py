@@ -34,6 +34,14 @@ class Snapshot:
             if name.startswith(COUNTER_PREFIX):
                 rejected.add_metric([name.removeprefix(COUNTER_PREFIX)], count)
         yield rejected
+        for outcome in ("landed", "failed"):
+            family = CounterMetricFamily(
+                f"imagedock_jobs_{outcome}", f"Jobs {outcome}, by model.", labels=["model"]
+            )
+            for name, count in sorted(self.stats.items()):
+                if name.startswith(f"{outcome}:"):
+                    family.add_metric([name.split(":", 1)[1]], count)
+            yield family
         yield GaugeMetricFamily(
             "imagedock_events_dead_letters", "Event deliveries that exhausted retries.", dead
         )

@@ -45,7 +45,7 @@ async def test_submit_and_follow_a_job(apiframe: Apiframe, client: ApiframeClien
     )
     assert job.image_urls == apiframe.sim.jobs[job.id].image_urls
     assert [listed.id for listed in page.jobs] == [job.id]
-    assert (await client.me())["team"]["id"] == "team_sim"
+    assert (await client.me())["team"]["name"] == "Simulated team"
 
 
 async def test_sends_the_key_a_user_agent_and_grok_params(

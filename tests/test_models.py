@@ -36,6 +36,8 @@ async def test_other_models_land_through_the_same_pipeline(
     assert (event["data"]["model"], len(event["data"]["images"])) == (model, images)
     listed = (await stack.api.get("/jobs", params={"model": model})).json()["jobs"]
     assert [j["jobId"] for j in listed] == [answer["jobId"]]
+    metrics = (await stack.api.get("/metrics")).text
+    assert f'imagedock_jobs_landed_total{{model="{model}"}} 1.0' in metrics
 
 
 @pytest.mark.parametrize(

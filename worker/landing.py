@@ -30,6 +30,11 @@ class Landing:
     store: ObjectStore
 
 
+def catalogued(model: str) -> str:
+    """The model as a metric label: a catalogued name, else `other`, so labels stay few."""
+    return model if model in MODELS else "other"
+
+
 def most_images(model: str) -> int:
     """The most images a job of `model` may land; for a model not catalogued, any model's."""
     known = MODELS.get(model)
@@ -128,6 +133,7 @@ async def store_all(
     await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
     if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
         landed = await deps.ledger.get(record.ref) or record
+        await deps.ledger.count(f"landed:{catalogued(record.model)}")
         await deps.ledger.log(
             record.ref,
             record.job_id,
