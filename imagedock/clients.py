@@ -37,6 +37,9 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,  # each hop is checked against the host policy
+                # Downloads connect to the address they checked; a proxy from the environment
+                # would connect by name instead. Run one as an explicit egress gateway, if any.
+                trust_env=False,
             )
         )
         apiframe = None

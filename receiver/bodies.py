@@ -3,7 +3,7 @@ huge body nor a slow one can hold the receiver's memory or a connection for long
 
 import asyncio
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 API_BODY = 64 * 1024
 
@@ -29,4 +29,6 @@ async def read_capped(request: Request, limit: int, deadline: float) -> bytes:
                     raise BodyRefused(413, f"the body is over {limit} bytes")
     except TimeoutError:
         raise BodyRefused(408, f"the body took over {deadline:g} s to arrive") from None
+    except ClientDisconnect:
+        raise BodyRefused(400, "the client left before its body arrived") from None
     return bytes(body)

@@ -21,6 +21,7 @@ Reason = Literal[
     "bad_signature",
     "unknown_job",
     "other_job",
+    "disconnected",
 ]
 COUNTER_PREFIX = "webhook_rejected:"
 CLIENT_TEXT = 80  # characters of a client's string that a log line keeps

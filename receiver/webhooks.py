@@ -86,7 +86,8 @@ async def parse_event(request: Request, deadline: float) -> tuple[bytes, Webhook
     try:
         body = await read_capped(request, MAX_BODY, deadline)
     except BodyRefused as exc:
-        reason: Reason = "too_large" if exc.status == 413 else "slow_body"
+        reasons: dict[int, Reason] = {413: "too_large", 408: "slow_body"}
+        reason = reasons.get(exc.status, "disconnected")
         raise Refused(exc.status, reason, f"webhook {exc.message}") from None
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":

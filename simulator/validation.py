@@ -38,7 +38,7 @@ def validate_submission(body: Any, config: SimulatorConfig) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BodyError("Request body must be a JSON object", {"": ["Expected object"]})
     model = body.get("model")
-    if model not in MODELS:
+    if not isinstance(model, str) or model not in MODELS:
         expected = "Required" if model is None else "Unsupported model"
         raise BodyError("Validation failed", {"model": [expected]})
     own = params_key_for(model, config)

@@ -6,12 +6,18 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
+import pytest
+from starlette.requests import Request
+from starlette.types import Message
 from structlog.testing import capture_logs
 
+from receiver.bodies import BodyRefused, read_capped
 from tests.conftest import API_KEY, Stack
 from tests.test_webhooks import HOOK, post_hook, rejected, signed
+from worker.apiframe.client import key_for
 from worker.ledger import POLL_SET
 from worker.status import Status
+from worker.submission import caller_ref
 
 MiB = 1024 * 1024
 
@@ -226,3 +232,42 @@ async def test_more_images_than_any_model_returns_fail_the_job(stack: Stack) -> 
     job = await stack.job(answer["jobId"])
     assert (job["status"], job["objects"]) == ("FAILED", [])
     assert job["error"] == "Apiframe returned 11 images; grok-imagine-image returns 4"
+
+
+async def test_a_client_that_leaves_mid_body_is_refused_not_a_500() -> None:
+    """A body cut off by a disconnect is a 400 like any refused body, not a server error."""
+    messages: list[Message] = [
+        {"type": "http.request", "body": b'{"jobId": ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(BodyRefused) as refused:
+        await read_capped(request, 1024, 5.0)
+    assert refused.value.status == 400
+
+
+async def test_a_claim_left_without_its_record_does_not_block_the_key(stack: Stack) -> None:
+    """A create that died between claiming the caller's key and writing the record leaves the
+    key usable: the retry makes the record, instead of a day of 409s."""
+    await stack.redis.set("imagedock:idem:submit:left", caller_ref("left"), ex=3600)
+    response = await stack.api.post(
+        "/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "left"}
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["ref"] == caller_ref("left")
+
+
+def test_a_respelled_body_alone_gets_a_derived_key() -> None:
+    """The key follows the body, not the process: a body without Grok's other spelling keeps
+    the caller's key in every process; one with it gets the same derived key everywhere."""
+    assert key_for("k", {"model": "flux-2-pro", "fluxParams": {}}) == "k"
+    assert key_for("k", {"grokImagineParams": {}}) == "k"
+    respelled = key_for("k", {"grokParams": {}})
+    assert respelled is not None
+    assert respelled.startswith("k~")
+    assert respelled == key_for("k", {"grokParams": {"aspect_ratio": "1:1"}})
+    assert len(key_for("x" * 255, {"grokParams": {}}) or "") <= 255

@@ -20,6 +20,7 @@ MAX_REDIRECTS = 3
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 451}
 IDENTITY = {"Accept-Encoding": "identity"}
+CLOSE = {"Connection": "close"}
 IMAGE_TYPES = (  # (prefix, content type, extension); WebP is checked on its own
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
@@ -70,7 +71,9 @@ class Downloader:
                 async with self._http.stream(
                     "GET",
                     pinned,
-                    headers={"Host": httpx.URL(current).netloc.decode(), **IDENTITY},
+                    # A new connection each time: a pooled one, verified for another name on the
+                    # same address, must not carry this one.
+                    headers={"Host": httpx.URL(current).netloc.decode(), **IDENTITY, **CLOSE},
                     extensions={"sni_hostname": target.host},
                 ) as response:
                     if response.is_redirect and "location" in response.headers:

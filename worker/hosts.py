@@ -55,12 +55,16 @@ class HostPolicy:
         """The address to fetch `url` from, or PermanentError saying why it may not be."""
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
+        try:
+            port = parts.port or 443
+        except ValueError:
+            raise PermanentError(f"refused result URL {url[:200]!r}: its port is not one") from None
         if parts.scheme not in ("http", "https") or not host:
             raise PermanentError(f"refused result URL {url!r}: not an http(s) URL")
         named = host in self.allowed
         if not named and not any(fnmatch.fnmatchcase(host, p) for p in self.allowed):
             raise PermanentError(f"refused result host {host!r}: not in IMAGEDOCK_DOWNLOAD_HOSTS")
-        addresses = await resolve(host, parts.port or 443)
+        addresses = await resolve(host, port)
         if not named:
             for address in addresses:
                 if not is_public(address):

@@ -98,13 +98,23 @@ redis.call('HDEL', KEYS[1], 'early_webhook')
 return {ARGV[1], early, ''}
 """
 
-# Keeps a webhook that arrived before its submission's job id was recorded. KEYS: job hash.
+# Keeps a webhook that arrived before its submission's job id was recorded; an unsigned one
+# never replaces a signed one. KEYS: job hash. ARGV: the webhook (JSON), '1' if signed.
 # Returns the job id if one is attached by now (then nothing is stashed), else ''.
 STASH = """
 local had = redis.call('HGET', KEYS[1], 'job_id')
 if had and had ~= '' then return had end
+local kept = redis.call('HGET', KEYS[1], 'early_webhook')
+if ARGV[2] ~= '1' and kept and cjson.decode(kept)['signed'] then return '' end
 redis.call('HSET', KEYS[1], 'early_webhook', ARGV[1])
 return ''
+"""
+# Records a stored image; a job that has already ended (and so expires) takes it along.
+# KEYS: objects hash, job hash. ARGV: index, the object (JSON).
+ADD_OBJECT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('TTL', KEYS[2])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 """
 
 
@@ -130,6 +140,7 @@ class Ledger:
         self._transition = redis.register_script(TRANSITION)
         self._attach = redis.register_script(ATTACH)
         self._stash = redis.register_script(STASH)
+        self._add_object = redis.register_script(ADD_OBJECT)
 
     # Keys.
 
@@ -186,8 +197,12 @@ class Ledger:
             claim = f"{PREFIX}idem:{idempotency_key}"
             # Kept as long as Apiframe honours the key imagedock derives from this record.
             if not await self.redis.set(claim, ref, nx=True, ex=IDEMPOTENCY_WINDOW):
-                return await self._earlier(text(await self.redis.get(claim)) or "", fingerprint)
-            if await self.redis.exists(self.job_key(ref)):  # a derived ref outlived its claim
+                held = text(await self.redis.get(claim)) or ""
+                # A claim for this very ref with no record is a create that died between the
+                # two writes (or a retried SET): go on and make the record it claimed.
+                if held != ref or await self.redis.exists(self.job_key(ref)):
+                    return await self._earlier(held, fingerprint)
+            elif await self.redis.exists(self.job_key(ref)):  # a derived ref outlived its claim
                 return await self._earlier(ref, fingerprint)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.job_key(ref), mapping=fields)
@@ -258,7 +273,8 @@ class Ledger:
         """Keep what a webhook says of a submission with no job id yet (a few fields, never the
         body); returns the job id instead if the submission has one by now."""
         early = json.dumps({"jobId": job_id, "status": status, "signed": signed})
-        return text(await self._stash(keys=[self.job_key(ref)], args=[early])) or ""
+        stashed = await self._stash(keys=[self.job_key(ref)], args=[early, "1" if signed else "0"])
+        return text(stashed) or ""
 
     async def adopt(self, ref: str, job_id: str, *, model: str) -> tuple[JobRecord, bool]:
         """A record, under the ref it was submitted with, for a job a signed webhook names but
@@ -328,8 +344,8 @@ class Ledger:
         await self.redis.hset(self.job_key(ref), mapping=dict(fields))  # type: ignore[misc]
 
     async def add_object(self, ref: str, stored: StoredObject) -> None:
-        key = self.objects_key(ref)
-        await self.redis.hset(key, str(stored.index), stored.to_json())  # type: ignore[misc]
+        keys = [self.objects_key(ref), self.job_key(ref)]
+        await self._add_object(keys=keys, args=[stored.index, stored.to_json()])
 
     # The job log.
 

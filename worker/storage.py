@@ -27,9 +27,9 @@ CACHE_CONTROL = "private, max-age=31536000, immutable"  # a job's keys never cha
 # Answers the callers read themselves.
 EXPECTED_CODES = {"PreconditionFailed", "412", "404", "NoSuchKey", "NotFound"}
 # 4xx answers that pass with another try: throttling, a write that raced another, a clock
-# briefly skewed, bytes that failed their checksum in transit. Every other 4xx (AccessDenied,
-# NoSuchBucket, InvalidArgument) is permanent: the job fails with S3's word, and once the
-# configuration is fixed `imagedock replay` lands it.
+# briefly skewed, temporary credentials being renewed, bytes that failed their checksum in
+# transit. Every other 4xx (AccessDenied, NoSuchBucket, InvalidArgument) is permanent: the job
+# fails with S3's word for a person to act on, instead of retrying for hours.
 TRANSIENT_CODES = {
     "SlowDown",
     "Throttling",
@@ -42,6 +42,9 @@ TRANSIENT_CODES = {
     "BadDigest",
     "InvalidDigest",
     "XAmzContentSHA256Mismatch",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "RequestExpired",
 }
 METADATA_BYTES = 1800  # S3 allows 2 KB of user metadata, names included
 SAFE_IN_METADATA = "/:?&=#@+,;%"

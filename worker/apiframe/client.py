@@ -104,28 +104,15 @@ class ApiframeClient:
         return read(Submission, answer)
 
     async def _post(self, request: GenerateRequest, idempotency_key: str | None) -> Any:
-        key = self._key_for(idempotency_key)
+        body = self._body(request)
+        key = key_for(idempotency_key, body)
         return await self._call(
             "POST",
             "/v2/images/generate",
-            json=self._body(request),
+            json=body,
             headers={"Idempotency-Key": key} if key else {},
             idempotent=key is not None,
         )
-
-    def _key_for(self, idempotency_key: str | None) -> str | None:
-        """The Idempotency-Key for the body as now spelled: the caller's for the published
-        spellings, a key derived from it for any other. A retried body under another spelling
-        is another body, and Apiframe may have bound the first key to the one it refused; the
-        derived key is the same every time, so imagedock's own retries still replay."""
-        if idempotency_key is None:
-            return None
-        changed = sorted(f"{f}={n}" for f, n in self.spelling.items() if n != SPELLINGS[f][0])
-        if not changed:
-            return idempotency_key
-        suffix = hashlib.sha256(",".join(changed).encode()).hexdigest()[:12]
-        base = idempotency_key if len(idempotency_key) <= 240 else sha(idempotency_key)
-        return f"{base}~{suffix}"
 
     async def get_job(self, job_id: str) -> Job:
         return read(Job, await self._call("GET", f"/v2/jobs/{job_id}"))
@@ -227,6 +214,21 @@ def read(model: type[Body], answer: Any) -> Body:
         raise UnreadableAnswer(
             f"Apiframe answered with a body imagedock cannot read: {found}"
         ) from None
+
+
+def key_for(idempotency_key: str | None, body: dict[str, Any]) -> str | None:
+    """The Idempotency-Key for `body`: the caller's when it uses the published spellings, one
+    derived from it when it uses another. A body respelled is another body, and Apiframe may
+    have bound the first key to the one it refused. Derived from the body itself, the key is
+    the same in every process and on every retry, so a retry anywhere replays the job."""
+    if idempotency_key is None:
+        return None
+    other = sorted(name for _, name in SPELLINGS.values() if name in body)
+    if not other:
+        return idempotency_key
+    suffix = sha(",".join(other))[:12]
+    base = idempotency_key if len(idempotency_key) <= 240 else sha(idempotency_key)
+    return f"{base}~{suffix}"
 
 
 def sha(text: str) -> str:
