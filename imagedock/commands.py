@@ -1,7 +1,6 @@
 """Ops commands: submit from a shell, list jobs, show one, follow the log, track, replay and
 redrive. Each opens the process's clients with `open_deps` and closes them when done."""
 
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
@@ -117,14 +116,11 @@ async def tail(settings: Settings, *, follow: bool, lines: int) -> int:
         recent = await ledger.latest_log(lines)
         for entry in recent:
             console.print(log_line(entry), markup=False, highlight=False)
-        last = recent[-1].id if recent else "-"
-        while follow:
-            fresh = await ledger.global_log(after=last, count=500)
-            for entry in fresh:
+        last = recent[-1].id if recent else "$"
+        while follow:  # each wait is one blocking XREAD, not a polling loop
+            for entry in await ledger.follow_log(last, block_ms=5_000, count=500):
                 console.print(log_line(entry), markup=False, highlight=False)
                 last = entry.id
-            if not fresh:
-                await asyncio.sleep(0.5)
     return 0
 
 

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.responses import error
 from receiver.state import deps_of
+from receiver.stream import log_stream, wants_stream
 from worker.apiframe import (
     ApiframeError,
     AuthenticationError,
@@ -107,7 +108,10 @@ async def job_log(request: Request) -> Response:
 
 
 async def global_log(request: Request) -> Response:
-    """Every log entry in order; pass the last `id` seen as `after` to follow it."""
+    """Every log entry in order; pass the last `id` seen as `after` to follow it, or ask for
+    `text/event-stream` to have new entries pushed."""
+    if wants_stream(request):
+        return await log_stream(request)
     after = request.query_params.get("after", "-")
     limit = request.query_params.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:

@@ -375,6 +375,12 @@ class Ledger:
         rows = await self.redis.xrevrange(GLOBAL_LOG, count=count)
         return [LogEntry.from_redis(i, e) for i, e in reversed(rows)]
 
+    async def follow_log(self, after: str, *, block_ms: int, count: int = 100) -> list[LogEntry]:
+        """Global entries after the stream id `after` (`$`: from now), waiting up to `block_ms`
+        for the first: one blocking XREAD, no polling loop."""
+        answer = await self.redis.xread({GLOBAL_LOG: after}, count=count, block=block_ms)
+        return [LogEntry.from_redis(i, e) for _, rows in answer for i, e in rows]
+
     async def global_log(self, *, after: str = "-", count: int = 100) -> list[LogEntry]:
         start = f"({after}" if after != "-" else "-"
         rows = await self.redis.xrange(GLOBAL_LOG, min=start, count=count)
