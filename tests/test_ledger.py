@@ -39,3 +39,17 @@ async def test_progress_only_rises_within_a_state(deps: Deps) -> None:
     after = await deps.ledger.get(record.ref)
     assert after is not None
     assert after.progress == 60
+
+
+async def test_a_job_id_owned_by_one_submission_is_never_attached_to_another(deps: Deps) -> None:
+    """Attaching a job id that another ref already holds changes neither record."""
+    first, _ = await deps.ledger.create(prompt="a", model="grok-imagine-image")
+    second, _ = await deps.ledger.create(prompt="b", model="grok-imagine-image")
+    job_id = "0b1c9a52-5d0e-4c39-9a8f-000000000001"
+    assert (await deps.ledger.attach(first.ref, job_id)).job_id == job_id
+    refused = await deps.ledger.attach(second.ref, job_id)
+    assert (refused.job_id, refused.owner) == ("", first.ref)
+    assert await deps.ledger.ref_for(job_id) == first.ref
+    after = await deps.ledger.get(second.ref)
+    assert after is not None
+    assert after.job_id is None
