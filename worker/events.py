@@ -14,7 +14,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from worker.apiframe.catalog import MODELS
+from worker.apiframe.catalog import metric_label
 from worker.clock import iso_time
 from worker.ledger import POLL_SET, PREFIX, Ledger, text
 from worker.queue import endpoint_name, enqueue_delivery, url_digest
@@ -107,8 +107,7 @@ class Events:
         moved = await self.ledger.transition(ref, status, actor, **fields)
         record = await self.ledger.get(ref) if moved and status in FAILURES else None
         if record is not None:
-            label = record.model if record.model in MODELS else "other"
-            await self.ledger.count(f"failed:{label}")
+            await self.ledger.count(f"failed:{metric_label(record.model)}")
             outcome = record.outcome(time.time())
             await self.ledger.log(
                 ref, record.job_id, actor, "job.failed", reason=error, status=status, **outcome

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
-from worker.apiframe.catalog import MODELS, MOST_IMAGES
+from worker.apiframe.catalog import MODELS, MOST_IMAGES, metric_label
 from worker.download import Downloader
 from worker.errors import PermanentError, TransientError
 from worker.events import Events
@@ -30,11 +30,6 @@ class Landing:
     store: ObjectStore
 
 
-def catalogued(model: str) -> str:
-    """The model as a metric label: a catalogued name, else `other`, so labels stay few."""
-    return model if model in MODELS else "other"
-
-
 def most_images(model: str) -> int:
     """The most images a job of `model` may land; for a model not catalogued, any model's."""
     known = MODELS.get(model)
@@ -51,10 +46,16 @@ class NotReady(TransientError):
 
 
 async def land_job(
-    deps: Landing, job_id: str, actor: str = "worker", *, verify: bool = False
+    deps: Landing,
+    job_id: str,
+    actor: str = "worker",
+    *,
+    verify: bool = False,
+    record: JobRecord | None = None,
 ) -> Status:
-    """Land `job_id`'s images and manifest; returns the status the job ends in."""
-    record = await deps.ledger.by_job_id(job_id)
+    """Land `job_id`'s images and manifest; returns the status the job ends in. `record`, if
+    the caller has just read it, saves reading it again."""
+    record = record or await deps.ledger.by_job_id(job_id)
     if record is None:
         await deps.ledger.log(None, job_id, actor, "landing.unknown_job")
         return Status.FAILED
@@ -133,7 +134,7 @@ async def store_all(
     await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
     if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
         landed = await deps.ledger.get(record.ref) or record
-        await deps.ledger.count(f"landed:{catalogued(record.model)}")
+        await deps.ledger.count(f"landed:{metric_label(record.model)}")
         await deps.ledger.log(
             record.ref,
             record.job_id,

@@ -60,7 +60,7 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
             # Our own deadline, inside arq's: a slow landing is a failure that counts, where
             # arq's timeout would end the job with no word and no retry.
             async with asyncio.timeout(limit):
-                return (await land_job(deps, job_id)).value
+                return (await land_job(deps, job_id, record=record)).value
         except TimeoutError:
             error: TransientError = TransientError(f"landing took over {limit:g} s")
         except TransientError as exc:

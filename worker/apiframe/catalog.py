@@ -91,5 +91,12 @@ MODELS: dict[str, Model] = {
         Model("reve-create", "reveParams"),
     ]
 }
+
+
+def metric_label(model: str) -> str:
+    """The model as a metric label: a catalogued name, else `other`, so labels stay few."""
+    return model if model in MODELS else "other"
+
+
 PARAMS_KEYS = frozenset(model.params_key for model in MODELS.values())
 MOST_IMAGES = max(model.max_images for model in MODELS.values())
