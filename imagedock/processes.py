@@ -12,6 +12,7 @@ from imagedock.clients import open_deps
 from imagedock.http_server import PUBLIC, uvicorn_config
 from receiver.app import create_app
 from worker.deps import Deps
+from worker.heartbeat import beating
 from worker.ledger import text
 from worker.runner import supervise, workers_for
 from worker.settings import Settings
@@ -54,5 +55,5 @@ async def run_worker(settings: Settings) -> int:
     settings.require("apiframe_key", "s3_bucket")
     if settings.event_urls:
         settings.require("event_secret")
-    async with open_server_deps(settings) as deps:
+    async with open_server_deps(settings) as deps, beating(deps.redis):
         return await supervise(workers_for(deps))

@@ -3,14 +3,18 @@
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver import jobs, operations
+from receiver import dashboard, jobs, operations
 from receiver.auth import BearerToken
 from receiver.limits import RequestLimits
-from receiver.metrics import metrics
+from receiver.metrics import metrics, stats
+from receiver.openapi import openapi
+from receiver.queries import BadQuery
 from receiver.rejections import Rejections
+from receiver.responses import error
+from receiver.schemas import Health
 from receiver.state import lifespan_for
 from receiver.webhooks import apiframe_webhook
 from worker.deps import DepsOpener
@@ -18,7 +22,12 @@ from worker.settings import Settings
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"ok": True})
+    return JSONResponse(Health(ok=True).body())
+
+
+async def bad_query(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadQuery)
+    return error(400, "invalid query", details=exc.details)
 
 
 def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
@@ -28,6 +37,8 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics),
+            Route("/stats", stats),
+            Route("/openapi.json", openapi),
             Route("/jobs", jobs.create_job, methods=["POST"]),
             Route("/jobs/track", operations.track, methods=["POST"]),
             Route("/jobs", jobs.list_jobs, methods=["GET"]),
@@ -38,9 +49,11 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
             Route("/events/redrive", operations.redrive, methods=["POST"]),
             Route("/log", jobs.global_log),
             Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
+            *dashboard.ROUTES,
         ],
         middleware=[Middleware(RequestLimits), Middleware(BearerToken, token=settings.token)],
         lifespan=lifespan_for(settings, open_deps),
+        exception_handlers={BadQuery: bad_query},
     )
     app.state.rejections = Rejections()
     return app

@@ -7,8 +7,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.responses import error
 
-# Apiframe cannot send a token, health probes and scrapers should not need one.
-OPEN_PATHS = frozenset({"/healthz", "/metrics", "/webhooks/apiframe"})
+# Apiframe cannot send a token, health probes and scrapers should not need one, and the
+# dashboard's page and assets hold no data (the page asks for the token itself).
+OPEN_PATHS = frozenset({"/", "/healthz", "/metrics", "/webhooks/apiframe"})
+OPEN_PREFIXES = ("/static/",)
 
 
 class BearerToken:
@@ -19,7 +21,7 @@ class BearerToken:
         self.expected = f"Bearer {token.get_secret_value()}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and not is_open(scope["path"]):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 refusal = error(
@@ -30,3 +32,7 @@ class BearerToken:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)

@@ -7,7 +7,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.bodies import API_BODY, BodyRefused, read_capped
+from receiver.queries import BadQuery, query_of
 from receiver.responses import error
+from receiver.schemas import (
+    EntryView,
+    JobAccepted,
+    JobPage,
+    JobQuery,
+    JobsQuery,
+    JobView,
+    LogPage,
+    LogQuery,
+)
 from receiver.state import deps_of
 from receiver.stream import log_stream, wants_stream
 from worker.apiframe import (
@@ -20,8 +31,11 @@ from worker.apiframe import (
     InvalidRequest,
     RateLimited,
 )
+from worker.deps import Deps
 from worker.ledger import Conflict
+from worker.paging import BadCursor, PageQuery
 from worker.problems import field_problems
+from worker.records import JobRecord
 from worker.submission import submit_job
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -58,9 +72,8 @@ async def create_job(request: Request) -> Response:
         return error(409, str(exc))
     except ApiframeError as exc:
         return apiframe_error(exc)
-    return JSONResponse(
-        {"jobId": record.job_id, "ref": record.ref, "status": record.status.value}, 202
-    )
+    accepted = JobAccepted(job_id=record.job_id, ref=record.ref, status=record.status)
+    return JSONResponse(accepted.body(), 202)
 
 
 def apiframe_error(exc: ApiframeError) -> JSONResponse:
@@ -81,21 +94,49 @@ def apiframe_error(exc: ApiframeError) -> JSONResponse:
 
 
 async def get_job(request: Request) -> Response:
-    record = await deps_of(request).ledger.find(request.path_params["job_id"])
+    """`GET /jobs/{id}`: a record by Apiframe job id or ref, with presigned URLs if asked."""
+    query = query_of(request, JobQuery)
+    deps = deps_of(request)
+    record = await deps.ledger.find(request.path_params["job_id"])
     if record is None:
         return error(404, "no such job or ref")
-    return JSONResponse(record.public())
+    views = await views_of(deps, [record], query.presign)
+    return JSONResponse(views[0].body())
 
 
 async def list_jobs(request: Request) -> Response:
-    limit = request.query_params.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        return error(400, "limit must be an integer from 1 to 500")
-    model = request.query_params.get("model")
-    records = await deps_of(request).ledger.recent(int(limit) if model is None else 500)
-    if model is not None:  # among the newest 500; an index per model is the job log's to add
-        records = [record for record in records if record.model == model][: int(limit)]
-    return JSONResponse({"jobs": [record.public() for record in records]})
+    """`GET /jobs`: newest first, filtered, a page at a time."""
+    query = query_of(request, JobsQuery)
+    deps = deps_of(request)
+    wanted = PageQuery(
+        limit=query.limit,
+        status=query.status,
+        model=query.model,
+        text=query.q,
+        since=query.since,
+        until=query.until,
+        cursor=query.cursor,
+    )
+    try:
+        page = await deps.ledger.page(wanted)
+    except BadCursor as exc:
+        return error(400, str(exc), details={"cursor": str(exc)})
+    jobs = await views_of(deps, page.records, query.presign)
+    return JSONResponse(
+        JobPage(jobs=jobs, next_cursor=page.next_cursor, has_more=page.has_more).body()
+    )
+
+
+async def views_of(deps: Deps, records: list[JobRecord], presign: int | None) -> list[JobView]:
+    """The records as the API shows them; with `presign`, each object with a URL that lasts
+    that many seconds (signed in one call, never logged)."""
+    urls: dict[str, str] = {}
+    if presign is not None:
+        if deps.object_store is None:
+            raise BadQuery({"presign": "this receiver has no S3 bucket configured"})
+        keys = [stored.key for record in records for stored in record.objects]
+        urls = await deps.object_store.presign(keys, presign)
+    return [JobView.of(record, urls) for record in records]
 
 
 async def job_log(request: Request) -> Response:
@@ -104,7 +145,7 @@ async def job_log(request: Request) -> Response:
     if record is None:
         return error(404, "no such job or ref")
     entries = await ledger.job_log(record.ref)
-    return JSONResponse({"entries": [entry.public() for entry in entries]})
+    return JSONResponse(LogPage(entries=[EntryView.of(entry) for entry in entries]).body())
 
 
 async def global_log(request: Request) -> Response:
@@ -112,9 +153,7 @@ async def global_log(request: Request) -> Response:
     `text/event-stream` to have new entries pushed."""
     if wants_stream(request):
         return await log_stream(request)
-    after = request.query_params.get("after", "-")
-    limit = request.query_params.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        return error(400, "limit must be an integer from 1 to 1000")
-    entries = await deps_of(request).ledger.global_log(after=after, count=int(limit))
-    return JSONResponse({"entries": [entry.public() for entry in entries]})
+    query = query_of(request, LogQuery)
+    ledger = deps_of(request).ledger
+    entries = await ledger.global_log(after=query.after or "-", count=query.limit)
+    return JSONResponse(LogPage(entries=[EntryView.of(entry) for entry in entries]).body())

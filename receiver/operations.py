@@ -7,7 +7,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.bodies import API_BODY, BodyRefused, read_capped
+from receiver.queries import query_of
 from receiver.responses import error
+from receiver.schemas import DeadLetterQuery, DeadLetters, Redriven, ReplayQueued, TrackAccepted
 from receiver.state import deps_of
 from worker.queue import enqueue_replay
 from worker.submission import track_job
@@ -24,10 +26,8 @@ async def track(request: Request) -> Response:
     except (ValueError, KeyError, TypeError):
         return error(400, 'send {"jobId": "<Apiframe job UUID>"}')
     record, created = await track_job(deps_of(request).submitter, job_id)
-    return JSONResponse(
-        {"jobId": job_id, "ref": record.ref, "status": record.status.value},
-        status_code=202 if created else 200,
-    )
+    tracked = TrackAccepted(job_id=job_id, ref=record.ref, status=record.status)
+    return JSONResponse(tracked.body(), status_code=202 if created else 200)
 
 
 async def replay(request: Request) -> Response:
@@ -38,22 +38,18 @@ async def replay(request: Request) -> Response:
         return error(404, "no such job, or it has no Apiframe job id yet")
     queued = await enqueue_replay(deps.redis, record.job_id)
     await deps.ledger.log(record.ref, record.job_id, "receiver", "job.replay_requested")
-    return JSONResponse({"jobId": record.job_id, "queued": queued}, status_code=202)
+    return JSONResponse(ReplayQueued(job_id=record.job_id, queued=queued).body(), 202)
 
 
 async def dead_letters(request: Request) -> Response:
     """`GET /events/dead?offset=&limit=`: a page of dead letters, newest first."""
-    offset, limit = (
-        request.query_params.get("offset", "0"),
-        request.query_params.get("limit", "100"),
-    )
-    if not offset.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        return error(400, "offset must be 0 or more, and limit from 1 to 1000")
+    query = query_of(request, DeadLetterQuery)
     events = deps_of(request).events
-    letters = await events.dead_letters(offset=int(offset), limit=int(limit))
-    return JSONResponse({"deadLetters": letters, "offset": int(offset), "limit": int(limit)})
+    letters = await events.dead_letters(offset=query.offset, limit=query.limit)
+    page = DeadLetters(dead_letters=letters, offset=query.offset, limit=query.limit)
+    return JSONResponse(page.body())
 
 
 async def redrive(request: Request) -> Response:
     count = await deps_of(request).events.redrive()
-    return JSONResponse({"redriven": count}, status_code=202)
+    return JSONResponse(Redriven(redriven=count).body(), status_code=202)

@@ -9,7 +9,8 @@ at most one per job is queued at a time. A refusal costs one counter (see `rejec
 import json
 import re
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -17,9 +18,11 @@ from starlette.responses import JSONResponse
 
 from receiver.bodies import BodyRefused, read_capped
 from receiver.rejections import Reason, Rejections
+from receiver.schemas import WebhookAnswer
 from receiver.state import deps_of
 from worker.apiframe import WebhookEvent
 from worker.deps import Deps
+from worker.measures import WEBHOOK_ENQUEUE
 from worker.problems import field_problems
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
@@ -37,22 +40,38 @@ class Refused(Exception):
         self.status, self.reason, self.message, self.client = status, reason, message, client
 
 
-def answer(status: int, **content: Any) -> JSONResponse:
-    return JSONResponse(content, status_code=status)
+Outcome = Literal["accepted", "duplicate", "early", "unsigned"]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A webhook taken: the answer, the outcome it is counted under, and for a completed job
+    the seconds from its arrival to its landing being queued."""
+
+    status: int
+    outcome: Outcome
+    answer: WebhookAnswer
+    enqueued_after: float | None = None
 
 
 async def apiframe_webhook(request: Request) -> JSONResponse:
     deps = deps_of(request)
+    arrived = time.perf_counter()
     try:
-        return await handle(request, deps)
+        taken = await handle(request, deps)
     except Refused as refused:
         rejections: Rejections = request.app.state.rejections
         return await rejections.refuse(
             deps.ledger, refused.status, refused.reason, refused.message, **refused.client
         )
+    waited = (
+        {} if taken.enqueued_after is None else {WEBHOOK_ENQUEUE: taken.enqueued_after - arrived}
+    )
+    await deps.ledger.count(f"webhook:{taken.outcome}", observe=waited)
+    return JSONResponse(taken.answer.body(), status_code=taken.status)
 
 
-async def handle(request: Request, deps: Deps) -> JSONResponse:
+async def handle(request: Request, deps: Deps) -> Taken:
     ref = request.query_params.get("ref") or None
     if ref is not None and not REF.fullmatch(ref):
         raise Refused(404, "bad_ref", "no submission of imagedock's has this ref", ref=ref)
@@ -77,7 +96,7 @@ async def handle(request: Request, deps: Deps) -> JSONResponse:
         )
     if not trusted:
         queued = await enqueue_landing(deps.redis, event.job_id)  # the landing confirms first
-        return answer(202, accepted=True, confirming=queued)
+        return Taken(202, "unsigned", WebhookAnswer(accepted=True, confirming=queued))
     await record_webhook(deps, record, event, variant)
     return await apply(deps, record, event)
 
@@ -113,18 +132,16 @@ async def find_record(deps: Deps, ref: str | None, event: WebhookEvent, trusted:
     raise Refused(404, "unknown_job", "no submission of imagedock's has this job id or ref")
 
 
-async def keep_early(
-    deps: Deps, record: JobRecord, event: WebhookEvent, trusted: bool
-) -> JSONResponse:
+async def keep_early(deps: Deps, record: JobRecord, event: WebhookEvent, trusted: bool) -> Taken:
     """A webhook for a submission whose 202 is not recorded yet is kept, signed or not, and
     reconciled when it is: attaching the job id is the submit's alone, so no webhook can lend
     another job's id to this submission."""
     attached = await deps.ledger.stash_early(record.ref, event.job_id, event.status, trusted)
     if attached:  # the 202 was recorded in the meantime: a confirmation will settle it
         await enqueue_landing(deps.redis, attached)
-        return answer(202, accepted=True)
+        return Taken(202, "early", WebhookAnswer(accepted=True))
     await deps.ledger.log(record.ref, event.job_id, ACTOR, "webhook.early", status=event.status)
-    return answer(202, accepted=True, early=True)
+    return Taken(202, "early", WebhookAnswer(accepted=True, early=True))
 
 
 async def record_webhook(
@@ -140,18 +157,21 @@ async def record_webhook(
     )
 
 
-async def apply(deps: Deps, record: JobRecord, event: WebhookEvent) -> JSONResponse:
-    """Record what a signed event says, and queue the landing of a finished job."""
+async def apply(deps: Deps, record: JobRecord, event: WebhookEvent) -> Taken:
+    """Record what a signed event says, and queue the landing of a finished job. One that
+    changes nothing is counted as a duplicate."""
     ledger = deps.ledger
+    accepted = WebhookAnswer(accepted=True)
     if event.status in ("QUEUED", "PROCESSING"):
-        await ledger.transition(record.ref, Status(event.status), ACTOR, progress=event.progress)
-        return answer(200, accepted=True)
+        status = Status(event.status)
+        moved = await ledger.transition(record.ref, status, ACTOR, progress=event.progress)
+        return Taken(200, "accepted" if moved else "duplicate", accepted)
     if event.status in ("FAILED", "CANCELLED"):
         reason = event.error or f"Apiframe reports the job {event.status}"
         status = Status(event.status)
-        await deps.events.finish(record.ref, status, ACTOR, error=reason, via="webhook")
-        return answer(200, accepted=True)
-    await ledger.transition(
+        moved = await deps.events.finish(record.ref, status, ACTOR, error=reason, via="webhook")
+        return Taken(200, "accepted" if moved else "duplicate", accepted)
+    moved = await ledger.transition(
         record.ref,
         Status.COMPLETED,
         ACTOR,
@@ -160,7 +180,9 @@ async def apply(deps: Deps, record: JobRecord, event: WebhookEvent) -> JSONRespo
         via="webhook",
     )
     queued = await enqueue_landing(deps.redis, event.job_id)
-    return answer(200, accepted=True, queued=queued)
+    enqueued_after = time.perf_counter()
+    outcome: Outcome = "accepted" if moved else "duplicate"
+    return Taken(200, outcome, WebhookAnswer(accepted=True, queued=queued), enqueued_after)
 
 
 def describe(exc: ValueError) -> str:

@@ -69,6 +69,7 @@ async def deliver_event(deps: Deliverer, event_id: str, url: str) -> str:
         response = None
     if status is not None and 200 <= status < 300:
         await deps.redis.set(delivered_key(event_id, url), attempt, ex=EVENT_TTL)
+        await deps.ledger.count("delivery:delivered")
         await deps.ledger.log(
             ref,
             job_id,
@@ -96,6 +97,7 @@ async def deliver_event(deps: Deliverer, event_id: str, url: str) -> str:
             pipe.lpush(DEAD_LETTERS, json.dumps(letter))
             pipe.ltrim(DEAD_LETTERS, 0, deps.dead_letters_max - 1)  # the oldest go first
             await pipe.execute()
+        await deps.ledger.count("delivery:dead")
         await deps.ledger.log(
             ref,
             job_id,
@@ -109,6 +111,7 @@ async def deliver_event(deps: Deliverer, event_id: str, url: str) -> str:
     wait = deps.schedule[attempt]
     if response is not None and status in (429, 503):
         wait = parse_retry_after(response.headers.get("retry-after")) or wait
+    await deps.ledger.count("delivery:retried")
     await deps.ledger.log(
         ref,
         job_id,

@@ -14,6 +14,7 @@ from worker.download import Downloader
 from worker.errors import PermanentError, TransientError
 from worker.events import Events
 from worker.ledger import Ledger
+from worker.measures import LANDING_BYTES, LANDING_DURATION
 from worker.records import JobRecord, StoredObject
 from worker.status import FAILURES, Status, from_apiframe
 from worker.storage import Blob, ObjectStore, json_blob
@@ -134,15 +135,21 @@ async def store_all(
     await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
     if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
         landed = await deps.ledger.get(record.ref) or record
-        await deps.ledger.count(f"landed:{metric_label(record.model)}")
+        took = time.monotonic() - started
+        outcome = landed.outcome(time.time())
+        counters = [f"landed:{metric_label(record.model)}"]
+        if landed.via == "poll":
+            counters.append("landed_via_poll")
+        measured = {LANDING_DURATION: took, LANDING_BYTES: outcome["bytes"]}
+        await deps.ledger.count(*counters, observe=measured)
         await deps.ledger.log(
             record.ref,
             record.job_id,
             actor,
             "job.landed",
-            **landed.outcome(time.time()),
+            **outcome,
             manifest=key,
-            landing_ms=round((time.monotonic() - started) * 1000),
+            landing_ms=round(took * 1000),
         )
     await deps.events.publish_pending(record.ref, actor)
     return Status.LANDED

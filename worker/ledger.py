@@ -19,12 +19,20 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
+from worker.measures import Histogram
+from worker.measures import observe as measure
+from worker.paging import PAGE, Page, PageQuery, read_page
 from worker.records import JobRecord, LogEntry, StoredObject
 from worker.status import RANK, TERMINAL, Status
 
 PREFIX = "imagedock:"
 GLOBAL_LOG = PREFIX + "log"
 BY_TIME = PREFIX + "jobs"  # sorted set: ref -> creation time
+# Sorted sets ref -> creation time per status and per model, kept by the transition script, so a
+# filtered page of the job log reads one index instead of every record.
+BY_STATUS = PREFIX + "jobs:status:"
+BY_MODEL = PREFIX + "jobs:model:"
+MODELS_SEEN = PREFIX + "models"  # the models with an index, so the retention can trim each
 POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
 STATS = PREFIX + "stats"  # hash of counters
 GLOBAL_LOG_MAXLEN = 100_000
@@ -52,8 +60,9 @@ TERMINAL_JSON = json.dumps({status.value: True for status in TERMINAL})
 
 # KEYS: job hash, job log, global log, objects hash.
 # ARGV: new status, progress or '', actor, now, ranks, terminal, fields (JSON), log maxlens,
-# retention in seconds, the job-id index's key prefix. A job that ends keeps its keys for the
-# retention, then Redis forgets it: the manifest in S3 is the permanent record.
+# retention in seconds, the job-id index's key prefix, the status indexes' key prefix. A job that
+# ends keeps its keys for the retention, then Redis forgets it: the manifest in S3 is the
+# permanent record.
 TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {-1, ''} end
@@ -69,8 +78,11 @@ end
 for name, value in pairs(cjson.decode(ARGV[7])) do redis.call('HSET', KEYS[1], name, value) end
 redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[4])
 if progress ~= '' then redis.call('HSET', KEYS[1], 'progress', progress) end
+local ref = redis.call('HGET', KEYS[1], 'ref')
+redis.call('ZREM', ARGV[12] .. current, ref)
+redis.call('ZADD', ARGV[12] .. new, redis.call('HGET', KEYS[1], 'created_at') or ARGV[4], ref)
 local entry = {'ts', ARGV[4], 'actor', ARGV[3], 'event', 'status.changed',
-  'ref', redis.call('HGET', KEYS[1], 'ref'), 'job_id', redis.call('HGET', KEYS[1], 'job_id') or '',
+  'ref', ref, 'job_id', redis.call('HGET', KEYS[1], 'job_id') or '',
   'detail', cjson.encode({from = current, to = new})}
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
@@ -141,6 +153,7 @@ class Ledger:
         self._attach = redis.register_script(ATTACH)
         self._stash = redis.register_script(STASH)
         self._add_object = redis.register_script(ADD_OBJECT)
+        self._page = redis.register_script(PAGE)
 
     # Keys.
 
@@ -207,6 +220,10 @@ class Ledger:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.job_key(ref), mapping=fields)
             pipe.zadd(BY_TIME, {ref: now})
+            pipe.zadd(BY_STATUS + status.value, {ref: now})
+            pipe.zadd(BY_MODEL + model, {ref: now})
+            pipe.sadd(MODELS_SEEN, model)
+            pipe.hincrby(STATS, "submitted", 1)
             if job_id:
                 pipe.hset(self.job_key(ref), mapping={"job_id": job_id, "submitted_at": now})
                 pipe.set(self.index_key(job_id), ref)
@@ -248,14 +265,29 @@ class Ledger:
         return await self.by_job_id(id_or_ref) or await self.get(id_or_ref)
 
     async def forget_older(self, now: float) -> int:
-        """Trim the time index of records past the retention (their keys expired by then)."""
-        return int(await self.redis.zremrangebyscore(BY_TIME, "-inf", now - self.retention))
+        """Trim the indexes of records past the retention (their keys expired by then)."""
+        models = await self.redis.smembers(MODELS_SEEN)  # type: ignore[misc]
+        indexes = [BY_STATUS + status.value for status in Status]
+        indexes += [BY_MODEL + (text(model) or "") for model in models]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(BY_TIME, "-inf", now - self.retention)
+            for index in indexes:
+                pipe.zremrangebyscore(index, "-inf", now - self.retention)
+            trimmed, *_ = await pipe.execute()
+        return int(trimmed)
+
+    async def page(self, query: PageQuery) -> Page:
+        """One page of records, newest first, in one script call: see `worker.paging`."""
+        if query.status is not None:
+            index = BY_STATUS + query.status.value
+        else:
+            index = BY_TIME if query.model is None else BY_MODEL + query.model
+        prefixes = {"job_prefix": self.job_key(""), "objects_prefix": self.objects_key("")}
+        return await read_page(self._page, query, index=index, **prefixes)
 
     async def recent(self, limit: int = 50) -> list[JobRecord]:
         """The newest records first."""
-        refs = await self.redis.zrevrange(BY_TIME, 0, limit - 1)
-        records = [await self.get(text(ref) or "") for ref in refs]
-        return [record for record in records if record is not None]
+        return (await self.page(PageQuery(limit=limit))).records
 
     # Changing records.
 
@@ -317,6 +349,7 @@ class Ledger:
                 GLOBAL_LOG_MAXLEN,
                 round(self.retention),
                 self.index_key(""),
+                BY_STATUS,
             ],
         )
         if int(applied) == 1:
@@ -333,8 +366,14 @@ class Ledger:
         key = self.job_key(ref)
         return int(await self.redis.hincrby(key, "landing_failures", 1))  # type: ignore[misc]
 
-    async def count(self, name: str) -> None:
-        await self.redis.hincrby(STATS, name, 1)  # type: ignore[misc]
+    async def count(self, *names: str, observe: Mapping[Histogram, float] | None = None) -> None:
+        """Add one to each counter named, and record the observations, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hincrby(STATS, name, 1)
+            for histogram, value in (observe or {}).items():
+                measure(pipe, histogram, value)
+            await pipe.execute()
 
     async def stats(self) -> dict[str, int]:
         raw = await self.redis.hgetall(STATS)  # type: ignore[misc]

@@ -28,6 +28,7 @@ RANK = {
     Status.TIMED_OUT: 4,
 }
 TERMINAL = frozenset({Status.LANDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+UNFINISHED = frozenset(set(Status) - TERMINAL)
 FAILURES = frozenset({Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
 
 

@@ -133,6 +133,20 @@ class ObjectStore:
         )
         return body
 
+    async def presign(self, keys: list[str], seconds: int) -> dict[str, str]:
+        """Short-lived GET URLs (SigV4, signed locally: nothing is sent) for `keys`, by key.
+        They are bearer credentials: handed to the caller, never logged."""
+
+        def sign_all() -> dict[str, str]:
+            return {
+                key: self.client.generate_presigned_url(
+                    "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
+                )
+                for key in keys
+            }
+
+        return await self._call(sign_all) if keys else {}
+
     def _put(self, key: str, blob: Blob) -> None:
         if not isinstance(blob.body, bytes):
             blob.body.seek(0)

@@ -1,0 +1,33 @@
+"""The dashboard at `/`: one HTML page and its static assets, served from the receiver's own
+package. The page holds no data; it reads the API with the bearer token a person logs in with."""
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+
+# The page runs only its own script and style and talks only to the receiver; images may come
+# from anywhere over HTTP(S), as presigned S3 URLs do. No inline code, so an injected tag is inert.
+POLICY = (
+    "default-src 'self'; img-src 'self' https: http:; connect-src 'self'; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": POLICY,
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def page(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers=HEADERS)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/", page),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]

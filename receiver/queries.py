@@ -1,0 +1,28 @@
+"""A request's query string, checked against its pydantic model: unknown names and bad values
+are refused with a 400 that says which, instead of being ignored."""
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from worker.problems import field_problems
+
+Q = TypeVar("Q", bound=BaseModel)
+
+
+class BadQuery(Exception):
+    def __init__(self, details: dict[str, str]) -> None:
+        super().__init__("invalid query")
+        self.details = details
+
+
+def query_of(request: Request, model: type[Q]) -> Q:
+    params = request.query_params
+    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
+    if repeated:
+        raise BadQuery(dict.fromkeys(repeated, "given more than once"))
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise BadQuery(field_problems(exc)) from None

@@ -1,0 +1,222 @@
+"""What imagedock's API answers, as pydantic models: the handlers build their answers through
+them, and `/openapi.json` is generated from them, so the document cannot drift from the code."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from worker.records import JobRecord, LogEntry, StoredObject
+from worker.status import Status
+
+
+class Answer(BaseModel):
+    """A JSON answer; fields are camelCase on the wire."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Problem(Answer):
+    """Every refusal: what is wrong, and per field where a request had the wrong shape."""
+
+    error: str
+    details: dict[str, Any] | None = None
+
+
+class Health(Answer):
+    ok: bool
+
+
+class JobAccepted(Answer):
+    job_id: str | None
+    ref: str
+    status: Status
+
+
+class ObjectView(Answer):
+    index: int
+    bucket: str
+    key: str
+    sha256: str
+    bytes: int
+    content_type: str
+    source_url: str
+    url: str | None = Field(
+        default=None,
+        description="a presigned GET URL, only with ?presign=SECONDS",
+        exclude_if=lambda url: url is None,
+    )
+
+    @classmethod
+    def of(cls, stored: StoredObject, url: str | None = None) -> "ObjectView":
+        return cls(
+            index=stored.index,
+            bucket=stored.bucket,
+            key=stored.key,
+            sha256=stored.sha256,
+            bytes=stored.bytes,
+            content_type=stored.content_type,
+            source_url=stored.source_url,
+            url=url,
+        )
+
+
+class JobView(Answer):
+    ref: str
+    job_id: str | None
+    status: Status
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    metadata: dict[str, str]
+    source: str
+    progress: int | None
+    result_urls: list[str]
+    objects: list[ObjectView]
+    error: str | None
+    created_at: float
+    submitted_at: float | None
+    updated_at: float
+    last_webhook_at: float | None
+    via: str | None = Field(description="how imagedock learned the job finished: webhook or poll")
+
+    @classmethod
+    def of(cls, record: JobRecord, urls: dict[str, str] | None = None) -> "JobView":
+        urls = urls or {}
+        return cls(
+            ref=record.ref,
+            job_id=record.job_id,
+            status=record.status,
+            model=record.model,
+            prompt=record.prompt,
+            params=record.params,
+            metadata=record.metadata,
+            source=record.source,
+            progress=record.progress,
+            result_urls=record.result_urls,
+            objects=[ObjectView.of(stored, urls.get(stored.key)) for stored in record.objects],
+            error=record.error,
+            created_at=record.created_at,
+            submitted_at=record.submitted_at,
+            updated_at=record.updated_at,
+            last_webhook_at=record.last_webhook_at,
+            via=record.via,
+        )
+
+
+class JobPage(Answer):
+    jobs: list[JobView]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+    has_more: bool
+
+
+class EntryView(BaseModel):
+    """One job-log entry (its field names are the log's own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="the stream id: pass as ?after= or Last-Event-ID")
+    ts: float
+    actor: str
+    event: str
+    ref: str
+    job_id: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: LogEntry) -> "EntryView":
+        return cls.model_validate(entry.public())
+
+
+class LogPage(Answer):
+    entries: list[EntryView]
+
+
+class Stats(Answer):
+    """Counts since Redis began keeping them, and records per status within the retention."""
+
+    submitted: int
+    landed: int
+    failed: int = Field(description="failed, cancelled or timed out")
+    cancelled: int = Field(description="records CANCELLED, within the retention")
+    timed_out: int = Field(description="records TIMED_OUT, within the retention")
+    via_poll: int = Field(description="jobs landed through polling: their webhook never came")
+    webhooks_rejected: dict[str, int]
+    dead_letters: int
+    unfinished: int
+    by_status: dict[Status, int]
+
+
+class TrackAccepted(JobAccepted):
+    pass
+
+
+class ReplayQueued(Answer):
+    job_id: str
+    queued: bool
+
+
+class DeadLetters(Answer):
+    dead_letters: list[dict[str, Any]]
+    offset: int
+    limit: int
+
+
+class Redriven(Answer):
+    redriven: int
+
+
+class WebhookAnswer(Answer):
+    accepted: bool
+    early: bool | None = Field(default=None, description="kept until the submission is recorded")
+    confirming: bool | None = Field(default=None, description="unsigned: a confirmation was queued")
+    queued: bool | None = Field(default=None, description="completed: the landing was queued now")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# Queries and request bodies.
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobsQuery(Query):
+    status: Status | None = None
+    model: str | None = Field(default=None, max_length=100)
+    q: str | None = Field(
+        default=None, max_length=200, description="text in the prompt, ids or error"
+    )
+    since: datetime | None = Field(
+        default=None, description="created at or after: ISO 8601 or Unix time"
+    )
+    until: datetime | None = Field(default=None, description="created at or before")
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(
+        default=None, max_length=500, description="nextCursor of the last page"
+    )
+    presign: int | None = Field(default=None, ge=1, le=7 * 24 * 3600, description="seconds")
+
+
+class JobQuery(Query):
+    presign: int | None = Field(default=None, ge=1, le=7 * 24 * 3600, description="seconds")
+
+
+class LogQuery(Query):
+    after: str | None = Field(default=None, description="the id of the last entry seen")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class DeadLetterQuery(Query):
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class TrackRequest(Query):
+    job_id: str = Field(alias="jobId", description="the Apiframe job UUID")
