@@ -11,12 +11,14 @@ import structlog
 
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings
+from worker.status import Status
 
 Command = Callable[[argparse.Namespace, Settings], int]
 EXTRA_HINT = (
     "imagedock {command} needs the simulator extra, which this installation lacks: "
     "pip install 'imagedock[simulator]'"
 )
+JSON_HELP = "JSON lines instead of a table (the default when the output is not a terminal)"
 SERVERS = frozenset({"receiver", "worker", "simulator"})  # they log to stdout, the rest to stderr
 
 
@@ -78,25 +80,27 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from imagedock.commands import jobs
 
-    return asyncio.run(jobs(settings, args.limit))
+    return asyncio.run(
+        jobs(settings, args.limit, status=args.status, model=args.model, as_json=args.json)
+    )
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     from imagedock.commands import status
 
-    return asyncio.run(status(settings, args.job))
+    return asyncio.run(status(settings, args.job, as_json=args.json))
 
 
 def run_tail(args: argparse.Namespace, settings: Settings) -> int:
     from imagedock.commands import tail
 
-    return asyncio.run(tail(settings, follow=args.follow, lines=args.lines))
+    return asyncio.run(tail(settings, follow=args.follow, lines=args.lines, as_json=args.json))
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
     from imagedock.checks import check
 
-    return asyncio.run(check(settings))
+    return asyncio.run(check(settings, worker_only=args.worker))
 
 
 def run_track(args: argparse.Namespace, settings: Settings) -> int:
@@ -183,15 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser("jobs", help="list the most recent jobs")
     jobs.add_argument("--limit", type=bounded(1, 500), default=20)
+    jobs.add_argument("--status", type=str.upper, choices=[status.value for status in Status])
+    jobs.add_argument("--model", help="only this model's jobs")
+    jobs.add_argument("--json", action="store_true", help=JSON_HELP)
     jobs.set_defaults(handler=run_jobs)
 
     status = commands.add_parser("status", help="show one job's record and log")
     status.add_argument("job", help="Apiframe job id or imagedock ref")
+    status.add_argument("--json", action="store_true", help=JSON_HELP)
     status.set_defaults(handler=run_status)
 
     tail = commands.add_parser("tail", help="show the global job log")
-    tail.add_argument("-f", "--follow", action="store_true")
+    tail.add_argument("-f", "--follow", action="store_true", help="wait for new entries")
     tail.add_argument("-n", "--lines", type=bounded(1, 10_000), default=50)
+    tail.add_argument("--json", action="store_true", help=JSON_HELP)
     tail.set_defaults(handler=run_tail)
 
     track = commands.add_parser("track", help="adopt a job submitted elsewhere; polling lands it")
@@ -205,7 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     redrive = commands.add_parser("redrive", help="deliver every dead-lettered event again")
     redrive.set_defaults(handler=run_redrive)
 
-    check = commands.add_parser("check", help="check Redis, Apiframe, S3 and the receiver")
+    check = commands.add_parser(
+        "check", help="check Redis, Apiframe, S3, the receiver and a live worker"
+    )
+    check.add_argument(
+        "--worker",
+        action="store_true",
+        help="only Redis and a live worker on this host: a worker container's probe",
+    )
     check.set_defaults(handler=run_check)
 
     # Its flags belong to the simulator's own parser, loaded only when it runs (see main()).

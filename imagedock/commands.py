@@ -11,16 +11,25 @@ from rich.console import Console
 from rich.table import Table
 
 from imagedock.clients import open_deps
+from receiver.schemas import EntryView, JobView
 from worker.apiframe import MODEL, ApiframeError, GenerateRequest, GrokParams
 from worker.apiframe.catalog import MODELS
-from worker.ledger import Conflict
+from worker.ledger import WARNINGS, Conflict
+from worker.paging import PageQuery
 from worker.problems import field_problems
 from worker.queue import enqueue_replay
 from worker.records import JobRecord, LogEntry
 from worker.settings import Settings
+from worker.status import Status
 from worker.submission import submit_job, track_job
 
 console = Console()
+COLOURS = {
+    Status.LANDED: "green",
+    Status.FAILED: "red",
+    Status.TIMED_OUT: "red",
+    Status.CANCELLED: "yellow",
+}
 
 
 def moment(ts: float | None) -> str:
@@ -67,17 +76,18 @@ async def submit(
     return 0
 
 
-def jobs_table(records: list[JobRecord]) -> Table:
-    table = Table(title=f"{len(records)} most recent jobs")
-    for column in ("created", "job id", "status", "images", "prompt", "error"):
+def jobs_table(records: list[JobRecord], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("created", "job id", "model", "status", "via", "images", "prompt", "error"):
         table.add_column(column, overflow="fold")
-    colours = {"LANDED": "green", "FAILED": "red", "TIMED_OUT": "red", "CANCELLED": "yellow"}
     for record in records:
-        colour = colours.get(record.status.value, "cyan")
+        colour = COLOURS.get(record.status, "cyan")
         table.add_row(
             moment(record.created_at),
             record.job_id or f"(ref {record.ref})",
+            record.model,
             f"[{colour}]{record.status.value}[/]",
+            record.via or "",
             str(len(record.objects)),
             record.prompt[:60],
             record.error or "",
@@ -91,35 +101,71 @@ def log_line(entry: LogEntry) -> str:
     return f"{moment(entry.ts)}  {entry.actor:<8} {entry.event:<18} {who}  {detail}"
 
 
-async def jobs(settings: Settings, limit: int) -> int:
+def as_lines(as_json: bool) -> bool:
+    """JSON lines when asked, or when the output goes to a pipe or a file rather than a person."""
+    return as_json or not sys.stdout.isatty()
+
+
+def print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document), flush=True)
+
+
+def show_entry(entry: LogEntry, lines: bool) -> None:
+    if lines:
+        print_json(EntryView.of(entry).model_dump(mode="json"))
+    else:
+        style = "red" if entry.event in WARNINGS else None
+        console.print(log_line(entry), markup=False, highlight=False, style=style)
+
+
+async def jobs(
+    settings: Settings, limit: int, *, status: str | None, model: str | None, as_json: bool
+) -> int:
+    query = PageQuery(limit=limit, status=Status(status) if status else None, model=model)
     async with open_deps(settings) as deps:
-        console.print(jobs_table(await deps.ledger.recent(limit)))
+        records = (await deps.ledger.page(query)).records
+    if as_lines(as_json):
+        for record in records:
+            print_json(JobView.of(record).body())
+        return 0
+    which = " ".join(word for word in (status, model) if word)
+    console.print(
+        jobs_table(records, f"{len(records)} most recent {which} jobs".replace("  ", " "))
+    )
     return 0
 
 
-async def status(settings: Settings, job: str) -> int:
+async def status(settings: Settings, job: str, *, as_json: bool) -> int:
     async with open_deps(settings) as deps:
         record = await deps.ledger.find(job)
         if record is None:
             console.print(f"[red]no job or ref {job!r}[/]")
             return 1
-        console.print_json(json.dumps(record.public()))
-        for entry in await deps.ledger.job_log(record.ref):
-            console.print(log_line(entry), markup=False, highlight=False)
+        entries = await deps.ledger.job_log(record.ref)
+    view = JobView.of(record).body()
+    if as_lines(as_json):
+        print_json(
+            {**view, "log": [EntryView.of(entry).model_dump(mode="json") for entry in entries]}
+        )
+        return 0
+    console.print_json(json.dumps(view))
+    for entry in entries:
+        show_entry(entry, lines=False)
     return 0
 
 
-async def tail(settings: Settings, *, follow: bool, lines: int) -> int:
+async def tail(settings: Settings, *, follow: bool, lines: int, as_json: bool) -> int:
     """The global job log: the last `lines` entries, then new ones as they come."""
+    json_lines = as_lines(as_json)
     async with open_deps(settings) as deps:
         ledger = deps.ledger
         recent = await ledger.latest_log(lines)
         for entry in recent:
-            console.print(log_line(entry), markup=False, highlight=False)
+            show_entry(entry, json_lines)
         last = recent[-1].id if recent else "$"
         while follow:  # each wait is one blocking XREAD, not a polling loop
             for entry in await ledger.follow_log(last, block_ms=5_000, count=500):
-                console.print(log_line(entry), markup=False, highlight=False)
+                show_entry(entry, json_lines)
                 last = entry.id
     return 0
 

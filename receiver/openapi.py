@@ -77,8 +77,9 @@ def models_of(operations: tuple[Operation, ...]) -> list[tuple[type[BaseModel], 
         (schemas.Problem, "serialization"): None
     }
     for operation in operations:
-        if operation.body is not None:
-            found[(operation.body, "validation")] = None
+        for request in (operation.body, operation.query):
+            if request is not None:
+                found[(request, "validation")] = None
         for answer in operation.answers.values():
             if not isinstance(answer, str):
                 found[(answer, "serialization")] = None
@@ -144,7 +145,7 @@ def parameters(operation: Operation) -> list[dict[str, Any]]:
         for name in re.findall(r"{(\w+)}", operation.path)
     ]
     if operation.query is not None:
-        schema = operation.query.model_json_schema(by_alias=True)
+        schema = operation.query.model_json_schema(by_alias=True, ref_template=REF)
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
             described = {"name": name, "in": "query", "required": name in required}

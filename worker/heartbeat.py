@@ -62,10 +62,6 @@ async def last_beats(redis: Redis) -> dict[str, float]:
     return {(m.decode() if isinstance(m, bytes) else str(m)): score for m, score in beats}
 
 
-def alive(beats: dict[str, float], now: float, host: str | None = None) -> list[str]:
-    """The workers (on `host`, if given) whose last beat is fresh."""
-    return [
-        member
-        for member, at in beats.items()
-        if now - at <= FRESH and (host is None or member.rsplit(":", 1)[0] == host)
-    ]
+def alive(beats: dict[str, float], now: float) -> list[str]:
+    """The workers whose last beat is fresh."""
+    return [member for member, at in beats.items() if now - at <= FRESH]

@@ -103,28 +103,6 @@ class JobRecord:
             "via": self.via or "webhook",
         }
 
-    def public(self) -> dict[str, Any]:
-        """The record as imagedock's API shows it."""
-        return {
-            "ref": self.ref,
-            "jobId": self.job_id,
-            "status": self.status.value,
-            "model": self.model,
-            "prompt": self.prompt,
-            "params": self.params,
-            "metadata": self.metadata,
-            "source": self.source,
-            "progress": self.progress,
-            "resultUrls": self.result_urls,
-            "objects": [stored.public() for stored in self.objects],
-            "error": self.error,
-            "createdAt": self.created_at,
-            "submittedAt": self.submitted_at,
-            "updatedAt": self.updated_at,
-            "lastWebhookAt": self.last_webhook_at,
-            "via": self.via,
-        }
-
 
 @dataclass(frozen=True)
 class LogEntry:
