@@ -179,10 +179,11 @@ async def apply(deps: Deps, record: JobRecord, event: WebhookEvent) -> Taken:
         result_urls=event.image_urls,
         via="webhook",
     )
-    queued = await enqueue_landing(deps.redis, event.job_id)
-    enqueued_after = time.perf_counter()
-    outcome: Outcome = "accepted" if moved else "duplicate"
-    return Taken(200, outcome, WebhookAnswer(accepted=True, queued=queued), enqueued_after)
+    queued = await enqueue_landing(deps.redis, event.job_id)  # a lost landing is queued again
+    answer = WebhookAnswer(accepted=True, queued=queued)
+    if not moved:
+        return Taken(200, "duplicate", answer)
+    return Taken(200, "accepted", answer, enqueued_after=time.perf_counter())
 
 
 def describe(exc: ValueError) -> str:

@@ -27,6 +27,7 @@ METRICS = {
     "imagedock_jobs_landed_total": "counter",
     "imagedock_jobs_failed_total": "counter",
     "imagedock_jobs_landed_via_poll_total": "counter",
+    "imagedock_webhooks_missed_total": "counter",
     "imagedock_webhooks_received_total": "counter",
     "imagedock_webhooks_rejected_total": "counter",
     "imagedock_event_deliveries_total": "counter",

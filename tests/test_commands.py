@@ -3,12 +3,16 @@
 import asyncio
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import uuid
 
 from simulator.local_s3 import ACCESS_KEY, SECRET_KEY
 from tests.conftest import API_KEY, Stack
+from tests.test_house import running
+from worker.heartbeat import beat
 
 
 def env_of(stack: Stack, **changes: str) -> dict[str, str]:
@@ -86,9 +90,13 @@ async def test_track_replay_and_redrive(stack: Stack) -> None:
 
 async def test_check_names_every_part(stack: Stack) -> None:
     """`imagedock check` passes with everything up, and names the part that is not."""
+    no_worker = await imagedock(stack, "check")
+    assert no_worker.returncode == 1
+    assert "no worker has sent a heartbeat" in no_worker.stdout
+    await beat(stack.redis, "elsewhere:7")
     healthy = await imagedock(stack, "check")
     assert healthy.returncode == 0, healthy.stdout
-    for part in ("Redis", "Apiframe", "S3", "Receiver"):
+    for part in ("Redis", "Apiframe", "S3", "Receiver", "1 alive: elsewhere:7"):
         assert part in healthy.stdout
     no_bucket = await imagedock(stack, "check", IMAGEDOCK_S3_BUCKET="missing-bucket")
     assert no_bucket.returncode == 1
@@ -103,3 +111,47 @@ async def test_the_demo_lands_its_jobs(stack: Stack) -> None:
     done = await imagedock(stack, "demo", "--jobs", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 of 2 jobs landed in S3" in done.stdout
+
+
+async def test_check_worker_follows_a_worker_process_on_this_host(stack: Stack) -> None:
+    """`imagedock check --worker` passes while a worker process on this host beats, and fails
+    once it has stopped (its beat withdrawn); a worker elsewhere does not count."""
+    await beat(stack.redis, "another-host:1")
+    before = await imagedock(stack, "check", "--worker")
+    assert before.returncode == 1
+    assert f"no worker on {socket.gethostname()}" in before.stdout
+    command = [sys.executable, "-m", "imagedock", "worker"]
+    with running(command, env_of(stack)) as worker:
+        for _ in range(60):
+            during = await imagedock(stack, "check", "--worker")
+            if during.returncode == 0:
+                break
+            await asyncio.sleep(0.5)
+        assert during.returncode == 0, during.stdout
+        assert f"{socket.gethostname()}:{worker.pid}" in during.stdout
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 30) == 0
+    after = await imagedock(stack, "check", "--worker")
+    assert after.returncode == 1
+
+
+async def test_jobs_status_and_tail_print_json_lines_when_piped(stack: Stack) -> None:
+    """Piped (or with --json), `jobs` filters by status and model and prints one JSON object a
+    line, `status` prints the record with its log, and `tail` prints log entries."""
+    landed = (await stack.submit("a landed one"))["jobId"]
+    await stack.run_worker()
+    stack.sim.config.stall = True
+    await stack.submit("a running one")
+    listed = await imagedock(stack, "jobs", "--status", "landed")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(row["jobId"], row["status"]) for row in rows] == [(landed, "LANDED")]
+    other_model = await imagedock(stack, "jobs", "--model", "flux-pro", "--json")
+    assert other_model.stdout == ""
+    shown = json.loads((await imagedock(stack, "status", landed, "--json")).stdout)
+    assert shown["jobId"] == landed
+    assert "job.landed" in [entry["event"] for entry in shown["log"]]
+    tailed = await imagedock(stack, "tail", "-n", "5")
+    entries = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert len(entries) == 5
+    assert all(entry["id"] and entry["event"] for entry in entries)

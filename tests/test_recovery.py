@@ -31,6 +31,7 @@ async def test_all_webhooks_dropped_every_job_lands_through_polling(stack: Stack
         assert (job["status"], job["lastWebhookAt"]) == ("LANDED", None)
         assert len(stack.keys(job_id)) == 2
         assert "webhook.missed" in await stack.log_events(job_id)
+    assert (await stack.api.get("/stats")).json()["viaPoll"] == 3
     assert stack.sim.deliveries == []
     assert "imagedock_webhooks_missed_total 3.0" in (await stack.api.get("/metrics")).text
     assert sorted(e["data"]["jobId"] for e in stack.delivered("job.landed")) == sorted(job_ids)
