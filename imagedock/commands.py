@@ -162,7 +162,7 @@ async def tail(settings: Settings, *, follow: bool, lines: int, as_json: bool) -
         recent = await ledger.latest_log(lines)
         for entry in recent:
             show_entry(entry, json_lines)
-        last = recent[-1].id if recent else "$"
+        last = recent[-1].id if recent else await ledger.last_log_id()
         while follow:  # each wait is one blocking XREAD, not a polling loop
             for entry in await ledger.follow_log(last, block_ms=5_000, count=500):
                 show_entry(entry, json_lines)

@@ -14,11 +14,11 @@ from prometheus_client.core import (
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from receiver.rejections import COUNTER_PREFIX
 from receiver.schemas import Stats
 from receiver.state import deps_of
 from worker.figures import Figures, read_figures
 from worker.heartbeat import alive
+from worker.ledger import REJECTED
 from worker.measures import cumulative
 from worker.status import UNFINISHED, Status
 
@@ -62,12 +62,12 @@ class Snapshot:
         )
         for outcome in OUTCOMES:
             received.add_metric([outcome], figures.counter(f"webhook:{outcome}"))
-        received.add_metric(["rejected"], figures.total(COUNTER_PREFIX))
+        received.add_metric(["rejected"], figures.total(REJECTED))
         yield received
         rejected = CounterMetricFamily(
             "imagedock_webhooks_rejected", "Webhooks refused, by reason.", labels=["reason"]
         )
-        for reason, count in figures.labelled(COUNTER_PREFIX).items():
+        for reason, count in figures.labelled(REJECTED).items():
             rejected.add_metric([reason], count)
         yield rejected
         deliveries = CounterMetricFamily(
@@ -149,7 +149,7 @@ async def stats(request: Request) -> Response:
         cancelled=figures.by_status[Status.CANCELLED],
         timed_out=figures.by_status[Status.TIMED_OUT],
         via_poll=figures.counter("landed_via_poll"),
-        webhooks_rejected=figures.labelled(COUNTER_PREFIX),
+        webhooks_rejected=figures.labelled(REJECTED),
         dead_letters=figures.dead_letters,
         by_status=figures.by_status,
         unfinished=sum(figures.by_status[status] for status in UNFINISHED),

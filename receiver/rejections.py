@@ -10,7 +10,7 @@ import structlog
 from starlette.responses import JSONResponse
 
 from receiver.responses import error
-from worker.ledger import Ledger
+from worker.ledger import REJECTED, Ledger
 
 Reason = Literal[
     "too_large",
@@ -23,7 +23,6 @@ Reason = Literal[
     "other_job",
     "disconnected",
 ]
-COUNTER_PREFIX = "webhook_rejected:"
 CLIENT_TEXT = 80  # characters of a client's string that a log line keeps
 log = structlog.get_logger("webhooks")
 
@@ -44,9 +43,17 @@ class Rejections:
         self._left_out: Counter[str] = Counter()
 
     async def refuse(
-        self, ledger: Ledger, status: int, reason: Reason, message: str, **client: object
+        self,
+        ledger: Ledger,
+        status: int,
+        reason: Reason,
+        message: str,
+        *,
+        counted: bool = False,
+        **client: object,
     ) -> JSONResponse:
-        await ledger.count(COUNTER_PREFIX + reason)
+        if not counted:
+            await ledger.count(REJECTED + reason)
         now = time.monotonic()
         if now - self._logged_at.get(reason, -self.interval) >= self.interval:
             self._logged_at[reason] = now

@@ -26,10 +26,11 @@ def wants_stream(request: Request) -> bool:
 
 async def log_stream(request: Request) -> Response:
     """Entries after `Last-Event-ID` (or `?after=`), else from now on."""
-    start = request.headers.get("last-event-id") or request.query_params.get("after") or "$"
-    if start != "$" and not STREAM_ID.fullmatch(start):
+    start = request.headers.get("last-event-id") or request.query_params.get("after")
+    if start is not None and not STREAM_ID.fullmatch(start):
         return error(400, "Last-Event-ID (or after) must be a log entry id, like 1700000000000-0")
-    return EventSourceResponse(entries(deps_of(request).ledger, start), ping=HEARTBEAT)
+    ledger = deps_of(request).ledger
+    return EventSourceResponse(entries(ledger, start or await ledger.last_log_id()), ping=HEARTBEAT)
 
 
 async def entries(ledger: Ledger, after: str) -> AsyncIterator[dict[str, str]]:

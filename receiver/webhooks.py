@@ -1,9 +1,10 @@
 """`POST /webhooks/apiframe`: check each callback against the job imagedock submitted, record it,
 and queue the landing. Nothing is downloaded here, so the answer comes in milliseconds.
 
-A signed webhook is trusted: it moves the job. An unsigned one is only a hint: it writes
-nothing and moves nothing, and queues a confirmation (the landing asks Apiframe first), of which
-at most one per job is queued at a time. A refusal costs one counter (see `rejections`).
+A signed webhook is trusted: it moves the job, in one Redis call (`worker.intake`). An unsigned
+one is only a hint: it writes nothing and moves nothing, and queues a confirmation (the landing
+asks Apiframe first), of which at most one per job is queued at a time. A refusal costs one
+counter (see `rejections`).
 """
 
 import json
@@ -22,7 +23,6 @@ from receiver.schemas import WebhookAnswer
 from receiver.state import deps_of
 from worker.apiframe import WebhookEvent
 from worker.deps import Deps
-from worker.measures import WEBHOOK_ENQUEUE
 from worker.problems import field_problems
 from worker.queue import enqueue_landing
 from worker.records import JobRecord
@@ -35,43 +35,49 @@ REF = re.compile(r"[0-9a-f]{32}")  # the shape of every ref imagedock mints
 
 
 class Refused(Exception):
-    def __init__(self, status: int, reason: Reason, message: str, **client: object) -> None:
+    def __init__(
+        self, status: int, reason: Reason, message: str, *, counted: bool = False, **client: object
+    ) -> None:
         super().__init__(message)
         self.status, self.reason, self.message, self.client = status, reason, message, client
+        self.counted = counted  # the intake script counted it already
 
 
 Outcome = Literal["accepted", "duplicate", "early", "unsigned"]
 
 
 @dataclass(frozen=True)
-class Taken:
-    """A webhook taken: the answer, the outcome it is counted under, and for a completed job
-    the seconds from its arrival to its landing being queued."""
+class Answered:
+    """A webhook taken: the answer, and the outcome it is counted under (unless the intake
+    script counted it already)."""
 
     status: int
     outcome: Outcome
     answer: WebhookAnswer
-    enqueued_after: float | None = None
+    counted: bool = False
 
 
 async def apiframe_webhook(request: Request) -> JSONResponse:
     deps = deps_of(request)
     arrived = time.perf_counter()
     try:
-        taken = await handle(request, deps)
+        answered = await handle(request, deps, arrived)
     except Refused as refused:
         rejections: Rejections = request.app.state.rejections
         return await rejections.refuse(
-            deps.ledger, refused.status, refused.reason, refused.message, **refused.client
+            deps.ledger,
+            refused.status,
+            refused.reason,
+            refused.message,
+            counted=refused.counted,
+            **refused.client,
         )
-    waited = (
-        {} if taken.enqueued_after is None else {WEBHOOK_ENQUEUE: taken.enqueued_after - arrived}
-    )
-    await deps.ledger.count(f"webhook:{taken.outcome}", observe=waited)
-    return JSONResponse(taken.answer.body(), status_code=taken.status)
+    if not answered.counted:
+        await deps.ledger.count(f"webhook:{answered.outcome}")
+    return JSONResponse(answered.answer.body(), status_code=answered.status)
 
 
-async def handle(request: Request, deps: Deps) -> Taken:
+async def handle(request: Request, deps: Deps, arrived: float) -> Answered:
     ref = request.query_params.get("ref") or None
     if ref is not None and not REF.fullmatch(ref):
         raise Refused(404, "bad_ref", "no submission of imagedock's has this ref", ref=ref)
@@ -82,23 +88,40 @@ async def handle(request: Request, deps: Deps) -> Taken:
         raise Refused(
             401, "bad_signature", "webhook signature does not verify", job_id=event.job_id
         )
-    trusted = variant is not None
-    record = await find_record(deps, ref, event, trusted)
+    if variant is None:
+        return await hint(deps, ref, event)
+    taken = await deps.intake.take(ref, event, variant, waited=time.perf_counter() - arrived)
+    if taken.outcome == "unknown":  # perhaps a ref Redis lost: adopted, then taken again
+        await find_record(deps, ref, event, trusted=True)
+        taken = await deps.intake.take(ref, event, variant, waited=time.perf_counter() - arrived)
+    if taken.outcome == "early":
+        return await keep_early(deps, taken.ref, event, trusted=True)
+    if taken.outcome == "other_job":
+        raise other_job(taken.ref, event, counted=True)
+    if taken.outcome == "finish":
+        reason = event.error or f"Apiframe reports the job {event.status}"
+        status = Status(event.status)
+        moved = await deps.events.finish(taken.ref, status, ACTOR, error=reason, via="webhook")
+        return Answered(200, "accepted" if moved else "duplicate", WebhookAnswer(accepted=True))
+    queued = taken.queued if event.status == "COMPLETED" else None
+    answer = WebhookAnswer(accepted=True, queued=queued)
+    return Answered(200, "duplicate" if taken.outcome == "duplicate" else "accepted", answer, True)
+
+
+async def hint(deps: Deps, ref: str | None, event: WebhookEvent) -> Answered:
+    """An unsigned webhook moves nothing: it queues a landing that asks Apiframe first."""
+    record = await find_record(deps, ref, event, trusted=False)
     if record.job_id is None:
-        return await keep_early(deps, record, event, trusted)
+        return await keep_early(deps, record.ref, event, trusted=False)
     if record.job_id != event.job_id:
-        raise Refused(
-            409,
-            "other_job",
-            "this webhook names a job that is not this submission's",
-            ref=record.ref,
-            job_id=event.job_id,
-        )
-    if not trusted:
-        queued = await enqueue_landing(deps.redis, event.job_id)  # the landing confirms first
-        return Taken(202, "unsigned", WebhookAnswer(accepted=True, confirming=queued))
-    await record_webhook(deps, record, event, variant)
-    return await apply(deps, record, event)
+        raise other_job(record.ref, event)
+    queued = await enqueue_landing(deps.redis, event.job_id)  # the landing confirms first
+    return Answered(202, "unsigned", WebhookAnswer(accepted=True, confirming=queued))
+
+
+def other_job(ref: str, event: WebhookEvent, *, counted: bool = False) -> Refused:
+    message = "this webhook names a job that is not this submission's"
+    return Refused(409, "other_job", message, counted=counted, ref=ref, job_id=event.job_id)
 
 
 async def parse_event(request: Request, deadline: float) -> tuple[bytes, WebhookEvent]:
@@ -132,58 +155,16 @@ async def find_record(deps: Deps, ref: str | None, event: WebhookEvent, trusted:
     raise Refused(404, "unknown_job", "no submission of imagedock's has this job id or ref")
 
 
-async def keep_early(deps: Deps, record: JobRecord, event: WebhookEvent, trusted: bool) -> Taken:
+async def keep_early(deps: Deps, ref: str, event: WebhookEvent, trusted: bool) -> Answered:
     """A webhook for a submission whose 202 is not recorded yet is kept, signed or not, and
     reconciled when it is: attaching the job id is the submit's alone, so no webhook can lend
     another job's id to this submission."""
-    attached = await deps.ledger.stash_early(record.ref, event.job_id, event.status, trusted)
+    attached = await deps.ledger.stash_early(ref, event.job_id, event.status, trusted)
     if attached:  # the 202 was recorded in the meantime: a confirmation will settle it
         await enqueue_landing(deps.redis, attached)
-        return Taken(202, "early", WebhookAnswer(accepted=True))
-    await deps.ledger.log(record.ref, event.job_id, ACTOR, "webhook.early", status=event.status)
-    return Taken(202, "early", WebhookAnswer(accepted=True, early=True))
-
-
-async def record_webhook(
-    deps: Deps, record: JobRecord, event: WebhookEvent, variant: str | None
-) -> None:
-    """A signed webhook shows this job's webhooks work: the poller waits a full interval again."""
-    now = time.time()
-    await deps.ledger.set_fields(record.ref, last_webhook_at=now, poll_interval=0)
-    poll_at = now + deps.settings.poll_after
-    await deps.ledger.schedule_poll(record.ref, poll_at, only_if_tracked=True)
-    await deps.ledger.log(
-        record.ref, event.job_id, ACTOR, "webhook.accepted", status=event.status, variant=variant
-    )
-
-
-async def apply(deps: Deps, record: JobRecord, event: WebhookEvent) -> Taken:
-    """Record what a signed event says, and queue the landing of a finished job. One that
-    changes nothing is counted as a duplicate."""
-    ledger = deps.ledger
-    accepted = WebhookAnswer(accepted=True)
-    if event.status in ("QUEUED", "PROCESSING"):
-        status = Status(event.status)
-        moved = await ledger.transition(record.ref, status, ACTOR, progress=event.progress)
-        return Taken(200, "accepted" if moved else "duplicate", accepted)
-    if event.status in ("FAILED", "CANCELLED"):
-        reason = event.error or f"Apiframe reports the job {event.status}"
-        status = Status(event.status)
-        moved = await deps.events.finish(record.ref, status, ACTOR, error=reason, via="webhook")
-        return Taken(200, "accepted" if moved else "duplicate", accepted)
-    moved = await ledger.transition(
-        record.ref,
-        Status.COMPLETED,
-        ACTOR,
-        progress=100,
-        result_urls=event.image_urls,
-        via="webhook",
-    )
-    queued = await enqueue_landing(deps.redis, event.job_id)  # a lost landing is queued again
-    answer = WebhookAnswer(accepted=True, queued=queued)
-    if not moved:
-        return Taken(200, "duplicate", answer)
-    return Taken(200, "accepted", answer, enqueued_after=time.perf_counter())
+        return Answered(202, "early", WebhookAnswer(accepted=True))
+    await deps.ledger.log(ref, event.job_id, ACTOR, "webhook.early", status=event.status)
+    return Answered(202, "early", WebhookAnswer(accepted=True, early=True))
 
 
 def describe(exc: ValueError) -> str:

@@ -19,6 +19,7 @@ from worker.delivery import Deliverer
 from worker.download import Downloader
 from worker.events import Events
 from worker.hosts import HostPolicy
+from worker.intake import Intake
 from worker.landing import Landing
 from worker.ledger import Ledger
 from worker.polling import Poller
@@ -77,6 +78,10 @@ class Deps:
         policy = HostPolicy(self.settings.download_hosts)
         downloader = Downloader(self.http, policy, self.settings.max_image_bytes)
         return Landing(self.ledger, self.events, self.apiframe, downloader, self.store)
+
+    @cached_property
+    def intake(self) -> Intake:
+        return Intake(self.ledger, self.settings.poll_after)
 
     @cached_property
     def poller(self) -> Poller:

@@ -35,6 +35,7 @@ BY_MODEL = PREFIX + "jobs:model:"
 MODELS_SEEN = PREFIX + "models"  # the models with an index, so the retention can trim each
 POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
 STATS = PREFIX + "stats"  # hash of counters
+REJECTED = "webhook_rejected:"  # + reason: the counters of refused webhooks, in STATS
 GLOBAL_LOG_MAXLEN = 100_000
 DEFAULT_RETENTION = 30 * 24 * 3600
 JOB_LOG_MAXLEN = 1_000
@@ -55,44 +56,54 @@ WARNINGS = frozenset(
 RESERVED = frozenset({"event", "level", "timestamp", "ref", "job_id", "actor"})
 log = structlog.get_logger("ledger")
 
-RANKS_JSON = json.dumps({status.value: rank for status, rank in RANK.items()})
-TERMINAL_JSON = json.dumps({status.value: True for status in TERMINAL})
+RANKS = {status.value: rank for status, rank in RANK.items()}
+TERMINALS = {status.value: True for status in TERMINAL}
 
-# KEYS: job hash, job log, global log, objects hash.
-# ARGV: new status, progress or '', actor, now, ranks, terminal, fields (JSON), log maxlens,
-# retention in seconds, the job-id index's key prefix, the status indexes' key prefix. A job that
-# ends keeps its keys for the retention, then Redis forgets it: the manifest in S3 is the
-# permanent record.
-TRANSITION = """
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return {-1, ''} end
-local ranks, terminal = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
-local new, progress = ARGV[1], ARGV[2]
-if terminal[current] or ranks[new] < ranks[current] then return {0, current} end
-if ranks[new] == ranks[current] then
-  local had = tonumber(redis.call('HGET', KEYS[1], 'progress')) or -1
-  if progress == '' or tonumber(progress) <= had then return {0, current} end
-  redis.call('HSET', KEYS[1], 'progress', progress, 'updated_at', ARGV[4])
-  return {2, current}
+# The one way a record's state changes, as a Lua function that the transition script and the
+# webhook script (`worker.intake`) both run: forward only (or a higher progress at the same
+# rank), the fields set with the move, the status indexes moved, the log entry written to the
+# job's log and the global one. A job that ends keeps its keys for the retention, then Redis
+# forgets it: the manifest in S3 is the permanent record. `c` is the ledger's `script_config()`.
+# Returns {1 moved | 2 progress raised | 0 nothing | -1 no record, status before, job id}.
+MOVE = """
+local function move(job, job_log, objects, new, progress, actor, now, fields, c)
+  local current = redis.call('HGET', job, 'status')
+  if not current then return {-1, '', ''} end
+  local job_id = redis.call('HGET', job, 'job_id') or ''
+  if c.terminal[current] or c.ranks[new] < c.ranks[current] then return {0, current, job_id} end
+  if c.ranks[new] == c.ranks[current] then
+    local had = tonumber(redis.call('HGET', job, 'progress')) or -1
+    if progress == '' or tonumber(progress) <= had then return {0, current, job_id} end
+    redis.call('HSET', job, 'progress', progress, 'updated_at', now)
+    return {2, current, job_id}
+  end
+  for name, value in pairs(cjson.decode(fields)) do redis.call('HSET', job, name, value) end
+  redis.call('HSET', job, 'status', new, 'updated_at', now)
+  if progress ~= '' then redis.call('HSET', job, 'progress', progress) end
+  local ref = redis.call('HGET', job, 'ref')
+  redis.call('ZREM', c.by_status .. current, ref)
+  redis.call('ZADD', c.by_status .. new, redis.call('HGET', job, 'created_at') or now, ref)
+  local entry = {'ts', now, 'actor', actor, 'event', 'status.changed', 'ref', ref,
+    'job_id', job_id, 'detail', cjson.encode({from = current, to = new})}
+  redis.call('XADD', job_log, 'MAXLEN', '~', c.job_log_max, '*', unpack(entry))
+  redis.call('XADD', c.global_log, 'MAXLEN', '~', c.global_log_max, '*', unpack(entry))
+  if c.terminal[new] then
+    for _, key in ipairs({job, job_log, objects}) do redis.call('EXPIRE', key, c.retention) end
+    if job_id ~= '' then redis.call('EXPIRE', c.job_id_index .. job_id, c.retention) end
+  end
+  return {1, current, job_id}
 end
-for name, value in pairs(cjson.decode(ARGV[7])) do redis.call('HSET', KEYS[1], name, value) end
-redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[4])
-if progress ~= '' then redis.call('HSET', KEYS[1], 'progress', progress) end
-local ref = redis.call('HGET', KEYS[1], 'ref')
-redis.call('ZREM', ARGV[12] .. current, ref)
-redis.call('ZADD', ARGV[12] .. new, redis.call('HGET', KEYS[1], 'created_at') or ARGV[4], ref)
-local entry = {'ts', ARGV[4], 'actor', ARGV[3], 'event', 'status.changed',
-  'ref', ref, 'job_id', redis.call('HGET', KEYS[1], 'job_id') or '',
-  'detail', cjson.encode({from = current, to = new})}
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
-local job_id = redis.call('HGET', KEYS[1], 'job_id') or ''
-if terminal[new] then
-  for _, key in ipairs({KEYS[1], KEYS[2], KEYS[4]}) do redis.call('EXPIRE', key, ARGV[10]) end
-  if job_id ~= '' then redis.call('EXPIRE', ARGV[11] .. job_id, ARGV[10]) end
-end
-return {1, current, job_id}
 """
+
+# KEYS: job hash, job log, objects hash. ARGV: the ledger's script config, new status, progress
+# or '', actor, now, fields (JSON).
+TRANSITION = (
+    MOVE
+    + """
+return move(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+  cjson.decode(ARGV[1]))
+"""
+)
 
 # Records Apiframe's job id for a submission, once, unless another submission owns that id.
 # KEYS: job hash, index key for the job id. ARGV: job id, now, ref.
@@ -326,37 +337,41 @@ class Ledger:
     ) -> bool:
         """Move forward to `status` (or raise progress), setting `fields` with it. False if the
         record is already at or past that state, so late and duplicate events change nothing."""
-        if status == Status.COMPLETED:
-            fields.setdefault("completed_at", time.time())  # when the landing deadline starts
-        if status in TERMINAL:
-            # Owed until published; set with the move itself so a crash cannot lose it.
-            fields["pending_event"] = "job.landed" if status == Status.LANDED else "job.failed"
-        encoded = {
-            name: value if isinstance(value, str) else json.dumps(value)
-            for name, value in fields.items()
-        }
-        applied, current, *job_id = await self._transition(
-            keys=[self.job_key(ref), self.log_key(ref), GLOBAL_LOG, self.objects_key(ref)],
+        applied, current, job_id = await self._transition(
+            keys=[self.job_key(ref), self.log_key(ref), self.objects_key(ref)],
             args=[
+                self.script_config(),
                 status.value,
                 "" if progress is None else progress,
                 actor,
                 time.time(),
-                RANKS_JSON,
-                TERMINAL_JSON,
-                json.dumps(encoded),
-                JOB_LOG_MAXLEN,
-                GLOBAL_LOG_MAXLEN,
-                round(self.retention),
-                self.index_key(""),
-                BY_STATUS,
+                move_fields(status, fields),
             ],
         )
         if int(applied) == 1:
-            echo(
-                "status.changed", ref, text(job_id[0]), actor, {"from": text(current), "to": status}
-            )
+            echo("status.changed", ref, text(job_id), actor, {"from": text(current), "to": status})
         return int(applied) > 0
+
+    def script_config(self) -> str:
+        """What the ledger's scripts need to know of it (see `MOVE`), as JSON."""
+        return json.dumps(
+            {
+                "ranks": RANKS,
+                "terminal": TERMINALS,
+                "by_status": BY_STATUS,
+                "global_log": GLOBAL_LOG,
+                "job_log_max": JOB_LOG_MAXLEN,
+                "global_log_max": GLOBAL_LOG_MAXLEN,
+                "retention": round(self.retention),
+                "job_id_index": self.index_key(""),
+                "jobs": self.job_key(""),
+                "logs": self.log_key(""),
+                "objects": self.objects_key(""),
+                "poll_set": POLL_SET,
+                "stats": STATS,
+                "rejected": REJECTED,
+            }
+        )
 
     async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
         await self.redis.zadd(POLL_SET, {ref: at}, xx=only_if_tracked)
@@ -415,10 +430,16 @@ class Ledger:
         return [LogEntry.from_redis(i, e) for i, e in reversed(rows)]
 
     async def follow_log(self, after: str, *, block_ms: int, count: int = 100) -> list[LogEntry]:
-        """Global entries after the stream id `after` (`$`: from now), waiting up to `block_ms`
-        for the first: one blocking XREAD, no polling loop."""
+        """Global entries after the stream id `after`, waiting up to `block_ms` for the first:
+        one blocking XREAD, no polling loop."""
         answer = await self.redis.xread({GLOBAL_LOG: after}, count=count, block=block_ms)
         return [LogEntry.from_redis(i, e) for _, rows in answer for i, e in rows]
+
+    async def last_log_id(self) -> str:
+        """The id of the newest global entry ('0-0' if none): where "from now on" begins. A
+        reader that waited on `$` instead would miss what arrives between two of its reads."""
+        rows = await self.redis.xrevrange(GLOBAL_LOG, count=1)
+        return text(rows[0][0]) or "0-0" if rows else "0-0"
 
     async def global_log(self, *, after: str = "-", count: int = 100) -> list[LogEntry]:
         start = f"({after}" if after != "-" else "-"
@@ -433,3 +454,18 @@ def echo(
     fields = {(f"detail_{k}" if k in RESERVED else k): v for k, v in detail.items()}
     level = log.warning if event in WARNINGS else log.info
     level(event, ref=ref or None, job_id=job_id or None, actor=actor, **fields)
+
+
+def move_fields(status: Status, fields: dict[str, Any]) -> str:
+    """The fields a move to `status` sets, as the JSON object `MOVE` takes."""
+    if status == Status.COMPLETED:
+        fields.setdefault("completed_at", time.time())  # when the landing deadline starts
+    if status in TERMINAL:
+        # Owed until published; set with the move itself so a crash cannot lose it.
+        fields["pending_event"] = "job.landed" if status == Status.LANDED else "job.failed"
+    return json.dumps(
+        {
+            name: value if isinstance(value, str) else json.dumps(value)
+            for name, value in fields.items()
+        }
+    )

@@ -3,12 +3,15 @@ touching the domain. Jobs travel as JSON: nothing read from Redis can run code."
 
 import hashlib
 import json
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from arq.connections import ArqRedis
-from arq.jobs import Job
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import Job, serialize_job
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError, TimeoutError
 
@@ -109,3 +112,45 @@ async def enqueue_replay(redis: ArqRedis, job_id: str) -> bool:
         REPLAY, job_id, _job_id=f"replay:{job_id}", _queue_name=LANDING_QUEUE
     )
     return job is not None
+
+
+# arq's enqueue (arq 0.28 `ArqRedis.enqueue_job`) as a Lua function, for scripts that queue a job
+# in the same call that changes the ledger: refused while the job or its kept result exists (so
+# duplicates collapse exactly as `_job_id` makes them), else the payload and the queue entry.
+# `job` is a `QueuedJob.script_args()` table. Returns 1 if queued, 0 if it collapsed.
+ENQUEUE = """
+local function enqueue(job)
+  if redis.call('EXISTS', job.key, job.result_key) > 0 then return 0 end
+  redis.call('PSETEX', job.key, job.expires_ms, job.payload)
+  redis.call('ZADD', job.queue, job.score, job.id)
+  return 1
+end
+"""
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """One arq job as `ENQUEUE` writes it: arq's key names, score and serialized payload."""
+
+    id: str
+    queue: str
+    payload: str
+    score: int
+
+    def script_args(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": job_key_prefix + self.id,
+            "result_key": result_key_prefix + self.id,
+            "queue": self.queue,
+            "payload": self.payload,
+            "score": self.score,
+            "expires_ms": expires_extra_ms,
+        }
+
+
+def landing_job(job_id: str) -> QueuedJob:
+    """The landing of `job_id`, as `enqueue_landing` would queue it now."""
+    now_ms = round(time.time() * 1000)
+    payload = serialize_job(LAND, (job_id,), {}, None, now_ms, serializer=serialize)
+    return QueuedJob(landing_id(job_id), LANDING_QUEUE, payload.decode(), now_ms)

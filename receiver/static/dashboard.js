@@ -28,6 +28,7 @@ let timers = [];
 let flushTimer = null;
 let selected = null; // the ref whose timeline is shown
 let noticeTimer = null;
+let listings = 0; // lists asked for: only the latest one's answer is shown
 
 class Unauthorized extends Error {}
 
@@ -78,7 +79,7 @@ async function logIn(candidate) {
     start(response.headers.get("Date"));
   } catch (error) {
     if (error.name === "AbortError") return;
-    logOut(error instanceof Unauthorized ? "wrong token" : error.message);
+    logOut(error.message);
   }
 }
 
@@ -149,11 +150,13 @@ async function redrive() {
 // The jobs table.
 
 async function loadJobs() {
+  const listing = ++listings;
   const query = new URLSearchParams({ limit: LIMIT, presign: PRESIGN });
   for (const [name, select] of [["status", "#status-filter"], ["model", "#model-filter"]]) {
     if ($(select).value) query.set(name, $(select).value);
   }
   const { jobs } = await api(`/jobs?${query}`);
+  if (listing !== listings) return; // the filters changed while it loaded
   rows.replaceChildren(...jobs.map((job) => renderRow(job)));
   jobs.forEach(noteModel);
 }
