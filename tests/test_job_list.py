@@ -5,6 +5,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -75,7 +76,9 @@ async def test_paging_through_a_thousand_jobs_with_filters(stack: Stack) -> None
     }
     assert len(set(scores.values())) == 1000 - 49  # the tie is really there
     status_of = {record.ref: ENDINGS[n % 5] for n, record in enumerate(made)}
-    middle = sorted(scores.values())[500]
+    # The API reads times to the microsecond: the boundary is one, sent as ISO 8601.
+    middle = datetime.fromtimestamp(sorted(scores.values())[500], UTC).replace(microsecond=0)
+    boundary = middle.timestamp()
     cases: list[tuple[dict[str, Any], list[JobRecord]]] = [
         ({}, made),
         ({"status": "LANDED"}, [r for r in made if status_of[r.ref] == Status.LANDED]),
@@ -85,9 +88,9 @@ async def test_paging_through_a_thousand_jobs_with_filters(stack: Stack) -> None
             [r for r in made if status_of[r.ref] == Status.FAILED and r.model == "seedream-4"],
         ),
         ({"q": "LIGHTHOUSE"}, [r for r in made if "lighthouse" in r.prompt]),
-        ({"since": middle}, [r for r in made if scores[r.ref] >= middle]),
-        ({"until": middle, "model": "grok-imagine-image"},
-         [r for r in made if scores[r.ref] <= middle and r.model == "grok-imagine-image"]),
+        ({"since": middle.isoformat()}, [r for r in made if scores[r.ref] >= boundary]),
+        ({"until": int(boundary), "model": "grok-imagine-image"},
+         [r for r in made if scores[r.ref] <= boundary and r.model == "grok-imagine-image"]),
     ]  # fmt: skip
     by_status = (await stack.api.get("/stats")).json()["byStatus"]
     assert by_status == {status: list(status_of.values()).count(status) for status in Status}
