@@ -45,12 +45,11 @@ def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        from simulator.demo import demo
+        from simulator.demo import run
     except ImportError:
         print(EXTRA_HINT.format(command="demo"), file=sys.stderr)
         return 2
-    configure_logging("WARNING")  # the demo's own output is the story; logs only for trouble
-    return asyncio.run(demo(settings, jobs=args.jobs))
+    return run(settings, jobs=args.jobs, port=args.port, stay=not args.exit)
 
 
 def run_submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,8 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulator.set_defaults(handler=run_simulator)
 
-    demo = commands.add_parser("demo", help="run everything locally and show jobs complete")
-    demo.add_argument("--jobs", type=int, default=4, help="how many jobs to submit")
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole service locally: jobs with faults land in S3, then the dashboard",
+    )
+    demo.add_argument(
+        "--jobs", type=bounded(1, 200), default=20, help="how many jobs to submit (20)"
+    )
+    demo.add_argument(
+        "--port",
+        type=bounded(0, 65535),
+        help="the receiver's port (default: a free one; 8000 against the real Apiframe)",
+    )
+    demo.add_argument(
+        "--exit", action="store_true", help="stop once the jobs have ended, not at Ctrl-C"
+    )
     demo.set_defaults(handler=run_demo)
     return parser
 

@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import fields, replace
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from worker.apiframe.catalog import MODELS
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 
 Handler = Callable[[Request], Awaitable[Response]]
+KNOBS = frozenset(knob.name for knob in fields(SimulatorConfig))
 
 
 class Simulator:
@@ -44,6 +46,8 @@ class Simulator:
         self.cdn_requests: Counter[str] = Counter()
         # (API key, Idempotency-Key) -> (body fingerprint, job id or '' for a refused body, when)
         self._idempotency: dict[tuple[str, str], tuple[str, str, float]] = {}
+        self._plans: list[dict[str, Any]] = []  # knobs for the next jobs created, in order
+        self._job_configs: dict[str, SimulatorConfig] = {}  # job id -> its own knobs
         self._rng = random.Random(self.config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sender: WebhookSender | None = None
@@ -66,6 +70,19 @@ class Simulator:
         """Answer the next `times` requests under `path` with `status`."""
         self.config.faults.append(Fault(status, times, path, retry_after))
 
+    def plan_next_job(self, **knobs: Any) -> None:
+        """Run the next job created with these knobs changed, for its whole life (its outcome,
+        its webhooks, its CDN files), whatever the config says for other jobs. Knobs read at
+        delivery or download time cannot otherwise single out one job among several in flight."""
+        unknown = set(knobs) - KNOBS
+        if unknown:
+            raise TypeError(f"no such simulator knob: {', '.join(sorted(unknown))}")
+        self._plans.append(knobs)
+
+    def config_for(self, job: SimJob) -> SimulatorConfig:
+        """The knobs `job` runs with: its plan's, or else the live config."""
+        return self._job_configs.get(job.id, self.config)
+
     def image(self, url: str) -> PaddedImage:
         name = url.rsplit("/", 1)[-1]
         return self.jobs[job_id_of(name)].images[name]
@@ -86,9 +103,7 @@ class Simulator:
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient() as http:
-            self._sender = WebhookSender(
-                lambda: self.config, http, self._rng, self.deliveries.append
-            )
+            self._sender = WebhookSender(self.config_for, http, self._rng, self.deliveries.append)
             yield
             for task in list(self._tasks):
                 task.cancel()
@@ -164,7 +179,7 @@ class Simulator:
         job = self._create(key, accepted, str(request.base_url).rstrip("/"))
         if idem_key is not None:
             self._idempotency[(key, idem_key)] = (fingerprint(accepted), job.id, time.time())
-        if self.config.early:
+        if self.config_for(job).early:
             # The terminal webhook reaches the receiver before this 202 does.
             await self._run(job, instant=True)
         else:
@@ -200,6 +215,9 @@ class Simulator:
             cdn_base=self.config.result_base_url or base_url,
         )
         self.jobs[job.id] = job
+        if self._plans:
+            # Credits and injected faults stay the simulator's own: the copy shares the list.
+            self._job_configs[job.id] = replace(self.config, **self._plans.pop(0))
         return job
 
     async def get_job(self, request: Request) -> Response:
@@ -262,12 +280,13 @@ class Simulator:
         return JSONResponse(account(key, self.config.credits))
 
     def _job_json(self, job: SimJob) -> dict[str, Any]:
-        return job.as_json(self.config.job_result_shape, self.config.file_ttl_seconds)
+        config = self.config_for(job)
+        return job.as_json(config.job_result_shape, config.file_ttl_seconds)
 
     # The lifecycle: QUEUED, PROCESSING with rising progress, then COMPLETED or FAILED.
 
     async def _run(self, job: SimJob, *, instant: bool = False) -> None:
-        config = self.config
+        config = self.config_for(job)
         if not instant:
             await asyncio.sleep(config.queued_seconds)
         job.status, job.progress = "PROCESSING", 0
@@ -298,7 +317,7 @@ class Simulator:
             await self._deliver(job, "progress", stale)
 
     def _finish(self, job: SimJob) -> dict[str, Any]:
-        config = self.config
+        config = self.config_for(job)
         job.completed_at = time.time()
         draw = self._rng.random()
         if draw < config.failure_rate + config.cancel_rate:
@@ -306,7 +325,7 @@ class Simulator:
             job.status = "CANCELLED" if cancelled else "FAILED"
             job.error = "The job was cancelled." if cancelled else config.failure_message
             job.progress = 0
-            config.credits += job.credit_cost  # refunded in full
+            self.config.credits += job.credit_cost  # refunded in full
             job.credit_cost = 0
             return {
                 "event": "failed",
@@ -350,10 +369,11 @@ class Simulator:
         picture = job.images.get(name) if job else None
         if job is None or picture is None:
             return error(404, "Not found")
-        if job.expired(self.config.file_ttl_seconds):
+        config = self.config_for(job)
+        if job.expired(config.file_ttl_seconds):
             return error(404, "File expired")
         self.cdn_requests[name] += 1
-        return serve_file(picture, self.config, self.cdn_requests[name])
+        return serve_file(picture, config, self.cdn_requests[name])
 
 
 def job_id_of(file_name: str) -> str:

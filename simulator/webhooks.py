@@ -18,7 +18,7 @@ WRONG_KEY = "afk_not-the-key-that-created-this-job"
 class WebhookSender:
     def __init__(
         self,
-        config: Callable[[], SimulatorConfig],
+        config: Callable[[SimJob], SimulatorConfig],  # the knobs a job runs with
         http: httpx.AsyncClient,
         rng: random.Random,
         record: Callable[[Delivery], None],
@@ -30,7 +30,7 @@ class WebhookSender:
 
     async def deliver(self, job: SimJob, event: str, payload: dict[str, Any]) -> None:
         """Send one event as the configured faults say: delayed, dropped, copied, mis-signed."""
-        config = self._config()
+        config = self._config(job)
         if job.webhook_url is None:
             return
         if config.delay_seconds:
@@ -50,7 +50,7 @@ class WebhookSender:
         await asyncio.gather(*(self._post(job, event, body, headers) for _ in range(copies)))
 
     async def _post(self, job: SimJob, event: str, body: bytes, headers: dict[str, str]) -> None:
-        config = self._config()
+        config = self._config(job)
         assert job.webhook_url is not None
         job.webhook_status = job.webhook_status or "pending"
         for attempt, wait in enumerate((0.0, *config.retry_schedule), start=1):

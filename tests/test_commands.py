@@ -106,13 +106,6 @@ async def test_check_names_every_part(stack: Stack) -> None:
     assert "not checked without Redis" in no_redis.stdout
 
 
-async def test_the_demo_lands_its_jobs(stack: Stack) -> None:
-    """`imagedock demo` runs the whole service on loopback and every job lands."""
-    done = await imagedock(stack, "demo", "--jobs", "2")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 of 2 jobs landed in S3" in done.stdout
-
-
 async def test_check_worker_follows_a_worker_process_on_this_host(stack: Stack) -> None:
     """`imagedock check --worker` passes while a worker process on this host beats, and fails
     once it has stopped (its beat withdrawn); a worker elsewhere does not count."""

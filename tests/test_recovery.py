@@ -13,6 +13,7 @@ from tests.conftest import API_KEY, BUCKET, EVENT_SECRET, Stack
 from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
 from worker.ledger import POLL_SET
+from worker.polling import follow
 from worker.runner import release
 from worker.status import Status
 from worker.tasks import build_poll_worker
@@ -209,3 +210,19 @@ async def test_the_polling_worker_polls_at_start(stack: Stack) -> None:
     await stack.run_worker()
     assert (await stack.job(job_id))["status"] == "LANDED"
     assert "webhook.missed" in await stack.log_events(job_id)
+
+
+async def test_a_poll_that_finds_the_webhook_got_there_first_counts_nothing_missed(
+    stack: Stack,
+) -> None:
+    """When the poller reads a job a webhook then completes before the poller's own move, the
+    job is not counted as a missed webhook."""
+    answer = await stack.submit()
+    await stack.sim.settle()  # its webhooks came: the record is COMPLETED
+    record = await stack.ledger.get(answer["ref"])
+    assert record is not None
+    assert record.status == Status.COMPLETED
+    job = await stack.deps.apiframe.get_job(answer["jobId"])
+    await follow(stack.deps.poller, record, job)
+    assert "webhook_missed" not in await stack.ledger.stats()
+    assert "webhook.missed" not in await stack.log_events(answer["jobId"])

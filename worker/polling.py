@@ -127,7 +127,7 @@ async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
     ledger, ref = deps.ledger, record.ref
     assert record.job_id is not None
     if job.status == "COMPLETED":
-        await ledger.transition(
+        moved = await ledger.transition(
             ref,
             Status.COMPLETED,
             ACTOR,
@@ -136,13 +136,15 @@ async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
             model=record.model or job.model or "",
             via="poll",
         )
-        await missed(ledger, record, job.status)
+        if moved:  # else a webhook got there between the poll's read and its move
+            await missed(ledger, record, job.status)
         await enqueue_landing(deps.events.redis, record.job_id)
         await reschedule(deps, record)
     elif job.status in ("FAILED", "CANCELLED"):
-        await missed(ledger, record, job.status)
         reason = job.error or f"Apiframe reports the job {job.status}"
-        await deps.events.finish(ref, from_apiframe(job.status), ACTOR, error=reason, via="poll")
+        status = from_apiframe(job.status)
+        if await deps.events.finish(ref, status, ACTOR, error=reason, via="poll"):
+            await missed(ledger, record, job.status)
     else:
         await ledger.transition(ref, from_apiframe(job.status), ACTOR, progress=job.progress)
         started = record.submitted_at or record.created_at
