@@ -1,5 +1,6 @@
 """The long-running processes, each over one set of clients from `open_deps`."""
 
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,12 +19,21 @@ from worker.runner import supervise, workers_for
 from worker.settings import Settings
 
 log = structlog.get_logger("imagedock")
+GRACEFUL = 20  # seconds: under Kubernetes' default 30 s termination grace
 
 
 def run_receiver(settings: Settings, *, host: str, port: int) -> int:
-    """`imagedock receiver`: the API and the webhook endpoint; its lifespan opens the clients."""
+    """`imagedock receiver`: the API and the webhook endpoint; its lifespan opens the clients.
+
+    On SIGTERM or SIGINT uvicorn stops accepting, lets requests in flight finish (for up to
+    `GRACEFUL` seconds, so an open event stream cannot hold it), closes, and then raises the
+    signal again to the handler it found. That handler is a no-op here: a receiver that shut
+    down as asked exits 0, and an orchestrator does not count it as a crash."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     app = create_app(settings, open_server_deps)
-    uvicorn.Server(uvicorn_config(app, host=host, port=port, **PUBLIC)).run()
+    config = uvicorn_config(app, host=host, port=port, timeout_graceful_shutdown=GRACEFUL, **PUBLIC)
+    uvicorn.Server(config).run()
     return 0
 
 
@@ -56,4 +66,4 @@ async def run_worker(settings: Settings) -> int:
     if settings.event_urls:
         settings.require("event_secret")
     async with open_server_deps(settings) as deps, beating(deps.redis):
-        return await supervise(workers_for(deps))
+        return await supervise(workers_for(deps), stop_wait=settings.stop_wait)

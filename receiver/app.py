@@ -1,5 +1,8 @@
 """The receiver: imagedock's API, Apiframe's webhook endpoint and a health check."""
 
+import asyncio
+
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -15,13 +18,25 @@ from receiver.queries import BadQuery
 from receiver.rejections import Rejections
 from receiver.responses import error
 from receiver.schemas import Health
-from receiver.state import lifespan_for
+from receiver.state import deps_of, lifespan_for
 from receiver.webhooks import apiframe_webhook
 from worker.deps import DepsOpener
 from worker.settings import Settings
 
 
 async def healthz(request: Request) -> JSONResponse:
+    """The process is up: a liveness probe, which must not depend on Redis (a Redis outage
+    would otherwise restart every receiver at once)."""
+    return JSONResponse(Health(ok=True).body())
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to take traffic: Redis answers within `READY_TIMEOUT` seconds."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await deps_of(request).redis.ping()
+    except (TimeoutError, RedisError, OSError) as exc:
+        return error(503, f"Redis does not answer: {exc.__class__.__name__}")
     return JSONResponse(Health(ok=True).body())
 
 
@@ -30,12 +45,16 @@ async def bad_query(request: Request, exc: Exception) -> Response:
     return error(400, "invalid query", details=exc.details)
 
 
+READY_TIMEOUT = 2.0
+
+
 def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
     """The receiver; its lifespan opens the process's clients with `open_deps`."""
     settings.require("apiframe_key", "api_token", "public_url")
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/stats", stats),
             Route("/openapi.json", openapi),

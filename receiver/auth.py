@@ -9,7 +9,9 @@ from receiver.responses import error
 
 # Apiframe cannot send a token, health probes and scrapers should not need one, and the
 # dashboard's page and assets hold no data (the page asks for the token itself).
-OPEN_PATHS = frozenset({"/", "/healthz", "/metrics", "/openapi.json", "/webhooks/apiframe"})
+OPEN_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/apiframe"}
+)
 OPEN_PREFIXES = ("/static/",)
 
 

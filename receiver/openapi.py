@@ -61,6 +61,8 @@ OPERATIONS = (
               token=False, tag="webhooks", refusals=(400, 401, 404, 408, 409, 413, 415)),
     Operation("GET", "/healthz", "The process is up", {200: schemas.Health}, token=False,
               tag="operations", refusals=()),
+    Operation("GET", "/readyz", "Ready for traffic: Redis answers", {200: schemas.Health},
+              token=False, tag="operations", refusals=(503,)),
     Operation("GET", "/metrics", "Prometheus metrics", {200: "text/plain"}, token=False,
               tag="operations", refusals=()),
     Operation("GET", "/openapi.json", "This document", {200: "application/json"}, token=False,

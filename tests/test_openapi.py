@@ -90,6 +90,7 @@ async def test_every_answer_fits_the_document(stack: Stack) -> None:
         ("POST", "/webhooks/apiframe", {"json": {"jobId": str(uuid.uuid4()), "status": "QUEUED"}}),
         ("POST", "/webhooks/apiframe", {"content": b"{", "headers": JSON}),
         ("GET", "/healthz", {}),
+        ("GET", "/readyz", {}),
         ("GET", "/metrics", {}),
         ("GET", "/openapi.json", {}),
         ("GET", "/", {}),

@@ -44,20 +44,23 @@ def workers_for(deps: Deps) -> dict[str, Build]:
     }
 
 
-async def supervise(builds: Mapping[str, Build], *, restart_pause: float = RESTART_PAUSE) -> int:
+async def supervise(
+    builds: Mapping[str, Build], *, stop_wait: float = 0.0, restart_pause: float = RESTART_PAUSE
+) -> int:
     """Run every worker until SIGINT or SIGTERM (0), or until one dies of anything but a lost
     Redis connection (1)."""
     stopping = asyncio.Event()
     current: dict[str, Worker] = {}
 
     def stop(signum: int) -> None:
-        """arq cancels running jobs, which another worker runs again at once; a second signal
-        changes nothing, so jobs already finishing are not cut short."""
+        """Each worker takes no new job and gives running ones its `job_completion_wait`
+        (`stop_wait`) to finish; arq then cancels the rest, leaving them queued, so another
+        worker runs them at once. A second signal changes nothing: jobs finishing go on."""
         if stopping.is_set():
             return
         stopping.set()
         for worker in current.values():
-            worker.handle_sig(signal.Signals(signum))
+            worker.handle_sig_wait_for_completion(signal.Signals(signum))
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -72,7 +75,7 @@ async def supervise(builds: Mapping[str, Build], *, restart_pause: float = RESTA
         done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
         failed = next((t for t in tasks if t in done and t.exception() is not None), None)
         stop(signal.SIGTERM)
-        await wind_down(tasks)
+        await wind_down(tasks, stop_wait + STOP_GRACE)
         if failed is not None:
             error = failed.exception()
             log.error("worker.died", error=repr(error), exc_info=error)
@@ -84,10 +87,10 @@ async def supervise(builds: Mapping[str, Build], *, restart_pause: float = RESTA
             loop.remove_signal_handler(signum)
 
 
-async def wind_down(tasks: list[asyncio.Task[None]]) -> None:
-    """Give the workers `STOP_GRACE` seconds to stop as arq does, then cancel what is left: a
-    stop that lands while arq is starting a job can go unheard, and must not hang the exit."""
-    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+async def wind_down(tasks: list[asyncio.Task[None]], grace: float = STOP_GRACE) -> None:
+    """Give the workers `grace` seconds to stop as arq does, then cancel what is left: a stop
+    that lands while arq is starting a job can go unheard, and must not hang the exit."""
+    _, pending = await asyncio.wait(tasks, timeout=grace)
     for task in pending:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # A worker that dies mid-landing has its job re-run this much + 10 s later (arq's claim).
     landing_timeout: float = Field(default=90.0, gt=0)
     landing_max_tries: int = Field(default=30, ge=1)  # failed attempts before a job FAILS
+    # A stopping worker takes no new jobs and lets running ones finish for this long; what is
+    # still running then is cancelled and left queued, so another worker runs it at once.
+    stop_wait: float = Field(default=20.0, ge=0)
     # A job COMPLETED at Apiframe but not landed this long after is FAILED with its reason.
     landing_deadline: float = Field(default=3600.0, gt=0)
     # A submission that never reached Apiframe (kept SUBMITTING after an outage) this long.

@@ -151,6 +151,7 @@ def build_worker(deps: Deps, **overrides: Any) -> Worker:
         "job_timeout": landing_timeout(settings.landing_timeout, "") + ARQ_MARGIN,
         "max_tries": tries,
         "max_jobs": 20,
+        "job_completion_wait": settings.stop_wait,
         **overrides,
     }
     return Worker(**options)
