@@ -118,7 +118,12 @@ async def deliver(ctx: dict[str, Any], event_id: str, url: str) -> str:
 
 
 async def poll(ctx: dict[str, Any]) -> int:
-    return await poll_due(ctx["deps"].poller)
+    """One pass of the poller. arq runs it once per tick across every worker (a unique cron
+    job, `ctx["job_id"]` naming the tick); a pass that checked jobs says so."""
+    checked = await poll_due(ctx["deps"].poller)
+    level = log.info if checked else log.debug
+    level("poll.pass", tick=ctx.get("job_id"), checked=checked)
+    return checked
 
 
 def common(deps: Deps) -> dict[str, Any]:
