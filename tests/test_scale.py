@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,8 +38,7 @@ def process_env(stack: Stack, **changes: str) -> dict[str, str]:
         IMAGEDOCK_POLL_AFTER="1",
         IMAGEDOCK_LANDING_BACKOFF="0.2",
         IMAGEDOCK_STOP_WAIT="1",
-        IMAGEDOCK_LOG_LEVEL="INFO",
-        **changes,
+        **{"IMAGEDOCK_LOG_LEVEL": "INFO", **changes},
     )
 
 
@@ -68,19 +68,26 @@ def answers(process: subprocess.Popen[str], url: str) -> bool:
 
 
 class Workers:
-    """Worker processes whose output is kept, to be stopped and replaced one at a time."""
+    """Worker processes whose output goes to files (a pipe nobody reads would fill and stall
+    them), to be stopped and replaced one at a time."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.processes: list[subprocess.Popen[str]] = []
-        self.outputs: list[str] = []
+    def __init__(self, env: dict[str, str], folder: Path) -> None:
+        self.env, self.folder = env, folder
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
 
     def start(self) -> None:
-        self.processes.append(
-            subprocess.Popen(
-                WORKER, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-        )
+        log = self.folder / f"worker-{len(self.logs)}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(WORKER, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        self.logs[process.pid] = log
+
+    def output(self, process: subprocess.Popen[bytes]) -> str:
+        return self.logs[process.pid].read_text()
+
+    def outputs(self) -> list[str]:
+        return [log.read_text() for log in self.logs.values()]
 
     async def ready(self, redis: Redis) -> None:
         """Until every worker process has sent its first heartbeat (its signals are handled)."""
@@ -89,15 +96,14 @@ class Workers:
             if all(f"{socket.gethostname()}:{p.pid}" in beats for p in self.processes):
                 return
             for process in self.processes:
-                assert process.poll() is None, process.communicate()[0][-3000:]
+                assert process.poll() is None, self.output(process)[-3000:]
             await asyncio.sleep(0.05)
         raise AssertionError("a worker never sent a heartbeat")
 
-    async def stop(self, process: subprocess.Popen[str]) -> None:
+    async def stop(self, process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.to_thread(process.communicate, timeout=60)
-        assert process.returncode == 0, output[-3000:]
-        self.outputs.append(output)
+        await asyncio.to_thread(process.wait, 60)
+        assert process.returncode == 0, self.output(process)[-3000:]
         self.processes.remove(process)
 
     async def stop_all(self) -> None:
@@ -106,8 +112,8 @@ class Workers:
 
 
 @asynccontextmanager
-async def workers(env: dict[str, str], count: int) -> AsyncIterator[Workers]:
-    pool = Workers(env)
+async def workers(env: dict[str, str], count: int, folder: Path) -> AsyncIterator[Workers]:
+    pool = Workers(env, folder)
     for _ in range(count):
         pool.start()
     try:
@@ -115,7 +121,7 @@ async def workers(env: dict[str, str], count: int) -> AsyncIterator[Workers]:
     finally:
         for process in pool.processes:
             process.kill()
-            pool.outputs.append(process.communicate()[0])
+            process.wait()
 
 
 async def submit_across(urls: list[str], count: int) -> list[str]:
@@ -173,7 +179,7 @@ async def assert_each_landed_once(stack: Stack, job_ids: list[str]) -> None:
 
 
 def cron_runs(outputs: list[str]) -> Counter[str]:
-    """How often each poll tick that checked jobs ran, across every worker's output."""
+    """How often each poll tick ran, across every worker's output."""
     runs: Counter[str] = Counter()
     for output in outputs:
         for line in output.splitlines():
@@ -184,30 +190,35 @@ def cron_runs(outputs: list[str]) -> Counter[str]:
     return runs
 
 
-async def test_two_receivers_and_three_workers_land_every_job_once(stack: Stack) -> None:
+async def test_two_receivers_and_three_workers_land_every_job_once(
+    stack: Stack, tmp_path: Path
+) -> None:
     """Jobs submitted through two receivers, their webhooks duplicated and also sent to the
     other receiver, landed by three workers: each job once, each event once, each poll tick
     run by one worker."""
     stack.sim.config.duplicates = 2
     with receivers(stack, 2) as urls:
-        async with workers(process_env(stack), 3) as pool:
+        # At DEBUG every poll pass is logged, those that found nothing due too.
+        async with workers(process_env(stack, IMAGEDOCK_LOG_LEVEL="DEBUG"), 3, tmp_path) as pool:
             job_ids = await submit_across(urls, JOBS)
             await stack.sim.settle()
             assert await cross_post(stack, urls) >= JOBS * 2
             await assert_each_landed_once(stack, job_ids)
             await pool.stop_all()
-    runs = cron_runs(pool.outputs)
+    runs = cron_runs(pool.outputs())
     assert runs, "no poll pass seen in the workers' logs"
     assert max(runs.values()) == 1, runs.most_common(3)
 
 
-async def test_a_rolling_restart_of_every_worker_under_load_loses_nothing(stack: Stack) -> None:
+async def test_a_rolling_restart_of_every_worker_under_load_loses_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
     """While slow landings run, each of two workers is stopped and replaced in turn: every job
     lands once and every event is delivered once."""
     stack.sim.config.image_bytes = 1024 * 1024
     stack.sim.config.cdn_chunk_delay = 0.02
     with receivers(stack, 1) as urls:
-        async with workers(process_env(stack), 2) as pool:
+        async with workers(process_env(stack), 2, tmp_path) as pool:
             await pool.ready(stack.redis)
             job_ids = await submit_across(urls, JOBS)
             for _ in range(2):

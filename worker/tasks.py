@@ -119,10 +119,10 @@ async def deliver(ctx: dict[str, Any], event_id: str, url: str) -> str:
 
 async def poll(ctx: dict[str, Any]) -> int:
     """One pass of the poller. arq runs it once per tick across every worker (a unique cron
-    job, `ctx["job_id"]` naming the tick); a pass that checked jobs says so."""
+    job; its score is the tick's time in ms); a pass that checked jobs says so."""
     checked = await poll_due(ctx["deps"].poller)
     level = log.info if checked else log.debug
-    level("poll.pass", tick=ctx.get("job_id"), checked=checked)
+    level("poll.pass", tick=ctx.get("score"), checked=checked)
     return checked
 
 
