@@ -11,6 +11,7 @@ ACTIONS = {
     "get_object": "s3:GetObject",
     "head_object": "s3:GetObject",
     "head_bucket": "s3:ListBucket",
+    "generate_presigned_url": "s3:GetObject",  # ?presign= hands out GetObject URLs
 }
 
 
