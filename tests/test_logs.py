@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import MutableMapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +138,33 @@ def test_tracebacks_are_structured_fields_in_one_format() -> None:
         assert line["level"] == "error"
         assert line["exception"][0]["exc_type"] == "ValueError"
         assert line["exception"][0]["frames"]
+
+
+HOME = Path(__file__).resolve().parents[1]
+INTERLEAVE = """
+import logging, sys, threading
+import structlog
+from worker.logs import configure_logging
+
+configure_logging("INFO", stream=sys.stdout, json=True)
+
+def chatter(n):
+    for i in range(300):
+        logging.getLogger("botocore").info("stdlib line %d from thread %d", i, n)
+        structlog.get_logger("worker").info("structlog.line", i=i, thread=n, pad="x" * 200)
+
+threads = [threading.Thread(target=chatter, args=(n,)) for n in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+"""
+
+
+def test_lines_from_many_threads_never_interleave() -> None:
+    """stdlib and structlog records written at once from eight threads come out as whole JSON
+    lines, one record each."""
+    done = subprocess.run(
+        [sys.executable, "-c", INTERLEAVE], capture_output=True, text=True, check=True, cwd=HOME
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 8 * 300 * 2
+    assert all(isinstance(json.loads(line), dict) for line in lines)

@@ -35,7 +35,7 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(out)
+    handler = SharedLines(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -47,3 +47,19 @@ def configure_logging(
     root.setLevel(level)
     # httpx logs every request at INFO; imagedock logs the ones that matter itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class SharedLines(logging.Handler):
+    """Writes stdlib records (uvicorn's, arq's, boto3's) through a structlog `PrintLogger` on the
+    same stream, so they take the same per-stream lock as structlog's own lines: a line from a
+    thread never lands in the middle of another, which would break JSON for a log shipper."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self.printer = structlog.PrintLogger(out)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.printer.msg(self.format(record))
+        except Exception:  # logging's own contract: report, never raise into the caller
+            self.handleError(record)
