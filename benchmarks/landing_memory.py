@@ -1,85 +1,113 @@
-"""Memory while landing a 50 MB image, against reading the same image into memory, in one run.
+"""Memory: the peak resident set (VmHWM) of an `imagedock worker` process landing 50 MB images,
+against the same worker landing 5 MB images, in alternating rounds.
 
-Both fetch the same file from the simulator's CDN over loopback. The reference keeps the body in
-memory, as a naive `response.content` and one `put_object` would; imagedock streams it through a
-spooled file into a checksummed S3 write. Python's peak allocations are traced for each.
+Each round starts a fresh worker (a peak only grows), lets it land one small job to load every
+code path, reads VmHWM, then lands the round's jobs one after another (each webhook sent when the
+last job is LANDED) and reads VmHWM again. The difference between the two sizes is what landing a
+larger image costs in memory: imagedock streams it, spooled to disk past 8 MiB.
+
+`python -m benchmarks.landing_memory [--out FILE] [--quick]`
 """
 
+import argparse
 import asyncio
-import tracemalloc
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-import httpx
+from benchmarks.processes import peak_rss
+from benchmarks.results import Result, Row, median, say, table
+from benchmarks.stack import (
+    Landable,
+    Stack,
+    landed_count,
+    send_all,
+    stack,
+    submitted,
+    until_landed,
+    worker,
+)
+from worker.logs import configure_logging
+from worker.queue import connect
 
-from imagedock.clients import open_deps
-from simulator import Simulator, SimulatorConfig
-from simulator.local_s3 import local_s3
-from simulator.serving import serving
-from worker.apiframe.models import MODEL as GROK
-from worker.download import Downloader
-from worker.hosts import HostPolicy
-from worker.settings import load_settings
-from worker.storage import Blob
-
-SIZE = 50 * 1024 * 1024 - 4096
-BUCKET = "bench"
+MB = 1_000_000
+MiB = 1024 * 1024
+SIZES = (5 * MB, 50 * MB)
+JOBS = 3
+ROUNDS = 2
 
 
-async def peak(work: Callable[[], Awaitable[None]]) -> int:
-    tracemalloc.start()
+@dataclass(frozen=True)
+class Peak:
+    warm: int  # VmHWM after one small landing
+    landed: int  # VmHWM after the round's jobs
+
+
+async def land_one_by_one(found: Stack, jobs: list[Landable]) -> None:
+    redis = await connect(found.redis_url)
     try:
-        await work()
-        return tracemalloc.get_traced_memory()[1]
+        for job in jobs:
+            before = await landed_count(redis)
+            await send_all(found, [job])
+            await until_landed(redis, before + 1)
     finally:
-        tracemalloc.stop()
+        await redis.aclose()
 
 
-async def main() -> None:
-    simulator = Simulator(SimulatorConfig(queued_seconds=0, processing_seconds=0, image_bytes=SIZE))
-    with local_s3(BUCKET) as s3:
-        settings = load_settings(
-            s3_bucket=BUCKET,
-            s3_endpoint_url=s3.endpoint_url,
-            s3_addressing_style="path",
-            s3_region="us-east-1",
-            s3_access_key_id=s3.access_key,
-            s3_secret_access_key=s3.secret_key,
-        )
-        async with (
-            open_deps(settings) as deps,
-            serving(simulator.app) as url,
-            httpx.AsyncClient(timeout=60) as http,
-        ):
-            store = deps.store
-            job = await http.post(
-                f"{url}/v2/images/generate",
-                json={"model": GROK, "prompt": "bench"},
-                headers={"X-API-Key": "afk_bench"},
-            )
-            await simulator.settle()
-            [image_url] = simulator.jobs[job.json()["jobId"]].image_urls
-            downloader = Downloader(http, HostPolicy(["127.0.0.1"]), 60 * 1024 * 1024)
-
-            async def in_memory() -> None:
-                body = (await http.get(image_url)).content
-                assert len(body) == simulator.image(image_url).size
-
-            async def landed() -> None:
-                download = await downloader.fetch(image_url)
-                try:
-                    blob = Blob.of(download, {"sha256": download.sha256})
-                    await store.put_once("bench/1.png", blob)
-                finally:
-                    download.close()
-
-            reference = await peak(in_memory)
-            imagedock = await peak(landed)
-    mib = 1024 * 1024
-    print(f"image: {simulator.image(image_url).size / mib:.1f} MiB")
-    print(f"whole body in memory (reference): peak {reference / mib:7.1f} MiB")
-    print(f"imagedock download + S3 write:    peak {imagedock / mib:7.1f} MiB")
-    print(f"ratio, imagedock/reference: {imagedock / reference:.3f}")
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else ROUNDS
+    configure_logging("WARNING")
+    result = Result("memory", "Worker memory", "python -m benchmarks.landing_memory")
+    result.begin()
+    peaks: dict[int, list[Peak]] = {size: [] for size in SIZES}
+    # One simulator per size (its CDN pads every file to its size), alive for the whole run, so
+    # rounds can alternate: 5 MB, 50 MB, 50 MB, 5 MB, ...
+    with (
+        stack("--image-bytes", str(SIZES[0])) as small,
+        stack("--image-bytes", str(SIZES[1])) as large,
+    ):
+        stacks = {SIZES[0]: small, SIZES[1]: large}
+        for n in range(rounds):
+            for size in SIZES if n % 2 == 0 else tuple(reversed(SIZES)):
+                found = stacks[size]
+                warmup, *jobs = asyncio.run(submitted(found, JOBS + 1, f"memory {size} {n}"))
+                with worker(found.worker_env) as pid:
+                    asyncio.run(land_one_by_one(found, [warmup]))
+                    warm = peak_rss(pid)
+                    asyncio.run(land_one_by_one(found, jobs))
+                    peak = Peak(warm, peak_rss(pid))
+                peaks[size].append(peak)
+                say(f"  {size / MB:4.0f} MB images: VmHWM {peak.warm / MiB:6.1f} MiB after one, "
+                    f"{peak.landed / MiB:6.1f} MiB after {JOBS} more")  # fmt: skip
+    small_peak = median(p.landed for p in peaks[SIZES[0]])
+    large_peak = median(p.landed for p in peaks[SIZES[1]])
+    difference = (large_peak - small_peak) / MiB
+    result.rows.append(
+        Row("worker peak RSS landing 50 MB images", f"{large_peak / MiB:.1f} MiB",
+            "the same, landing 5 MB images", f"{small_peak / MiB:.1f} MiB",
+            f"{large_peak / small_peak:.2f} (+{difference:.1f} MiB)", "difference < 20 MB",
+            (large_peak - small_peak) < 20 * MB)
+    )  # fmt: skip
+    result.notes.append(
+        f"{rounds} rounds of each size, alternating, each with a fresh `imagedock worker` "
+        f"process: one warm-up landing, then {JOBS} jobs of one image each, landed one after "
+        "another; medians of VmHWM from /proc/<pid>/status. 50 MB is 50,000,000 bytes, under "
+        "the 50 MiB default `IMAGEDOCK_MAX_IMAGE_BYTES`."
+    )
+    rows = [
+        (f"{size / MB:.0f} MB", n + 1, f"{p.warm / MiB:.1f}", f"{p.landed / MiB:.1f}")
+        for size, found in peaks.items()
+        for n, p in enumerate(found)
+    ]
+    result.details.append(
+        "Rounds:\n\n"
+        + table(["images", "round", "VmHWM after warm-up, MiB", "VmHWM after the jobs, MiB"], rows)
+    )
+    result.finish(args.out)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

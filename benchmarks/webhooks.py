@@ -1,127 +1,410 @@
-"""Webhook intake against the receiver's own health check, measured in one run.
+"""Webhook ingest: `imagedock receiver` against a bare Starlette endpoint that only parses the same
+JSON, both under the same uvicorn options, driven by wrk in alternating rounds.
 
-The receiver runs as its own process (`imagedock receiver`); this process sends signed `completed`
-webhooks, each for a different submitted job, and the same number of `GET /healthz`, with the same
-concurrency. The ratio says what verifying, recording and enqueueing costs over an empty route.
+Cases: (a) a fresh signed `completed` webhook, each request for a different job that is QUEUED
+with its job id attached, so each one records the webhook, moves the job and queues its landing;
+(b) a duplicate `completed` webhook of a job that has LANDED. The database is restored from a
+snapshot before every receiver round, so no body repeats within a round or across rounds. Then
+the cost of INFO logging (to /dev/null), the scale-up over 1, 2 and 4 processes, the ceiling of
+the load generator against nginx, and a py-spy profile of each server.
+
+`python -m benchmarks.webhooks [--out FILE] [--quick]`
 """
 
+import argparse
 import asyncio
 import json
-import os
-import statistics
-import sys
+import shutil
+import tempfile
+import threading
 import time
-import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
 
-import httpx
-
+from benchmarks import ledger_state, profiles, wrk
+from benchmarks.ledger_state import Job
+from benchmarks.processes import (
+    API_KEY,
+    imagedock_env,
+    nginx,
+    private_redis,
+    receiver,
+    redis_pid,
+    served,
+    stop,
+)
+from benchmarks.results import Result, Row, median, ratio, say, table
 from simulator.local_s3 import free_port
 from worker.ledger import Ledger
+from worker.logs import configure_logging
 from worker.queue import connect
 from worker.signatures import sign
 
-KEY = "afk_bench_000000000000000000000000000000000"
-REQUESTS = 2000
-CONCURRENCY = 32
+PATH = "/webhooks/apiframe"
+LIGHT = 4  # connections for the light-load case
 
 
-async def hammer(send: "asyncio.Queue[httpx.Request]", http: httpx.AsyncClient) -> list[float]:
-    latencies = []
-    while not send.empty():
-        request = send.get_nowait()
-        started = time.perf_counter()
-        response = await http.send(request)
-        latencies.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.text
-    return latencies
+@dataclass(frozen=True)
+class Plan:
+    seconds: float = 10.0
+    rounds: int = 5
+    scale_rounds: int = 3
+    fresh_jobs: int = 45_000  # more than the fastest round takes: none repeats
+    landed_jobs: int = 2_000
+    processes: tuple[int, ...] = (1, 2, 4)
 
 
-async def measure(http: httpx.AsyncClient, requests: list[httpx.Request]) -> tuple[float, float]:
-    queue: asyncio.Queue[httpx.Request] = asyncio.Queue()
-    for request in requests:
-        queue.put_nowait(request)
-    started = time.perf_counter()
-    batches = await asyncio.gather(*(hammer(queue, http) for _ in range(CONCURRENCY)))
-    elapsed = time.perf_counter() - started
-    latencies = sorted(value for batch in batches for value in batch)
-    return len(requests) / elapsed, statistics.quantiles(latencies, n=100)[98]
+QUICK = Plan(seconds=3, rounds=2, scale_rounds=1, fresh_jobs=15_000, landed_jobs=200)
 
 
-async def main() -> None:
-    redis_url = os.environ.get("IMAGEDOCK_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    redis_url += "/13"
-    port = free_port()
-    env = {
-        **os.environ,
-        "IMAGEDOCK_REDIS_URL": redis_url,
-        "IMAGEDOCK_APIFRAME_KEY": KEY,
-        "IMAGEDOCK_API_TOKEN": "bench",
-        "IMAGEDOCK_LOG_LEVEL": "WARNING",
-        "IMAGEDOCK_APIFRAME_URL": "http://127.0.0.1:9",
-    }
-    redis = await connect(redis_url)
-    await redis.flushdb()
-    ledger = Ledger(redis)
-    jobs = []
-    for n in range(REQUESTS):
-        record, _ = await ledger.create(prompt=f"bench {n}", model="grok-imagine-image")
-        job_id = str(uuid.uuid4())
-        await ledger.attach(record.ref, job_id)
-        jobs.append((record.ref, job_id))
-    receiver = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "imagedock.cli", "receiver", "--port", str(port), env=env
+def completed_body(job_id: str) -> bytes:
+    """A `completed` webhook as Apiframe sends it (the simulator's shape)."""
+    return json.dumps(
+        {
+            "event": "completed",
+            "jobId": job_id,
+            "status": "COMPLETED",
+            "progress": 100,
+            "result": {"images": [f"https://cdn.apiframe.ai/images/{job_id}-1.png"]},
+            "model": ledger_state.MODEL,
+            "creditCost": 10,
+            "completedAt": "2026-11-24T12:00:00Z",
+        }
+    ).encode()
+
+
+def write_bodies(path: Path, jobs: Sequence[Job]) -> Path:
+    """One line per webhook for webhooks.lua: path with its ref, signature, body."""
+    with path.open("w") as out:
+        for job in jobs:
+            body = completed_body(job.job_id)
+            out.write(f"{PATH}?ref={job.ref}\t{sign(body, API_KEY)}\t{body.decode()}\n")
+    return path
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    pids: list[int]
+    before: Callable[[], None] = lambda: None  # run before each of its rounds
+
+
+def rounds(
+    servers: Sequence[Server],
+    bodies: Path,
+    plan: Plan,
+    count: int,
+    redis: int,
+    connections: int = wrk.CONNECTIONS,
+) -> dict[str, list[wrk.Run]]:
+    """`count` rounds of each server in turn, the order reversed every other round."""
+    runs: dict[str, list[wrk.Run]] = {server.name: [] for server in servers}
+    for n in range(count):
+        for server in servers if n % 2 == 0 else list(reversed(servers)):
+            server.before()
+            run = wrk.drive(
+                server.url + PATH,
+                bodies,
+                plan.seconds,
+                servers=server.pids,
+                redis=redis,
+                connections=connections,
+            )
+            runs[server.name].append(run)
+            say(
+                f"  {server.name:24} {run.rate:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
+                f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}  wrk cpu {run.wrk_cpu:.2f}"
+                + ("  WRAPPED" if run.wrapped else "")
+            )
+    return runs
+
+
+def summary_row(runs: list[wrk.Run]) -> tuple[float, float, float]:
+    return (
+        median(r.rate for r in runs),
+        median(r.p50_ms for r in runs),
+        median(r.p99_ms for r in runs),
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(
-            base_url=base, limits=httpx.Limits(max_connections=64)
-        ) as http:
-            for _ in range(100):
-                try:
-                    await http.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            health = [http.build_request("GET", "/healthz") for _ in range(REQUESTS)]
-            hooks = []
-            for ref, job_id in jobs:
-                body = json.dumps(
-                    {
-                        "event": "completed",
-                        "jobId": job_id,
-                        "status": "COMPLETED",
-                        "progress": 100,
-                        "result": {"images": [f"https://cdn2.apiframe.ai/images/{job_id}-1.png"]},
-                    }
-                ).encode()
-                headers = {
-                    "Content-Type": "application/json",
-                    "X-Webhook-Signature": sign(body, KEY),
-                }
-                hooks.append(
-                    http.build_request(
-                        "POST",
-                        "/webhooks/apiframe",
-                        params={"ref": ref},
-                        content=body,
-                        headers=headers,
-                    )
+
+
+def rounds_table(runs: dict[str, list[wrk.Run]]) -> str:
+    rows = []
+    for name, found in runs.items():
+        for n, run in enumerate(found, start=1):
+            rows.append(
+                (
+                    name,
+                    n,
+                    f"{run.rate:.0f}",
+                    f"{run.p50_ms:.2f}",
+                    f"{run.p99_ms:.2f}",
+                    run.errors,
+                    f"{run.server_cpu:.3f}",
+                    f"{run.redis_cpu:.3f}",
+                    f"{run.wrk_cpu:.2f}",
+                    "yes" if run.wrapped else "no",
                 )
-            await measure(http, health[:200])  # warm up connections and code paths
-            health_rate, health_p99 = await measure(http, health)
-            hook_rate, hook_p99 = await measure(http, hooks)
-    finally:
-        receiver.terminate()
-        await receiver.wait()
+            )
+    header = ["server", "round", "req/s", "p50 ms", "p99 ms", "errors"]
+    header += ["server CPU ms/req", "Redis CPU ms/req", "wrk CPU/wall", "bodies repeated"]
+    return table(header, rows)
+
+
+def case_rows(case: str, ours: list[wrk.Run], reference: list[wrk.Run]) -> list[Row]:
+    rate, p50, p99 = summary_row(ours)
+    ref_rate, ref_p50, ref_p99 = summary_row(reference)
+    bare = "bare Starlette + json.loads, same uvicorn options"
+    return [
+        Row(f"{case}: requests/s", f"{rate:.0f}", bare, f"{ref_rate:.0f}", ratio(rate, ref_rate),
+            "≥ 0.60", rate >= 0.6 * ref_rate),
+        Row(f"{case}: p50 latency", f"{p50:.2f} ms", bare, f"{ref_p50:.2f} ms", ratio(p50, ref_p50),
+            "", None),
+        Row(f"{case}: p99 latency", f"{p99:.2f} ms", bare, f"{ref_p99:.2f} ms", ratio(p99, ref_p99),
+            "≤ 10 ms", p99 <= 10.0),
+    ]  # fmt: skip
+
+
+async def prepare(
+    redis_url: str, plan: Plan, directory: Path
+) -> tuple[ledger_state.Snapshot, Path, Path]:
+    redis = await connect(redis_url)
+    try:
         await redis.flushdb()
+        ledger = Ledger(redis)
+        started = time.monotonic()
+        fresh = await ledger_state.queued_jobs(ledger, plan.fresh_jobs)
+        landed = await ledger_state.landed_jobs(ledger, plan.landed_jobs)
+        taken = await ledger_state.snapshot(redis)
+        say(f"  {len(fresh)} queued and {len(landed)} landed jobs made in "
+            f"{time.monotonic() - started:.0f} s")  # fmt: skip
+    finally:
         await redis.aclose()
-    print(f"GET /healthz (reference): {health_rate:8.0f} req/s   p99 {health_p99 * 1000:6.1f} ms")
-    print(f"POST /webhooks/apiframe:  {hook_rate:8.0f} req/s   p99 {hook_p99 * 1000:6.1f} ms")
-    print(
-        f"ratio, webhook/reference: throughput {hook_rate / health_rate:.2f}, "
-        f"p99 latency {hook_p99 / health_p99:.2f}"
+    return (
+        taken,
+        write_bodies(directory / "fresh.txt", fresh),
+        write_bodies(directory / "duplicate.txt", landed),
     )
+
+
+def restorer(redis_url: str, taken: ledger_state.Snapshot) -> Callable[[], None]:
+    def restore() -> None:
+        async def go() -> None:
+            redis = await connect(redis_url)
+            try:
+                await ledger_state.restore(redis, taken)
+            finally:
+                await redis.aclose()
+
+        asyncio.run(go())
+
+    return restore
+
+
+def profile(server: Server, bodies: Path, plan: Plan, title: str) -> str:
+    """py-spy on the server's first process while wrk drives it: a round of its own, not
+    counted."""
+    server.before()
+    stacks: list[Counter[str]] = []
+    sampler = threading.Thread(
+        target=lambda: stacks.append(profiles.record(server.pids[0], plan.seconds - 1))
+    )
+    sampler.start()
+    run = wrk.drive(server.url + PATH, bodies, plan.seconds, servers=server.pids)
+    sampler.join()
+    return profiles.markdown(title, stacks[0], cpu_ms=run.server_cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true", help="short rounds, to try the harness")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else Plan()
+    configure_logging("WARNING")
+    result = Result(
+        "webhooks",
+        "Webhook ingest",
+        "python -m benchmarks.webhooks",
+    )
+    result.begin()
+    directory = Path(tempfile.mkdtemp(prefix="imagedock-bench-webhooks-"))
+    with private_redis() as redis_url, ExitStack() as stack:
+        say("webhooks: preparing the ledger")
+        taken, fresh, duplicate = asyncio.run(prepare(redis_url, plan, directory))
+        restore = restorer(redis_url, taken)
+        rpid = redis_pid(redis_url)
+
+        ports = [free_port() for _ in range(4)]
+        ours = receiver(redis_url, ports[0])
+        stack.callback(stop, ours)
+        chatty = receiver(redis_url, ports[1], log_level="INFO")  # stdout: /dev/null
+        stack.callback(stop, chatty)
+        [bare] = served("reference", ports[2], 1, imagedock_env(redis_url))
+        stack.callback(stop, bare)
+        redis_port = free_port()
+        [bare_redis] = served("reference-redis", redis_port, 1, imagedock_env(redis_url))
+        stack.callback(stop, bare_redis)
+        recv = Server("imagedock receiver", f"http://127.0.0.1:{ports[0]}", [ours.pid], restore)
+        info = Server("receiver, INFO logs", f"http://127.0.0.1:{ports[1]}", [chatty.pid], restore)
+        ref = Server("reference", f"http://127.0.0.1:{ports[2]}", [bare.pid])
+        ref_redis = Server(
+            "reference + one Redis call", f"http://127.0.0.1:{redis_port}", [bare_redis.pid]
+        )
+
+        say("webhooks: warming up")
+        warm = Plan(seconds=2)
+        rounds([recv, info, ref], duplicate, warm, 1, rpid)
+
+        say("webhooks: the load generator's ceiling, against nginx")
+        with nginx(ports[3]) as web:
+            ceiling = wrk.drive(
+                f"http://127.0.0.1:{ports[3]}{PATH}", fresh, plan.seconds, servers=[web.pid]
+            )
+
+        say("webhooks: (a) fresh signed completed webhooks")
+        fresh_runs = rounds([recv, ref, ref_redis], fresh, plan, plan.rounds, rpid)
+        say("webhooks: (b) duplicates of landed jobs")
+        restore()
+        dup_runs = rounds([recv, ref], duplicate, plan, plan.rounds, rpid)
+        say(f"webhooks: (a) at light load, {LIGHT} connections")
+        light_runs = rounds([recv, ref], fresh, plan, plan.scale_rounds, rpid, connections=LIGHT)
+        say("webhooks: INFO logging to /dev/null against WARNING")
+        log_runs = rounds([recv, info], fresh, plan, plan.scale_rounds, rpid)
+
+        say("webhooks: profiles")
+        receiver_profile = profile(recv, fresh, plan, "imagedock receiver, case (a)")
+        reference_profile = profile(ref, fresh, plan, "reference")
+        for process in (ours, chatty, bare, bare_redis):
+            stop(process)
+
+        scale: dict[int, dict[str, list[wrk.Run]]] = {}
+        for count in plan.processes:
+            say(f"webhooks: scale-up, {count} process(es) each")
+            env = imagedock_env(redis_url)
+            port, ref_port = free_port(), free_port()
+            mine = served("receiver", port, count, env)
+            theirs = served("reference", ref_port, count, env)
+            try:
+                pair = [
+                    Server(
+                        f"receiver x{count}",
+                        f"http://127.0.0.1:{port}",
+                        [p.pid for p in mine],
+                        restore,
+                    ),
+                    Server(
+                        f"reference x{count}",
+                        f"http://127.0.0.1:{ref_port}",
+                        [p.pid for p in theirs],
+                    ),
+                ]
+                scale[count] = rounds(pair, fresh, plan, plan.scale_rounds, rpid)
+            finally:
+                for process in mine + theirs:
+                    stop(process)
+
+    shutil.rmtree(directory, ignore_errors=True)
+    report(result, plan, fresh_runs, dup_runs, log_runs, scale, ceiling)
+    report_light(result, light_runs)
+    result.details.append(receiver_profile)
+    result.details.append(reference_profile)
+    result.finish(args.out)
+
+
+def report_light(result: Result, runs: dict[str, list[wrk.Run]]) -> None:
+    rate, p50, p99 = summary_row(runs["imagedock receiver"])
+    ref_rate, ref_p50, ref_p99 = summary_row(runs["reference"])
+    bare = f"the reference at {LIGHT} connections"
+    result.rows += [
+        Row(f"(a) at {LIGHT} connections: requests/s", f"{rate:.0f}", bare, f"{ref_rate:.0f}",
+            ratio(rate, ref_rate), "", None),
+        Row(f"(a) at {LIGHT} connections: p99 latency", f"{p99:.2f} ms", bare, f"{ref_p99:.2f} ms",
+            ratio(p99, ref_p99), "", None),
+    ]  # fmt: skip
+    result.details.append(f"Rounds, (a) at {LIGHT} connections:\n\n" + rounds_table(runs))
+    del p50, ref_p50
+
+
+def report(
+    result: Result,
+    plan: Plan,
+    fresh_runs: dict[str, list[wrk.Run]],
+    dup_runs: dict[str, list[wrk.Run]],
+    log_runs: dict[str, list[wrk.Run]],
+    scale: dict[int, dict[str, list[wrk.Run]]],
+    ceiling: wrk.Run,
+) -> None:
+    recv, ref = "imagedock receiver", "reference"
+    result.rows += case_rows("(a) fresh completed webhook", fresh_runs[recv], fresh_runs[ref])
+    result.rows += case_rows("(b) duplicate of a landed job", dup_runs[recv], dup_runs[ref])
+    with_redis = "reference + one Redis call"
+    rate, _, p99 = summary_row(fresh_runs[recv])
+    ref_rate, _, ref_p99 = summary_row(fresh_runs[with_redis])
+    also = "bare Starlette + json.loads + one Redis script call (same pool settings)"
+    result.rows += [
+        Row("(a) requests/s, against a second reference", f"{rate:.0f}", also, f"{ref_rate:.0f}",
+            ratio(rate, ref_rate), "", None),
+        Row("(a) p99 latency, against a second reference", f"{p99:.2f} ms", also,
+            f"{ref_p99:.2f} ms", ratio(p99, ref_p99), "", None),
+    ]  # fmt: skip
+    warn_rate = median(r.rate for r in log_runs[recv])
+    info_rate = median(r.rate for r in log_runs["receiver, INFO logs"])
+    result.rows.append(
+        Row("(a) with INFO logs to /dev/null: requests/s", f"{info_rate:.0f}",
+            "the same receiver at WARNING", f"{warn_rate:.0f}", ratio(info_rate, warn_rate),
+            "", None)
+    )  # fmt: skip
+    for count, runs in scale.items():
+        rate = median(r.rate for r in runs[f"receiver x{count}"])
+        ref_rate = median(r.rate for r in runs[f"reference x{count}"])
+        result.rows.append(
+            Row(f"(a) {count} receiver processes: requests/s", f"{rate:.0f}",
+                f"reference, {count} processes", f"{ref_rate:.0f}", ratio(rate, ref_rate), "", None)
+        )  # fmt: skip
+    wrk_busy = max(r.wrk_cpu for runs in fresh_runs.values() for r in runs)
+    fastest = max(r.rate for runs in fresh_runs.values() for r in runs)
+    result.rows.append(
+        Row("load generator: wrk's requests/s against nginx", f"{ceiling.rate:.0f}",
+            "the fastest server measured here", f"{fastest:.0f}", ratio(ceiling.rate, fastest),
+            "≥ 3 (wrk not the limit)", ceiling.rate >= 3 * fastest)
+    )  # fmt: skip
+    result.notes.append(
+        f"wrk 4.1 (Debian), {wrk.THREADS} thread, {wrk.CONNECTIONS} connections, "
+        f"{plan.seconds:g} s a round; {plan.rounds} rounds of each server for (a) and (b), "
+        f"{plan.scale_rounds} for logging and scale-up, alternating, the order reversed every "
+        "other round; figures are medians over rounds. Latency is wrk's, from request written to "
+        "answer read, at full load (a closed loop: wrk keeps 50 requests in flight)."
+    )
+    result.notes.append(
+        "The receiver runs with `IMAGEDOCK_LOG_LEVEL=WARNING` and its stdout to /dev/null: at the "
+        "default INFO it writes two JSON lines per webhook (`webhook.accepted`, `status.changed`); "
+        "the INFO row shows what those lines cost when written to /dev/null."
+    )
+    result.notes.append(
+        f"The load generator is not the limit: against nginx (one worker, answering the same "
+        f"requests with a small JSON body) wrk reached {ceiling.rate:.0f} requests/s using "
+        f"{ceiling.wrk_cpu:.2f} of a core; against imagedock and the reference it used at most "
+        f"{wrk_busy:.2f} of a core."
+    )
+    result.notes.append(
+        "`imagedock receiver` has no `--workers` flag, and binds without SO_REUSEPORT, so two of "
+        "its processes cannot share a port. The scale-up rows run `python -m benchmarks.serve "
+        "receiver`: the same app, settings and logging set-up as `imagedock receiver`, on a "
+        "socket with SO_REUSEPORT, N processes on one port (the kernel spreads connections "
+        "among them); the reference is served the same way. The machine has 2 cores, shared "
+        "with Redis and wrk."
+    )
+    result.details.append("Rounds, (a) fresh webhooks:\n\n" + rounds_table(fresh_runs))
+    result.details.append("Rounds, (b) duplicates:\n\n" + rounds_table(dup_runs))
+    result.details.append("Rounds, logging:\n\n" + rounds_table(log_runs))
+    for count, runs in scale.items():
+        result.details.append(f"Rounds, {count} process(es):\n\n" + rounds_table(runs))
+    result.details.append("Ceiling:\n\n" + rounds_table({"nginx (wrk's ceiling)": [ceiling]}))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

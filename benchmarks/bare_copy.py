@@ -1,0 +1,74 @@
+"""The landing benchmark's reference, a process of its own: each URL streamed with httpx into
+memory and written with one boto3 `put_object`, at the worker's concurrency (20 at once, boto3 on
+16 threads), with no ledger, no checks and no manifest. Prints one JSON line: seconds, CPU
+seconds (both from the first request to the last write), bytes, images.
+
+`python -m benchmarks.bare_copy URLS_FILE PREFIX` with the S3 settings in IMAGEDOCK_S3_*.
+"""
+
+import asyncio
+import io
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import httpx
+from botocore.config import Config
+
+CONCURRENCY = 20  # the landing worker's max_jobs
+THREADS = 16  # IMAGEDOCK_S3_CONCURRENCY's default
+
+
+async def copy_all(urls: list[str], prefix: str) -> tuple[float, float, int]:
+    env = os.environ
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=env["IMAGEDOCK_S3_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=env["IMAGEDOCK_S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["IMAGEDOCK_S3_SECRET_ACCESS_KEY"],
+        config=Config(
+            signature_version="s3v4", s3={"addressing_style": "path"}, max_pool_connections=THREADS
+        ),
+    )
+    bucket = env["IMAGEDOCK_S3_BUCKET"]
+    threads = ThreadPoolExecutor(THREADS)
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(CONCURRENCY)
+    copied = 0
+
+    async def copy(n: int, url: str, http: httpx.AsyncClient) -> None:
+        nonlocal copied
+        async with limit:
+            body = io.BytesIO()
+            async with http.stream("GET", url) as response:
+                response.raise_for_status()
+                async for chunk in response.aiter_raw():
+                    body.write(chunk)
+            data = body.getvalue()
+            key = f"{prefix}{n}.png"
+            await loop.run_in_executor(
+                threads, lambda: client.put_object(Bucket=bucket, Key=key, Body=data)
+            )
+            copied += len(data)
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        started, cpu = time.monotonic(), time.process_time()
+        await asyncio.gather(*(copy(n, url, http) for n, url in enumerate(urls)))
+        took, cpu = time.monotonic() - started, time.process_time() - cpu
+    threads.shutdown()
+    return took, cpu, copied
+
+
+def main() -> None:
+    urls = Path(sys.argv[1]).read_text().split()
+    took, cpu, copied = asyncio.run(copy_all(urls, sys.argv[2]))
+    print(json.dumps({"seconds": took, "cpu": cpu, "bytes": copied, "images": len(urls)}))
+
+
+if __name__ == "__main__":
+    main()
