@@ -25,7 +25,7 @@ SERVERS = frozenset({"receiver", "worker", "simulator"})  # they log to stdout, 
 def run_receiver(args: argparse.Namespace, settings: Settings) -> int:
     from imagedock.processes import run_receiver
 
-    return run_receiver(settings, host=args.host, port=args.port)
+    return run_receiver(settings, host=args.host, port=args.port, workers=args.workers)
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     receiver = commands.add_parser("receiver", help="serve imagedock's API and webhook endpoint")
     receiver.add_argument("--host", default="127.0.0.1")
     receiver.add_argument("--port", type=int, default=8000)
+    receiver.add_argument(
+        "--workers",
+        type=bounded(1, 64),
+        default=1,
+        help="processes sharing the port (one per core; each holds its own clients)",
+    )
     receiver.set_defaults(handler=run_receiver)
 
     worker = commands.add_parser("worker", help="land completed jobs in S3 (arq workers)")

@@ -14,6 +14,6 @@ PUBLIC = {
 }
 
 
-def uvicorn_config(app: ASGIApp, **options: object) -> uvicorn.Config:
+def uvicorn_config(app: ASGIApp | str, **options: object) -> uvicorn.Config:
     # No websockets here; `log_config=None` leaves logging to structlog's set-up.
     return uvicorn.Config(app, ws="none", log_config=None, access_log=False, **options)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """The long-running processes, each over one set of clients from `open_deps`."""
 
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,6 +9,8 @@ import structlog
 import uvicorn
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
 
 from imagedock.clients import open_deps
 from imagedock.http_server import PUBLIC, uvicorn_config
@@ -15,15 +18,18 @@ from receiver.app import create_app
 from worker.deps import Deps
 from worker.heartbeat import beating
 from worker.ledger import text
+from worker.logs import configure_logging
 from worker.runner import supervise, workers_for
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 log = structlog.get_logger("imagedock")
 GRACEFUL = 20  # seconds: under Kubernetes' default 30 s termination grace
 
 
-def run_receiver(settings: Settings, *, host: str, port: int) -> int:
+def run_receiver(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
     """`imagedock receiver`: the API and the webhook endpoint; its lifespan opens the clients.
+    With `workers` above 1, that many processes share the port (uvicorn's supervisor restarts
+    one that dies), each building the app from the environment (`receiver_app`).
 
     On SIGTERM or SIGINT uvicorn stops accepting, lets requests in flight finish (for up to
     `GRACEFUL` seconds, so an open event stream cannot hold it), closes, and then raises the
@@ -31,10 +37,23 @@ def run_receiver(settings: Settings, *, host: str, port: int) -> int:
     down as asked exits 0, and an orchestrator does not count it as a crash."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
-    app = create_app(settings, open_server_deps)
-    config = uvicorn_config(app, host=host, port=port, timeout_graceful_shutdown=GRACEFUL, **PUBLIC)
+    options = {"host": host, "port": port, "timeout_graceful_shutdown": GRACEFUL, **PUBLIC}
+    if workers > 1:
+        settings.require("apiframe_key", "api_token", "public_url")  # fail here, not N times
+        app = "imagedock.processes:receiver_app"
+        config = uvicorn_config(app, factory=True, workers=workers, **options)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    config = uvicorn_config(create_app(settings, open_server_deps), **options)
     uvicorn.Server(config).run()
     return 0
+
+
+def receiver_app() -> Starlette:
+    """The receiver as each of several worker processes builds it, from the environment."""
+    settings = load_settings()
+    configure_logging(settings.log_level, stream=sys.stdout)
+    return create_app(settings, open_server_deps)
 
 
 @asynccontextmanager

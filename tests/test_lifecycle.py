@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -35,9 +36,11 @@ def receiver_env(redis_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def receiver_process(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def receiver_process(
+    env: dict[str, str], *options: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    command = [sys.executable, "-m", "imagedock", "receiver", "--port", str(port)]
+    command = [sys.executable, "-m", "imagedock", "receiver", "--port", str(port), *options]
     with running(command, env) as receiver:
 
         def answers() -> bool:
@@ -78,6 +81,32 @@ def test_a_stopped_receiver_finishes_the_request_in_flight_and_exits_0(redis_url
         output, _ = receiver.communicate(timeout=30)
     assert answer.startswith("HTTP/1.1 202"), answer
     assert receiver.returncode == 0, output
+
+
+def children(pid: int) -> list[int]:
+    """The server processes `pid` spawned (not multiprocessing's resource tracker)."""
+    found = [int(n) for n in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [n for n in found if b"spawn_main" in Path(f"/proc/{n}/cmdline").read_bytes()]
+
+
+def test_several_receiver_processes_share_the_port_and_stop_together(redis_url: str) -> None:
+    """`--workers 2`: two processes answer on one port, each ready with clients of its own,
+    and SIGTERM stops them all with status 0."""
+    with receiver_process(receiver_env(redis_url), "--workers", "2") as (receiver, port):
+        wait_for(lambda: len(children(receiver.pid)) == 2, "two receiver processes")
+        served = {
+            httpx.get(
+                f"http://127.0.0.1:{port}/readyz", headers={"Connection": "close"}
+            ).status_code
+            for _ in range(20)
+        }
+        assert served == {200}
+        workers = children(receiver.pid)
+        receiver.send_signal(signal.SIGTERM)
+        output, _ = receiver.communicate(timeout=60)
+    assert receiver.returncode == 0, output
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+    assert output.count("Application startup complete") == 2
 
 
 def test_readyz_follows_redis_while_healthz_does_not() -> None:

@@ -6,6 +6,7 @@ Each job has its own log stream, and one global stream carries every entry for d
 entry is also one structlog line, so a log shipper sees what the ledger sees without reading Redis.
 """
 
+import functools
 import hashlib
 import json
 import time
@@ -353,25 +354,9 @@ class Ledger:
         return int(applied) > 0
 
     def script_config(self) -> str:
-        """What the ledger's scripts need to know of it (see `MOVE`), as JSON."""
-        return json.dumps(
-            {
-                "ranks": RANKS,
-                "terminal": TERMINALS,
-                "by_status": BY_STATUS,
-                "global_log": GLOBAL_LOG,
-                "job_log_max": JOB_LOG_MAXLEN,
-                "global_log_max": GLOBAL_LOG_MAXLEN,
-                "retention": round(self.retention),
-                "job_id_index": self.index_key(""),
-                "jobs": self.job_key(""),
-                "logs": self.log_key(""),
-                "objects": self.objects_key(""),
-                "poll_set": POLL_SET,
-                "stats": STATS,
-                "rejected": REJECTED,
-            }
-        )
+        """What the ledger's scripts need to know of it (see `MOVE`), as JSON; made again only
+        when the retention changes."""
+        return script_config(self.retention, self.index_key(""))
 
     async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
         await self.redis.zadd(POLL_SET, {ref: at}, xx=only_if_tracked)
@@ -467,5 +452,28 @@ def move_fields(status: Status, fields: dict[str, Any]) -> str:
         {
             name: value if isinstance(value, str) else json.dumps(value)
             for name, value in fields.items()
+        }
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def script_config(retention: float, job_id_index: str) -> str:
+    """The ledger's script config (see `MOVE`) as JSON, made once per retention."""
+    return json.dumps(
+        {
+            "ranks": RANKS,
+            "terminal": TERMINALS,
+            "by_status": BY_STATUS,
+            "global_log": GLOBAL_LOG,
+            "job_log_max": JOB_LOG_MAXLEN,
+            "global_log_max": GLOBAL_LOG_MAXLEN,
+            "retention": round(retention),
+            "job_id_index": job_id_index,
+            "jobs": Ledger.job_key(""),
+            "logs": Ledger.log_key(""),
+            "objects": Ledger.objects_key(""),
+            "poll_set": POLL_SET,
+            "stats": STATS,
+            "rejected": REJECTED,
         }
     )

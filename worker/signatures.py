@@ -5,6 +5,7 @@ own SDK) or the 64-character hex digest (variant B, independent production code)
 accepted and the caller learns which one matched.
 """
 
+import functools
 import hashlib
 import hmac
 import re
@@ -16,6 +17,7 @@ PREFIX = "sha256="
 SIGNATURE = re.compile(r"(?:sha256=)?[0-9a-f]{64}")
 
 
+@functools.cache  # one per configured key and variant: derived once, not per webhook
 def signing_key(api_key: str, variant: Variant) -> bytes:
     digest = hashlib.sha256(api_key.encode())
     return digest.digest() if variant == "A" else digest.hexdigest().encode()

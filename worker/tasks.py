@@ -9,7 +9,9 @@ Two queues, so that polling's longer timeout never slows crash recovery for land
 - polling: the `poll` cron, every 2 s, once per tick across workers (`unique`), and at start-up.
 No landing-queue function sets a longer timeout of its own: arq's claim lasts the longest timeout
 on the worker, so one slow function would slow crash recovery for all.
-Both use a 0.05 s `poll_delay` (arq's 0.5 s default caps a worker near 200 jobs/s) and JSON.
+The landing worker polls its queue every 0.01 s (arq's 0.5 s default caps a worker near 200
+jobs/s, and the wait is most of a webhook's time to landing: 27 ms at 0.05 s, BENCHMARKS.md),
+at 100 idle commands a second; the polling worker every 0.05 s. Both speak JSON.
 Both share the process's one set of clients (`Deps`, in `ctx["deps"]`), its Redis pool included.
 """
 
@@ -130,7 +132,7 @@ def common(deps: Deps) -> dict[str, Any]:
     return {
         "redis_pool": deps.redis,
         "ctx": {"deps": deps},
-        "poll_delay": 0.05,
+        "poll_delay": 0.05,  # the landing worker's own is shorter
         "health_check_interval": 30,
         "job_serializer": serialize,
         "job_deserializer": deserialize,
@@ -156,6 +158,7 @@ def build_worker(deps: Deps, **overrides: Any) -> Worker:
         "job_timeout": landing_timeout(settings.landing_timeout, "") + ARQ_MARGIN,
         "max_tries": tries,
         "max_jobs": 20,
+        "poll_delay": 0.01,
         "job_completion_wait": settings.stop_wait,
         **overrides,
     }
