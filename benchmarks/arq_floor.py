@@ -1,6 +1,6 @@
-"""A bare arq worker, a process of its own, with the landing worker's queue settings (`poll_delay`
-0.05 s, `max_jobs` 20, JSON jobs, the same Redis pool): its one function records when it started,
-so the time from an enqueue to a job starting can be read back. The floor under any latency
+"""A bare arq worker, a process of its own, with the landing worker's queue settings (its
+`poll_delay`, `max_jobs` 20, JSON jobs, the same Redis pool): its one function records when it
+started, so the time from an enqueue to a job starting can be read back. The floor under any latency
 that passes through arq; the end-to-end and Redis-cost benchmarks' reference.
 
 `python -m benchmarks.arq_floor` with IMAGEDOCK_REDIS_URL set.
@@ -15,6 +15,7 @@ from arq import Worker
 from arq.worker import func
 
 from worker.queue import connect, deserialize, serialize
+from worker.tasks import LANDING_POLL_DELAY
 
 QUEUE = "bench:floor"
 STARTED = "bench:floor:started"  # hash: arq job id -> when it started
@@ -30,7 +31,7 @@ async def main() -> None:
         functions=[func(record, name="record", keep_result=0)],
         redis_pool=redis,
         queue_name=QUEUE,
-        poll_delay=0.05,
+        poll_delay=LANDING_POLL_DELAY,
         max_jobs=20,
         job_serializer=serialize,
         job_deserializer=deserialize,

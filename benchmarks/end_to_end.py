@@ -27,6 +27,7 @@ from benchmarks.stack import Landable, Stack, send_webhook, stack, submitted, we
 from worker.ledger import Ledger, text
 from worker.logs import configure_logging
 from worker.queue import connect
+from worker.tasks import LANDING_POLL_DELAY
 
 JOBS = 1000
 BLOCKS = 4
@@ -183,9 +184,9 @@ def main() -> None:
         f"{jobs_count} jobs of one small PNG (the simulator's natural size, a few KiB), webhooks "
         f"sent at {RATE:g} a second in {BLOCKS} blocks alternating with blocks of as many "
         "enqueues to the bare arq worker; the receiver and the worker are `imagedock receiver` "
-        "and `imagedock worker` at WARNING. The landing worker polls its queue every 0.05 s "
-        "(`poll_delay`), so a job waits 25 ms on average, 50 ms at most, before it starts: the "
-        "arq floor shows that wait on its own."
+        "and `imagedock worker` at WARNING. The landing worker polls its queue every "
+        f"{LANDING_POLL_DELAY * 1000:g} ms (`poll_delay`), so a job waits half that on average "
+        "before it starts: the arq floor, with the same setting, shows that wait on its own."
     )
     result.finish(args.out)
 

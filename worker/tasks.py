@@ -45,6 +45,7 @@ ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's alway
 NOT_READY_TRIES = 5
 POLL_TIMEOUT = 60
 log = structlog.get_logger("worker")
+LANDING_POLL_DELAY = 0.01  # seconds between the landing worker's reads of its queue
 
 
 def backoff(base: float, attempt: int, retry_after: float | None = None) -> float:
@@ -158,7 +159,7 @@ def build_worker(deps: Deps, **overrides: Any) -> Worker:
         "job_timeout": landing_timeout(settings.landing_timeout, "") + ARQ_MARGIN,
         "max_tries": tries,
         "max_jobs": 20,
-        "poll_delay": 0.01,
+        "poll_delay": LANDING_POLL_DELAY,
         "job_completion_wait": settings.stop_wait,
         **overrides,
     }
