@@ -4,6 +4,7 @@ import asyncio
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,6 +41,19 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(Health(ok=True).body())
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method it does not take) in the API's JSON
+    shape, keeping the headers they carry (405's Allow)."""
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail, headers=exc.headers)
+
+
+async def redis_down(request: Request, exc: Exception) -> Response:
+    """Redis lost mid-request: nothing was decided, so the caller may retry (Apiframe does)."""
+    return error(503, f"Redis does not answer ({exc.__class__.__name__}); retry shortly",
+                 headers={"Retry-After": "5"})  # fmt: skip
+
+
 async def bad_query(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadQuery)
     return error(400, "invalid query", details=exc.details)
@@ -72,7 +86,11 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
         ],
         middleware=[Middleware(RequestLimits), Middleware(BearerToken, token=settings.token)],
         lifespan=lifespan_for(settings, open_deps),
-        exception_handlers={BadQuery: bad_query},
+        exception_handlers={
+            HTTPException: http_error,
+            BadQuery: bad_query,
+            RedisError: redis_down,
+        },
     )
     app.state.rejections = Rejections()
     return app

@@ -58,7 +58,7 @@ OPERATIONS = (
               refusals=()),
     Operation("POST", "/webhooks/apiframe", "Apiframe's webhook callbacks",
               {200: schemas.WebhookAnswer, 202: schemas.WebhookAnswer}, body=WebhookEvent,
-              token=False, tag="webhooks", refusals=(400, 401, 404, 408, 409, 413, 415)),
+              token=False, tag="webhooks", refusals=(400, 401, 404, 408, 409, 413, 415, 503)),
     Operation("GET", "/healthz", "The process is up", {200: schemas.Health}, token=False,
               tag="operations", refusals=()),
     Operation("GET", "/readyz", "Ready for traffic: Redis answers", {200: schemas.Health},
@@ -122,7 +122,8 @@ def describe(operation: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
                 "content": {"application/json": {"schema": schema}},
             }
     problem = {"application/json": {"schema": refs[(schemas.Problem, "serialization")]}}
-    for status in (*operation.refusals, *((401,) if operation.token else ())):
+    # Every operation behind the token reads Redis, and answers 503 while Redis does not.
+    for status in (*operation.refusals, *((401, 503) if operation.token else ())):
         answers[str(status)] = {"description": "refused: the error says why", "content": problem}
     described: dict[str, Any] = {
         "summary": operation.summary,

@@ -4,9 +4,10 @@ them, and `/openapi.json` is generated from them, so the document cannot drift f
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from worker.ledger import is_log_id
 from worker.records import JobRecord, LogEntry, StoredObject
 from worker.status import Status
 
@@ -211,6 +212,13 @@ class JobQuery(Query):
 class LogQuery(Query):
     after: str | None = Field(default=None, description="the id of the last entry seen")
     limit: int = Field(default=100, ge=1, le=1000)
+
+    @field_validator("after")
+    @classmethod
+    def readable(cls, value: str | None) -> str | None:
+        if value is not None and value != "-" and not is_log_id(value):
+            raise ValueError("must be a log entry id, like 1700000000000-0")
+        return value
 
 
 class DeadLetterQuery(Query):

@@ -4,7 +4,6 @@ Entries arrive through a blocking XREAD; a comment every few seconds keeps proxi
 an idle stream."""
 
 import json
-import re
 from collections.abc import AsyncIterator
 
 from sse_starlette.sse import EventSourceResponse
@@ -13,9 +12,8 @@ from starlette.responses import Response
 
 from receiver.responses import error
 from receiver.state import deps_of
-from worker.ledger import Ledger
+from worker.ledger import Ledger, is_log_id
 
-STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 WAIT_MS = 5_000  # under the Redis client's 10 s socket timeout
 HEARTBEAT = 15.0
 
@@ -27,7 +25,7 @@ def wants_stream(request: Request) -> bool:
 async def log_stream(request: Request) -> Response:
     """Entries after `Last-Event-ID` (or `?after=`), else from now on."""
     start = request.headers.get("last-event-id") or request.query_params.get("after")
-    if start is not None and not STREAM_ID.fullmatch(start):
+    if start is not None and not is_log_id(start):
         return error(400, "Last-Event-ID (or after) must be a log entry id, like 1700000000000-0")
     ledger = deps_of(request).ledger
     return EventSourceResponse(entries(ledger, start or await ledger.last_log_id()), ping=HEARTBEAT)

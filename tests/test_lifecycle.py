@@ -129,6 +129,11 @@ def test_readyz_follows_redis_while_healthz_does_not() -> None:
             assert gone.status_code == 503
             assert "Redis" in gone.json()["error"]
             assert httpx.get(f"{base}/healthz").status_code == 200
+            token = {"Authorization": f"Bearer {API_TOKEN}"}
+            listed = httpx.get(f"{base}/jobs", headers=token, timeout=30)
+            assert listed.status_code == 503  # not a 500: the caller may retry
+            assert "Redis" in listed.json()["error"]
+            assert listed.headers["retry-after"]
             second = subprocess.Popen(redis_command, stdout=subprocess.DEVNULL)
             try:
                 wait_for(

@@ -122,3 +122,27 @@ def check_answer(spec: dict[str, Any], method: str, template: str, answer: httpx
         assert not problems, (where, problems)
     else:
         assert media_type in content or media_type.startswith("text/"), where
+
+
+async def test_starlettes_own_refusals_are_json_too(stack: Stack) -> None:
+    """No such route answers 404, and a method a route does not take 405 with `Allow`, both in
+    the API's JSON error shape."""
+    missing = await stack.api.get("/no/such/route")
+    assert missing.status_code == 404
+    assert missing.json()["error"]
+    wrong = await stack.api.delete("/jobs")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]
+    assert wrong.headers["allow"]
+
+
+async def test_a_log_position_redis_cannot_read_is_refused(stack: Stack) -> None:
+    """A stream id past 64 bits is refused with 400, for the JSON log and the event stream."""
+    beyond = "99999999999999999999-0"
+    listed = await stack.api.get("/log", params={"after": beyond})
+    assert listed.status_code == 400
+    assert "after" in listed.json()["details"]
+    streamed = await stack.api.get(
+        "/log", headers={"Accept": "text/event-stream", "Last-Event-ID": beyond}
+    )
+    assert streamed.status_code == 400

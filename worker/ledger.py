@@ -9,6 +9,7 @@ entry is also one structlog line, so a log shipper sees what the ledger sees wit
 import functools
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -140,6 +141,16 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = redis.call('TTL', KEYS[2])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 """
+
+
+LOG_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+UINT64 = 2**64 - 1
+
+
+def is_log_id(value: str) -> bool:
+    """Whether `value` is a stream id Redis can read: two unsigned 64-bit numbers."""
+    found = LOG_ID.fullmatch(value)
+    return found is not None and all(int(part) <= UINT64 for part in found.groups())
 
 
 def text(value: bytes | str | None) -> str | None:
