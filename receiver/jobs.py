@@ -1,6 +1,6 @@
 """imagedock's own API: submit jobs, read their ledger records and their logs."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
@@ -42,12 +42,23 @@ MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
 
 
+def hide_webhook_fields(schema: dict[str, Any]) -> None:
+    """Webhooks are imagedock's to set: the document does not offer them."""
+    for name in ("webhook_url", "webhook_events"):
+        schema.get("properties", {}).pop(name, None)
+
+
 class JobRequest(GenerateRequest):
     """`POST /jobs`: a submission plus the caller's metadata, which comes back in every event."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=hide_webhook_fields)
 
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=32)
+
+
+async def jobs(request: Request) -> Response:
+    """`/jobs`: one route for both methods, so that a 405 there names both in its Allow."""
+    return await (create_job(request) if request.method == "POST" else list_jobs(request))
 
 
 async def create_job(request: Request) -> Response:

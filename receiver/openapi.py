@@ -123,7 +123,8 @@ def describe(operation: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
             }
     problem = {"application/json": {"schema": refs[(schemas.Problem, "serialization")]}}
     # Every operation behind the token reads Redis, and answers 503 while Redis does not.
-    for status in (*operation.refusals, *((401, 503) if operation.token else ())):
+    # The limits on a request's target and headers come first, for every operation.
+    for status in (*operation.refusals, 414, 431, *((401, 503) if operation.token else ())):
         answers[str(status)] = {"description": "refused: the error says why", "content": problem}
     described: dict[str, Any] = {
         "summary": operation.summary,

@@ -1,6 +1,5 @@
 """Recovery endpoints: adopt a job submitted elsewhere, replay a job, and the dead letters."""
 
-import json
 import uuid
 
 from starlette.requests import Request
@@ -9,7 +8,14 @@ from starlette.responses import JSONResponse, Response
 from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.queries import query_of
 from receiver.responses import error
-from receiver.schemas import DeadLetterQuery, DeadLetters, Redriven, ReplayQueued, TrackAccepted
+from receiver.schemas import (
+    DeadLetterQuery,
+    DeadLetters,
+    Redriven,
+    ReplayQueued,
+    TrackAccepted,
+    TrackRequest,
+)
 from receiver.state import deps_of
 from worker.queue import enqueue_replay
 from worker.submission import track_job
@@ -19,11 +25,11 @@ async def track(request: Request) -> Response:
     """`POST /jobs/track {jobId}`: the poller lands it like any job imagedock submitted."""
     try:
         deadline = deps_of(request).settings.body_deadline
-        body = json.loads(await read_capped(request, API_BODY, deadline))
-        job_id = str(uuid.UUID(str(body["jobId"])))
+        body = TrackRequest.model_validate_json(await read_capped(request, API_BODY, deadline))
+        job_id = str(uuid.UUID(body.job_id))
     except BodyRefused as exc:
         return error(exc.status, exc.message)
-    except (ValueError, KeyError, TypeError):
+    except ValueError:  # pydantic's ValidationError is one
         return error(400, 'send {"jobId": "<Apiframe job UUID>"}')
     record, created = await track_job(deps_of(request).submitter, job_id)
     tracked = TrackAccepted(job_id=job_id, ref=record.ref, status=record.status)

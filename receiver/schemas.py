@@ -2,12 +2,13 @@
 them, and `/openapi.json` is generated from them, so the document cannot drift from the code."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 
-from worker.ledger import is_log_id
+from worker.apiframe.models import JobId
+from worker.ledger import LOG_ID_PATTERN, is_log_id
 from worker.records import JobRecord, LogEntry, StoredObject
 from worker.status import Status
 
@@ -188,16 +189,31 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# ISO 8601 or Unix time (seconds; pydantic reads numbers past 2e10 as milliseconds), and
+# documented as either.
+Moment = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "number", "minimum": -62135596800000, "maximum": 253402300799999},
+            ]
+        }
+    ),
+]
+
+
 class JobsQuery(Query):
     status: Status | None = None
     model: str | None = Field(default=None, max_length=100)
     q: str | None = Field(
         default=None, max_length=200, description="text in the prompt, ids or error"
     )
-    since: datetime | None = Field(
+    since: Moment | None = Field(
         default=None, description="created at or after: ISO 8601 or Unix time"
     )
-    until: datetime | None = Field(default=None, description="created at or before")
+    until: Moment | None = Field(default=None, description="created at or before")
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = Field(
         default=None, max_length=500, description="nextCursor of the last page"
@@ -210,7 +226,11 @@ class JobQuery(Query):
 
 
 class LogQuery(Query):
-    after: str | None = Field(default=None, description="the id of the last entry seen")
+    after: str | None = Field(
+        default=None,
+        pattern=f"^({LOG_ID_PATTERN}|-)$",
+        description="the id of the last entry seen, or - for the first",
+    )
     limit: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("after")
@@ -222,9 +242,9 @@ class LogQuery(Query):
 
 
 class DeadLetterQuery(Query):
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
     limit: int = Field(default=100, ge=1, le=1000)
 
 
 class TrackRequest(Query):
-    job_id: str = Field(alias="jobId", description="the Apiframe job UUID")
+    job_id: JobId = Field(alias="jobId", description="the Apiframe job UUID")

@@ -9,7 +9,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound
+from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound, RateLimited
 from worker.events import Events
 from worker.ledger import POLL_SET, Ledger, text
 from worker.queue import enqueue_landing
@@ -91,7 +91,8 @@ async def check_job(deps: Poller, ref: str) -> None:
         return
     except ApiframeError as exc:
         await ledger.log(ref, record.job_id, ACTOR, "poll.error", error=str(exc))
-        await reschedule(deps, record)
+        wait = exc.retry_after if isinstance(exc, RateLimited) else None
+        await reschedule(deps, record, at_least=wait)
         return
     await follow(deps, record, job)
 
@@ -161,10 +162,12 @@ async def missed(ledger: Ledger, record: JobRecord, status: str) -> None:
     await ledger.log(record.ref, record.job_id, ACTOR, "webhook.missed", status=status)
 
 
-async def reschedule(deps: Poller, record: JobRecord) -> None:
-    """The next check, backing off per job from 2 s to the configured cap."""
+async def reschedule(deps: Poller, record: JobRecord, *, at_least: float | None = None) -> None:
+    """The next check, backing off per job from 2 s to the configured cap, and never sooner
+    than a 429's Retry-After."""
     interval = min(
         (record.poll_interval or FIRST_INTERVAL / 2) * 2, deps.settings.poll_max_interval
     )
     await deps.ledger.set_fields(record.ref, poll_interval=interval)
-    await deps.ledger.schedule_poll(record.ref, time.time() + interval, only_if_tracked=True)
+    wait = max(interval, at_least or 0.0)  # the backoff goes on from its own interval
+    await deps.ledger.schedule_poll(record.ref, time.time() + wait, only_if_tracked=True)

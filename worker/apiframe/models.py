@@ -2,7 +2,15 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from worker.apiframe.catalog import MODELS, PARAMS_KEYS, Model
 
@@ -149,6 +157,14 @@ class WebhookEvent(BaseModel):
     result: Any = None
     error: str | None = None
     model: str | None = None
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        """A JSON number (25 or 25.0), as the schema says: not `true`, not `"25"`."""
+        if isinstance(value, bool | str):
+            raise ValueError("progress is a number from 0 to 100")
+        return value
 
     @property
     def image_urls(self) -> list[str]:
