@@ -11,21 +11,18 @@ the benchmark sent the webhook, on the same clock.
 `python -m benchmarks.end_to_end [--out FILE] [--quick]`
 """
 
-import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from arq.connections import ArqRedis
 
 from benchmarks import arq_floor
 from benchmarks.processes import PYTHON, start, stop
-from benchmarks.results import Result, Row, median, ratio, say, table
+from benchmarks.results import Row, begin, median, ratio, say, table
 from benchmarks.stack import Landable, Stack, send_webhook, stack, submitted, webhook_client, worker
 from worker.ledger import Ledger, text
-from worker.logs import configure_logging
 from worker.queue import connect
 from worker.tasks import LANDING_POLL_DELAY
 
@@ -113,14 +110,8 @@ async def floor_block(redis_url: str, count: int, block: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args, result = begin("end_to_end", "End to end")
     jobs_count = 200 if args.quick else JOBS
-    configure_logging("WARNING")
-    result = Result("end_to_end", "End to end", "python -m benchmarks.end_to_end")
-    result.begin()
     ours: list[Timing] = []
     floor: list[float] = []
     with stack() as found:

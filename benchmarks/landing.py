@@ -10,7 +10,6 @@ one `put_object` each, 20 at a time on 16 boto3 threads, no ledger and no checks
 `python -m benchmarks.landing [--out FILE] [--quick]`
 """
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from benchmarks import profiles
 from benchmarks.processes import PYTHON, cpu_seconds
-from benchmarks.results import Result, Row, median, ratio, say, table
+from benchmarks.results import Row, begin, median, ratio, say, table
 from benchmarks.stack import (
     Landable,
     Stack,
@@ -34,7 +33,6 @@ from benchmarks.stack import (
     until_landed,
     worker,
 )
-from worker.logs import configure_logging
 from worker.queue import connect
 
 MiB = 1024 * 1024
@@ -92,14 +90,8 @@ def copy_round(found: Stack, jobs: list[Landable], prefix: str, directory: Path)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args, result = begin("landing", "Landing throughput")
     rounds = 1 if args.quick else ROUNDS
-    configure_logging("WARNING")
-    result = Result("landing", "Landing throughput", "python -m benchmarks.landing")
-    result.begin()
     directory = Path(tempfile.mkdtemp(prefix="imagedock-bench-landing-"))
     details = []
     for size in SIZES:

@@ -9,13 +9,11 @@ larger image costs in memory: imagedock streams it, spooled to disk past 8 MiB.
 `python -m benchmarks.landing_memory [--out FILE] [--quick]`
 """
 
-import argparse
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
 from benchmarks.processes import peak_rss
-from benchmarks.results import Result, Row, median, say, table
+from benchmarks.results import Row, begin, median, say, table
 from benchmarks.stack import (
     Landable,
     Stack,
@@ -26,7 +24,6 @@ from benchmarks.stack import (
     until_landed,
     worker,
 )
-from worker.logs import configure_logging
 from worker.queue import connect
 
 MB = 1_000_000
@@ -54,14 +51,8 @@ async def land_one_by_one(found: Stack, jobs: list[Landable]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args, result = begin("memory", "Worker memory", "landing_memory")
     rounds = 1 if args.quick else ROUNDS
-    configure_logging("WARNING")
-    result = Result("memory", "Worker memory", "python -m benchmarks.landing_memory")
-    result.begin()
     peaks: dict[int, list[Peak]] = {size: [] for size in SIZES}
     # One simulator per size (its CDN pads every file to its size), alive for the whole run, so
     # rounds can alternate: 5 MB, 50 MB, 50 MB, 5 MB, ...

@@ -9,24 +9,21 @@ each check is a real `GET /v2/jobs/{id}`. Before every pass the due jobs are mad
 `python -m benchmarks.poller [--out FILE] [--quick]`
 """
 
-import argparse
 import asyncio
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 
 from benchmarks import ledger_state
 from benchmarks.ledger_state import MODEL, Job
 from benchmarks.processes import API_KEY, private_redis, stop
-from benchmarks.results import Result, Row, median, ratio, say, table
+from benchmarks.results import Row, begin, median, ratio, say, table
 from benchmarks.stack import simulator
 from imagedock.clients import open_deps
 from simulator.local_s3 import free_port
 from worker.deps import Deps
 from worker.ledger import POLL_SET, Ledger
-from worker.logs import configure_logging
 from worker.polling import poll_due
 from worker.settings import load_settings
 from worker.status import Status
@@ -105,15 +102,9 @@ async def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args, result = begin("poller", "Poller")
     rounds = 3 if args.quick else ROUNDS
     tracked = (1_000, 20_000) if args.quick else TRACKED
-    configure_logging("WARNING")
-    result = Result("poller", "Poller", "python -m benchmarks.poller")
-    result.begin()
     port = free_port()
     with private_redis() as redis_url:
         sim = simulator(port, "--stall")

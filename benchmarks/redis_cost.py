@@ -13,7 +13,6 @@ ones the benchmark sends arrive; polls are due in ten minutes, after the run.
 `python -m benchmarks.redis_cost [--out FILE] [--quick]`
 """
 
-import argparse
 import asyncio
 import shutil
 import subprocess
@@ -32,10 +31,9 @@ import redis
 from benchmarks import arq_floor
 from benchmarks.ledger_state import MODEL
 from benchmarks.processes import API_KEY, API_TOKEN, PYTHON, redis_info, start, stop
-from benchmarks.results import Result, Row, say, table
+from benchmarks.results import Row, begin, say, table
 from benchmarks.stack import Landable, Stack, landed_count, send_all, stack, until_landed, worker
 from worker.ledger import Ledger
-from worker.logs import configure_logging
 from worker.queue import connect
 
 JOBS = 1000
@@ -219,14 +217,8 @@ def run_sync(work: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args, result = begin("redis_cost", "Redis cost per job")
     jobs, monitored_jobs = (200, 50) if args.quick else (JOBS, MONITORED)
-    configure_logging("WARNING")
-    result = Result("redis_cost", "Redis cost per job", "python -m benchmarks.redis_cost")
-    result.begin()
     with stack("--drop-rate", "1", poll_after="600") as found, worker(found.worker_env):
         bare = start([PYTHON, "-m", "benchmarks.arq_floor"], found.worker_env)
         try:

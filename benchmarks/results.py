@@ -1,6 +1,7 @@
 """What a benchmark reports: rows of figure, reference and ratio against a target, with notes and
 the details (rounds, profiles) that explain them; saved as JSON for `benchmarks.report`."""
 
+import argparse
 import json
 import os
 import statistics
@@ -10,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from worker.logs import configure_logging
 
 
 @dataclass
@@ -44,6 +47,20 @@ class Result:
     def begin(self) -> None:
         self.started = time.time()
         self.loadavg = [os.getloadavg()[0]]
+
+
+def begin(name: str, title: str, module: str = "") -> tuple[argparse.Namespace, Result]:
+    """A benchmark's start: its command line (`--out FILE`, `--quick`), quiet logging, and its
+    result (named `name`, run as `benchmarks.<module or name>`), the clock and load taken."""
+    command = f"python -m benchmarks.{module or name}"
+    parser = argparse.ArgumentParser(prog=command)
+    parser.add_argument("--out", type=Path, help="where to write the result as JSON")
+    parser.add_argument("--quick", action="store_true", help="short rounds, to try the harness")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    result = Result(name, title, command)
+    result.begin()
+    return args, result
 
 
 def load(path: Path) -> Result:

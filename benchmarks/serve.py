@@ -1,10 +1,11 @@
 """One server process of several sharing a port (SO_REUSEPORT), for the scale-up benchmark and the
 reference: `python -m benchmarks.serve receiver|reference --port P --ready FILE`.
 
-`imagedock receiver` has no `--workers` flag and binds without SO_REUSEPORT, so several of its
-processes cannot share a port. The `receiver` kind here is that command's app, settings and
-logging set-up, built the same way (`imagedock.cli.main`, `imagedock.processes.run_receiver`);
-only the listening socket differs. The `reference` kind is a bare Starlette endpoint that
+`imagedock receiver --workers N` runs its processes under uvicorn's supervisor; here N processes
+bind one port with SO_REUSEPORT instead, so the reference can be served exactly the same way.
+The `receiver` kind here is that command's app, settings and logging set-up, built the same
+way (`imagedock.cli.main`, `imagedock.processes.run_receiver`); only the listening socket
+differs. The `reference` kind is a bare Starlette endpoint that
 parses the webhook's JSON and answers a small JSON body. Both run under the same uvicorn options
 (`imagedock.http_server.uvicorn_config` with `PUBLIC`).
 """
@@ -74,7 +75,8 @@ def receiver_app() -> ASGIApp:
 
 
 def shared_socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # TCP by name, as uvicorn's own sockets are, so asyncio sets TCP_NODELAY on its connections
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))

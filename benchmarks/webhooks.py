@@ -11,7 +11,6 @@ the load generator against nginx, and a py-spy profile of each server.
 `python -m benchmarks.webhooks [--out FILE] [--quick]`
 """
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -36,10 +35,9 @@ from benchmarks.processes import (
     served,
     stop,
 )
-from benchmarks.results import Result, Row, median, ratio, say, table
+from benchmarks.results import Result, Row, begin, median, ratio, say, table
 from simulator.local_s3 import free_port
 from worker.ledger import Ledger
-from worker.logs import configure_logging
 from worker.queue import connect
 from worker.signatures import sign
 
@@ -52,7 +50,7 @@ class Plan:
     seconds: float = 10.0
     rounds: int = 5
     scale_rounds: int = 3
-    fresh_jobs: int = 45_000  # more than the fastest round takes: none repeats
+    fresh_jobs: int = 80_000  # more than the fastest round takes: none repeats
     landed_jobs: int = 2_000
     processes: tuple[int, ...] = (1, 2, 4)
 
@@ -219,18 +217,8 @@ def profile(server: Server, bodies: Path, plan: Plan, title: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true", help="short rounds, to try the harness")
-    args = parser.parse_args()
+    args, result = begin("webhooks", "Webhook ingest")
     plan = QUICK if args.quick else Plan()
-    configure_logging("WARNING")
-    result = Result(
-        "webhooks",
-        "Webhook ingest",
-        "python -m benchmarks.webhooks",
-    )
-    result.begin()
     directory = Path(tempfile.mkdtemp(prefix="imagedock-bench-webhooks-"))
     with private_redis() as redis_url, ExitStack() as stack:
         say("webhooks: preparing the ledger")
@@ -391,12 +379,11 @@ def report(
         f"{wrk_busy:.2f} of a core."
     )
     result.notes.append(
-        "`imagedock receiver` has no `--workers` flag, and binds without SO_REUSEPORT, so two of "
-        "its processes cannot share a port. The scale-up rows run `python -m benchmarks.serve "
-        "receiver`: the same app, settings and logging set-up as `imagedock receiver`, on a "
-        "socket with SO_REUSEPORT, N processes on one port (the kernel spreads connections "
-        "among them); the reference is served the same way. The machine has 2 cores, shared "
-        "with Redis and wrk."
+        "The scale-up rows run `python -m benchmarks.serve receiver`: the same app, settings "
+        "and logging set-up as `imagedock receiver`, N processes on one port through "
+        "SO_REUSEPORT (the kernel spreads connections among them), so the reference can be "
+        "served exactly the same way; `imagedock receiver --workers N` runs the same app under "
+        "uvicorn's own supervisor. The machine has 2 cores, shared with Redis and wrk."
     )
     result.details.append("Rounds, (a) fresh webhooks:\n\n" + rounds_table(fresh_runs))
     result.details.append("Rounds, (b) duplicates:\n\n" + rounds_table(dup_runs))

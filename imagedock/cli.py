@@ -29,9 +29,11 @@ def run_receiver(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import uvloop
+
     from imagedock.processes import run_worker
 
-    return asyncio.run(run_worker(settings))
+    return uvloop.run(run_worker(settings))
 
 
 def run_simulator(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,6 +16,7 @@ from botocore.config import Config
 from worker import __version__
 from worker.apiframe import ApiframeClient
 from worker.deps import Deps
+from worker.download import HostClients
 from worker.queue import connect
 from worker.settings import Settings
 from worker.storage import ObjectStore
@@ -32,16 +33,9 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
     async with AsyncExitStack() as stack:
         redis = await connect(settings.redis_url)
         stack.push_async_callback(redis.aclose, close_connection_pool=True)
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(30.0, connect=10.0),
-                headers={"User-Agent": USER_AGENT},
-                follow_redirects=False,  # each hop is checked against the host policy
-                # Downloads connect to the address they checked; a proxy from the environment
-                # would connect by name instead. Run one as an explicit egress gateway, if any.
-                trust_env=False,
-            )
-        )
+        http = await stack.enter_async_context(http_client())
+        hosts = HostClients(http_client)
+        stack.push_async_callback(hosts.aclose)
         apiframe = None
         if settings.api_keys:
             apiframe = ApiframeClient(settings.apiframe_url, settings.api_keys[0])
@@ -60,7 +54,20 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
                 prefix=settings.s3_prefix,
                 checksum_mode=settings.s3_checksum_mode,
             )
-        yield Deps(settings, redis, http, apiframe, store)
+        yield Deps(settings, redis, http, hosts, apiframe, store)
+
+
+def http_client() -> httpx.AsyncClient:
+    """For event deliveries, probes and (one a host name) downloads: nothing followed or
+    proxied unchecked."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,  # each hop is checked against the host policy
+        # Downloads connect to the address they checked; a proxy from the environment would
+        # connect by name instead. Run one as an explicit egress gateway, if any.
+        trust_env=False,
+    )
 
 
 def s3_client(settings: Settings) -> "S3Client":

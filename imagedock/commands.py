@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imagedock.clients import open_deps
-from receiver.schemas import EntryView, JobView
+from receiver.schemas import JobView
 from worker.apiframe import MODEL, ApiframeError, GenerateRequest, GrokParams
 from worker.apiframe.catalog import MODELS
 from worker.ledger import WARNINGS, Conflict
@@ -112,7 +112,7 @@ def print_json(document: dict[str, Any]) -> None:
 
 def show_entry(entry: LogEntry, lines: bool) -> None:
     if lines:
-        print_json(EntryView.of(entry).model_dump(mode="json"))
+        print_json(entry.public())
     else:
         style = "red" if entry.event in WARNINGS else None
         console.print(log_line(entry), markup=False, highlight=False, style=style)
@@ -144,9 +144,7 @@ async def status(settings: Settings, job: str, *, as_json: bool) -> int:
         entries = await deps.ledger.job_log(record.ref)
     view = JobView.of(record).body()
     if as_lines(as_json):
-        print_json(
-            {**view, "log": [EntryView.of(entry).model_dump(mode="json") for entry in entries]}
-        )
+        print_json({**view, "log": [entry.public() for entry in entries]})
         return 0
     console.print_json(json.dumps(view))
     for entry in entries:

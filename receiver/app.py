@@ -67,6 +67,8 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
     settings.require("apiframe_key", "api_token", "public_url")
     app = Starlette(
         routes=[
+            # Routes are tried in order: Apiframe's callbacks, the busiest, first.
+            Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
@@ -80,7 +82,6 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
             Route("/events/dead", operations.dead_letters),
             Route("/events/redrive", operations.redrive, methods=["POST"]),
             Route("/log", jobs.global_log),
-            Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
             *dashboard.ROUTES,
         ],
         middleware=[Middleware(RequestLimits), Middleware(BearerToken, token=settings.token)],

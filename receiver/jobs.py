@@ -10,7 +10,6 @@ from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.queries import BadQuery, query_of
 from receiver.responses import error
 from receiver.schemas import (
-    EntryView,
     JobAccepted,
     JobPage,
     JobQuery,
@@ -156,7 +155,7 @@ async def job_log(request: Request) -> Response:
     if record is None:
         return error(404, "no such job or ref")
     entries = await ledger.job_log(record.ref)
-    return JSONResponse(LogPage(entries=[EntryView.of(entry) for entry in entries]).body())
+    return JSONResponse(LogPage(entries=entries).body())
 
 
 async def global_log(request: Request) -> Response:
@@ -167,4 +166,4 @@ async def global_log(request: Request) -> Response:
     query = query_of(request, LogQuery)
     ledger = deps_of(request).ledger
     entries = await ledger.global_log(after=query.after or "-", count=query.limit)
-    return JSONResponse(LogPage(entries=[EntryView.of(entry) for entry in entries]).body())
+    return JSONResponse(LogPage(entries=entries).body())

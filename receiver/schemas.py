@@ -116,26 +116,8 @@ class JobPage(Answer):
     has_more: bool
 
 
-class EntryView(BaseModel):
-    """One job-log entry (its field names are the log's own)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="the stream id: pass as ?after= or Last-Event-ID")
-    ts: float
-    actor: str
-    event: str
-    ref: str
-    job_id: str
-    detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: LogEntry) -> "EntryView":
-        return cls.model_validate(entry.public())
-
-
 class LogPage(Answer):
-    entries: list[EntryView]
+    entries: list[LogEntry]  # each as the log holds it: `id` is the stream id (?after=)
 
 
 class Stats(Answer):

@@ -1,5 +1,6 @@
 """What the receiver's lifespan opens once and every handler reads from `request.state`."""
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypedDict
@@ -21,7 +22,13 @@ def lifespan_for(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         async with open_deps(settings) as deps:
-            yield {"deps": deps}
+            # What start-up made (modules, clients) lives as long as the process: out of the
+            # collector's sight, a full collection under load walks only what requests made.
+            gc.freeze()
+            try:
+                yield {"deps": deps}
+            finally:
+                gc.unfreeze()
 
     return lifespan
 

@@ -12,8 +12,13 @@ from imagedock.http_server import uvicorn_config
 
 
 def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening address claimed now, so its URL is known before the app that serves it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A listening address claimed now, so its URL is known before the app that serves it.
+
+    Made as TCP by name: asyncio sets TCP_NODELAY only on connections accepted from a socket
+    whose protocol says TCP, and without it an answer written in two parts (head, then body)
+    waits out the client's delayed ACK, some 40 ms, whenever a client sends one request at a
+    time."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     return sock

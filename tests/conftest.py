@@ -5,7 +5,9 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,14 @@ def no_retry_waits() -> Iterator[None]:
     """Retries keep their attempt counts but do not sleep."""
     with stamina.set_testing(True, attempts=100, cap=True):
         yield
+
+
+@pytest.fixture
+def no_imagedock_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No IMAGEDOCK_* variable of the machine running the tests reaches the settings."""
+    for name in os.environ:
+        if name.startswith("IMAGEDOCK_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -163,6 +173,30 @@ class Stack:
     deps: Deps  # a worker process's clients; the receiver opens its own, as its process would
     events: Sink
 
+    def worker_env(self, **changes: str) -> dict[str, str]:
+        """The environment `imagedock worker` runs against this stack with, as deployed;
+        `changes` sets more settings by name (`poll_after="1"`)."""
+        settings = self.settings
+        assert settings.s3_access_key_id
+        assert settings.s3_secret_access_key
+        env = {
+            "IMAGEDOCK_REDIS_URL": settings.redis_url,
+            "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
+            "IMAGEDOCK_APIFRAME_KEY": API_KEY,
+            "IMAGEDOCK_S3_BUCKET": BUCKET,
+            "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+            "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
+            "IMAGEDOCK_S3_REGION": "us-east-1",
+            "IMAGEDOCK_S3_ACCESS_KEY_ID": settings.s3_access_key_id.get_secret_value(),
+            "IMAGEDOCK_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key.get_secret_value(),
+            "IMAGEDOCK_DOWNLOAD_HOSTS": "127.0.0.1",
+            "IMAGEDOCK_EVENT_URLS": self.events.url,
+            "IMAGEDOCK_EVENT_SECRET": EVENT_SECRET,
+            "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
+        }
+        env.update({f"IMAGEDOCK_{name.upper()}": value for name, value in changes.items()})
+        return {**os.environ, **env}
+
     @property
     def redis(self) -> ArqRedis:
         return self.deps.redis
@@ -226,25 +260,46 @@ class Stack:
         return sorted(item["Key"] for item in listed.get("Contents", []))
 
 
-@pytest.fixture
-async def stack(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
+def stack_settings(
+    redis_url: str, apiframe_url: str, sock: socket.socket, s3: LocalS3, **changes: Any
+) -> Settings:
+    """What every test stack's receiver and worker are set up with, and `changes`."""
+    options: dict[str, Any] = {
+        "redis_url": redis_url,
+        "apiframe_url": apiframe_url,
+        "apiframe_key": API_KEY,
+        "public_url": socket_url(sock),
+        "api_token": API_TOKEN,
+        "download_hosts": "127.0.0.1",
+        **s3_settings(s3),
+    }
+    return load_settings(**{**options, **changes})
+
+
+@asynccontextmanager
+async def stack_on(
+    redis_url: str,
+    s3: LocalS3,
+    sink: Sink,
+    *,
+    apiframe_via: Callable[[str], Awaitable[str]] | None = None,
+    **changes: Any,
+) -> AsyncIterator[Stack]:
+    """The receiver, the simulator and a worker's clients on any Redis and S3 server;
+    `apiframe_via` (and `s3_endpoint_url` in `changes`) puts something, a proxy, between
+    imagedock and those."""
     simulator = Simulator(fast_config())
     async with serving(simulator.app) as apiframe_url:
+        reached = await apiframe_via(apiframe_url) if apiframe_via else apiframe_url
         sock = bound_socket()
-        settings = load_settings(
-            redis_url=redis_url,
-            apiframe_url=apiframe_url,
-            apiframe_key=API_KEY,
-            public_url=socket_url(sock),
-            api_token=API_TOKEN,
-            download_hosts="127.0.0.1",
-            landing_backoff=0.01,
-            poll_after=0.2,
-            event_urls=sink.url,
-            event_secret=EVENT_SECRET,
-            event_retry_schedule="0,0.01,0.01,0.01,0.01",
-            **s3_settings(s3_server),
-        )
+        fast = {
+            "landing_backoff": 0.01,
+            "poll_after": 0.2,
+            "event_urls": sink.url,
+            "event_secret": EVENT_SECRET,
+            "event_retry_schedule": "0,0.01,0.01,0.01,0.01",
+        }
+        settings = stack_settings(redis_url, reached, sock, s3, **{**fast, **changes})
         async with open_deps(settings) as deps:
             await deps.redis.flushdb()
             async with (
@@ -253,6 +308,12 @@ async def stack(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator
                     base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
                 ) as api,
             ):
-                yield Stack(simulator, apiframe_url, settings, receiver_url, api, deps, sink)
+                yield Stack(simulator, reached, settings, receiver_url, api, deps, sink)
                 await simulator.settle()
             await deps.redis.flushdb()
+
+
+@pytest.fixture
+async def stack(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
+    async with stack_on(redis_url, s3_server, sink) as found:
+        yield found

@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from imagedock.clients import http_client
 from simulator.serving import serving
 from worker.deps import Deps
-from worker.download import Downloader, sniff
+from worker.download import Downloader, HostClients, sniff
 from worker.errors import PermanentError
 from worker.hosts import HostPolicy, is_public
 
@@ -29,6 +30,7 @@ class Origin:
     requested: list[str] = field(default_factory=list)  # paths of /image.png asked for
     hosts: list[str] = field(default_factory=list)  # the Host headers /image.png was sent
     accept_encoding: list[str] = field(default_factory=list)  # what the encoded routes were sent
+    peers: list[int] = field(default_factory=list)  # the client port each /image.png came from
 
 
 @pytest.fixture
@@ -38,6 +40,8 @@ async def origin_server() -> AsyncIterator[Origin]:
     async def image(request: Request) -> Response:
         seen.requested.append(request.url.path)
         seen.hosts.append(request.headers["host"])
+        assert request.client is not None
+        seen.peers.append(request.client.port)
         return Response(PNG, media_type="image/png")
 
     async def hop(request: Request) -> Response:
@@ -76,7 +80,7 @@ def origin(origin_server: Origin) -> str:
 
 async def fetch(deps: Deps, url: str, allowed: list[str]) -> bytes:
     """Fetch through the download client `open_deps` makes, as a worker does."""
-    download = await Downloader(deps.http, HostPolicy(allowed), CAP).fetch(url)
+    download = await Downloader(deps.hosts, HostPolicy(allowed), CAP).fetch(url)
     try:
         return download.file.read()
     finally:
@@ -164,6 +168,36 @@ async def test_the_checked_address_is_the_one_connected_to(
     assert origin_server.hosts == [f"localhost:{port}"]
     target = await HostPolicy(["localhost"]).check(url)
     assert (target.host, target.address.is_loopback) == ("localhost", True)
+
+
+async def test_connections_are_reused_for_one_name_and_never_across_names(
+    origin_server: Origin, deps: Deps
+) -> None:
+    """Two names on one address: each name's downloads share a connection; no connection made
+    for one name ever carries a request for the other."""
+    by_address = origin_server.url + "/image.png"
+    by_name = by_address.replace("127.0.0.1", "localhost")
+    allowed = ["localhost", "127.0.0.1"]
+    for url in (by_name, by_address, by_name, by_address):
+        assert await fetch(deps, url, allowed) == PNG
+    first, second, third, fourth = origin_server.peers
+    assert first == third
+    assert second == fourth
+    assert first != second
+
+
+async def test_past_the_pooled_names_each_download_has_its_own_connection(
+    origin_server: Origin, deps: Deps
+) -> None:
+    policy = HostPolicy(["127.0.0.1"])
+    hosts = HostClients(http_client, most=0)
+    downloader = Downloader(hosts, policy, CAP)
+    try:
+        for _ in range(2):
+            (await downloader.fetch(origin_server.url + "/image.png")).close()
+    finally:
+        await hosts.aclose()
+    assert len(set(origin_server.peers)) == 2
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.png", "file:///etc/passwd", "http:///x"])

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,27 +24,23 @@ import boto3
 import httpx
 import pytest
 import redis
+from arq import Worker, func
+from arq.connections import ArqRedis
 from botocore.config import Config
+from structlog.testing import capture_logs
 
-from imagedock.clients import open_deps
-from receiver.app import create_app
-from simulator import Simulator
 from simulator.local_s3 import LocalS3, free_port
-from simulator.serving import serving, socket_url
 from tests.conftest import (
-    API_KEY,
-    API_TOKEN,
     BUCKET,
-    EVENT_SECRET,
     Sink,
     Stack,
     fast_config,
-    s3_settings,
+    stack_on,
 )
 from tests.test_webhooks import HOOK, rejected, signed
 from worker.events import STREAM, event_id
 from worker.ledger import POLL_SET
-from worker.settings import load_settings
+from worker.runner import Build, keep_running, supervise
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -71,67 +66,6 @@ def wait_sync(condition: Callable[[], bool], what: str, deadline: float = 30.0) 
     while not condition():
         assert time.monotonic() < end, f"gave up waiting for {what}"
         time.sleep(0.05)
-
-
-# A stack like conftest's `stack`, on any Redis and any S3 or Apiframe address.
-
-
-def tcp_socket() -> socket.socket:
-    """A listening address like `simulator.serving.bound_socket`'s, but made as TCP by name:
-    asyncio sets TCP_NODELAY only on connections of sockets whose protocol says TCP, and
-    without it each answer sent as two writes (head, then body) waits out the client's
-    delayed ACK: 40 ms a request for a client that sends one request at a time."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@asynccontextmanager
-async def stack_on(
-    redis_url: str,
-    s3: LocalS3,
-    sink: Sink,
-    *,
-    s3_endpoint: str | None = None,
-    apiframe_via: Callable[[str], Awaitable[str]] | None = None,
-    **changes: Any,
-) -> AsyncIterator[Stack]:
-    """The receiver, the simulator and a worker's clients, as conftest's `stack` makes them;
-    `s3_endpoint` and `apiframe_via` put something (a proxy) between imagedock and those."""
-    simulator = Simulator(fast_config())
-    async with serving(simulator.app, sock=tcp_socket()) as apiframe_url:
-        reached = await apiframe_via(apiframe_url) if apiframe_via else apiframe_url
-        sock = tcp_socket()
-        store = s3_settings(s3)
-        if s3_endpoint is not None:
-            store["s3_endpoint_url"] = s3_endpoint
-        options: dict[str, Any] = {
-            "redis_url": redis_url,
-            "apiframe_url": reached,
-            "apiframe_key": API_KEY,
-            "public_url": socket_url(sock),
-            "api_token": API_TOKEN,
-            "download_hosts": "127.0.0.1",
-            "landing_backoff": 0.01,
-            "poll_after": 0.2,
-            "event_urls": sink.url,
-            "event_secret": EVENT_SECRET,
-            "event_retry_schedule": "0,0.01,0.01,0.01,0.01",
-            **store,
-            **changes,
-        }
-        settings = load_settings(**options)
-        async with open_deps(settings) as deps:
-            await deps.redis.flushdb()
-            async with (
-                serving(create_app(settings, open_deps), sock=sock) as receiver_url,
-                httpx.AsyncClient(
-                    base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
-                ) as api,
-            ):
-                yield Stack(simulator, reached, settings, receiver_url, api, deps, sink)
-            await deps.redis.flushdb()
 
 
 def direct_s3(server: LocalS3) -> "S3Client":
@@ -229,29 +163,14 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 
 @contextmanager
-def worker_process(stack: Stack, s3: LocalS3, output: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(stack: Stack, output: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`imagedock worker`, as deployed, against the stack's Redis, Apiframe, S3 and sink."""
-    settings = stack.settings
-    env = {
-        **os.environ,
-        "IMAGEDOCK_REDIS_URL": settings.redis_url,
-        "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
-        "IMAGEDOCK_APIFRAME_KEY": API_KEY,
-        "IMAGEDOCK_S3_BUCKET": BUCKET,
-        "IMAGEDOCK_S3_ENDPOINT_URL": s3.endpoint_url,
-        "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
-        "IMAGEDOCK_S3_REGION": "us-east-1",
-        "IMAGEDOCK_S3_ACCESS_KEY_ID": s3.access_key,
-        "IMAGEDOCK_S3_SECRET_ACCESS_KEY": s3.secret_key,
-        "IMAGEDOCK_DOWNLOAD_HOSTS": "127.0.0.1",
-        "IMAGEDOCK_EVENT_URLS": stack.events.url,
-        "IMAGEDOCK_EVENT_SECRET": EVENT_SECRET,
-        "IMAGEDOCK_EVENT_RETRY_SCHEDULE": "0,0.2,0.5,1,2,4",
-        "IMAGEDOCK_POLL_AFTER": str(settings.poll_after),
-        "IMAGEDOCK_POLL_MAX_INTERVAL": "2",
-        "IMAGEDOCK_LANDING_BACKOFF": "0.2",
-        "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
-    }
+    env = stack.worker_env(
+        event_retry_schedule="0,0.2,0.5,1,2,4",
+        poll_after=str(stack.settings.poll_after),
+        poll_max_interval="2",
+        landing_backoff="0.2",
+    )
     with output.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "imagedock.cli", "worker"],
@@ -281,6 +200,13 @@ def logged(output: Path) -> list[dict[str, Any]]:
     return lines
 
 
+def still_running(process: subprocess.Popen[bytes], output: Path) -> None:
+    """Fail with the end of the process's log if it has exited."""
+    if process.poll() is not None:
+        tail = "\n".join(output.read_text().splitlines()[-40:])
+        pytest.fail(f"the worker process exited with {process.returncode}:\n{tail}")
+
+
 def cut_short(lines: list[dict[str, Any]], job_id: str) -> bool:
     """arq's line for a landing of `job_id` that ended in an exception."""
     return any(f"land:{job_id}:land failed" in str(line.get("event")) for line in lines)
@@ -290,6 +216,202 @@ def ended(lines: list[dict[str, Any]], job_id: str) -> bool:
     """arq's line for a landing of `job_id` that ended: failed, done, or to be retried (the
     line that starts one reads `land:<id>:land(...)`)."""
     return any(f"land:{job_id}:land " in str(line.get("event")) for line in lines)
+
+
+async def test_redis_restarted_mid_run_loses_no_job_and_lands_each_once(
+    private_redis: PrivateRedis, s3_server: LocalS3, sink: Sink, tmp_path: Path
+) -> None:
+    """Redis stopped with landings half done and webhooks coming, then started again on its
+    append-only file: the worker process waits it out, and every job lands once, with one set
+    of objects, one job.landed and one event id; a submit refused in the outage, repeated
+    with its Idempotency-Key, bills one job."""
+    output = tmp_path / "worker.log"
+    async with stack_on(
+        private_redis.url, s3_server, sink, poll_after=10.0, landing_timeout=4.0
+    ) as stack:
+        with worker_process(stack, output) as worker:
+
+            async def workers_up() -> bool:
+                return bool(await stack.redis.exists(*HEALTH_KEYS) == 2)
+
+            await eventually(workers_up, "both arq workers")
+            # Two jobs whose landings are half done when Redis stops: two slow images each.
+            landing = []
+            for n in range(2):
+                stack.sim.plan_next_job(images_per_job=2, image_bytes=300_000, cdn_chunk_delay=0.2)
+                landing.append((await stack.submit(f"landing {n}"))["jobId"])
+            # Two jobs whose webhooks never come: only the poller can find them finished.
+            lost = []
+            for n in range(2):
+                stack.sim.plan_next_job(drop_rate=1.0)
+                lost.append(await stack.submit(f"lost {n}"))
+            await stack.sim.settle()
+
+            async def first_image_stored() -> bool:
+                logs = [await stack.log_events(job_id) for job_id in landing]
+                return all("image.stored" in events for events in logs)
+
+            await eventually(first_image_stored, "the first image of each landing")
+            # No poll is due yet, so none is under way: a poll cut short by the outage would
+            # leave its jobs leased to it for two minutes, longer than this test waits.
+            polls = await stack.redis.zrange(POLL_SET, 0, -1, withscores=True)
+            assert min(due for _, due in polls) > time.time()
+            private_redis.stop()
+
+            # What arrives while Redis is down is not taken: Apiframe's webhook and a
+            # caller's submit are answered with a server error, to be sent again.
+            job = stack.sim.jobs[lost[0]["jobId"]]
+            completed = {"jobId": job.id, "status": "COMPLETED"}
+            body, headers = signed({**completed, "result": {"images": job.image_urls}})
+            params = {"ref": lost[0]["ref"]}
+            hook = await stack.api.post(HOOK, content=body, headers=headers, params=params)
+            again = {"Idempotency-Key": "in-the-outage"}
+            refused = await stack.api.post("/jobs", json={"prompt": "p"}, headers=again)
+            assert hook.status_code >= 500, hook.text
+            assert refused.status_code >= 500, refused.text
+            assert (await stack.api.get("/healthz")).status_code == 200
+
+            async def outage_felt() -> bool:
+                still_running(worker, output)
+                lines = logged(output)
+                lost_by = {
+                    line.get("worker") for line in lines if line.get("event") == "worker.redis_lost"
+                }
+                # Each half-done landing has ended: cut short by the outage, or before it.
+                settled = all(ended(lines, j) for j in landing)
+                return lost_by == {"landing", "polling"} and settled
+
+            await eventually(outage_felt, "the worker to meet the outage", deadline=30)
+            assert any(cut_short(logged(output), job_id) for job_id in landing)
+            still_running(worker, output)  # it waits for Redis; it does not exit
+            private_redis.start()
+
+            retried = await stack.api.post("/jobs", json={"prompt": "p"}, headers=again)
+            assert retried.status_code == 202, retried.text
+            after = (await stack.submit("after the restart"))["jobId"]
+            every = [
+                *landing,
+                *(answer["jobId"] for answer in lost),
+                retried.json()["jobId"],
+                after,
+            ]
+
+            async def all_landed() -> bool:
+                statuses = [(await stack.job(job_id))["status"] for job_id in every]
+                return statuses == ["LANDED"] * len(every)
+
+            await eventually(all_landed, "every job to land", deadline=90)
+            expected = sorted(event_id(job_id, "job.landed") for job_id in every)
+
+            async def all_delivered() -> bool:
+                delivered = {e["id"] for e in stack.delivered("job.landed")}
+                return delivered == set(expected)
+
+            await eventually(all_delivered, "every job.landed delivered")
+            still_running(worker, output)
+
+        for job_id in every:
+            images = 2 if job_id in landing else 1
+            events = await stack.log_events(job_id)
+            assert events.count("job.landed") == 1, (job_id, events)
+            # Once each: an object is recorded and logged in one transaction.
+            assert events.count("image.stored") == images, (job_id, events)
+            assert len(stack.keys(job_id)) == images + 1  # and the manifest
+            objects = (await stack.job(job_id))["objects"]
+            assert sorted(stored["index"] for stored in objects) == list(range(1, images + 1))
+            for stored in objects:
+                assert stack.object(stored["key"]) == stack.sim.image(stored["sourceUrl"]).read()
+        for answer in lost:
+            assert "webhook.missed" in await stack.log_events(answer["jobId"])
+        # One publication per job, and every delivery of it under that one id.
+        assert await streamed_event_ids(stack) == expected
+        assert {e["id"] for e in stack.delivered()} == set(expected)
+        assert len(stack.sim.jobs) == len(every)  # the refused submit billed once, after
+
+
+@asynccontextmanager
+async def failing_worker(
+    redis_url: str, fault: Callable[[], None], *, hang: bool = False
+) -> AsyncIterator[Build]:
+    """Builds arq workers that meet `fault` and then fail with an error Redis has no part in,
+    or, with `hang`, wait there for good."""
+    pools: list[ArqRedis] = []
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        fault()
+        if hang:
+            await asyncio.Event().wait()
+        raise RuntimeError("a bug")
+
+    async def idle(ctx: dict[str, Any]) -> None:
+        """arq wants a function to run."""
+
+    def build() -> Worker:
+        pool = ArqRedis.from_url(redis_url, socket_connect_timeout=1)
+        pools.append(pool)
+        return Worker(
+            functions=[func(idle, name="idle")],
+            redis_pool=pool,
+            on_startup=startup,
+            handle_signals=False,
+        )
+
+    try:
+        yield build
+    finally:
+        for pool in pools:
+            await pool.aclose()
+
+
+async def test_a_worker_failing_while_redis_answers_ends_the_process(
+    private_redis: PrivateRedis,
+) -> None:
+    with capture_logs() as logs:
+        async with failing_worker(private_redis.url, lambda: None) as build:
+            exit_code = await supervise({"landing": build})
+    assert exit_code == 1
+    died = [line for line in logs if line["event"] == "worker.died"]
+    assert "a bug" in died[0]["error"]
+
+
+async def test_a_worker_failing_in_a_redis_outage_waits_for_redis(
+    private_redis: PrivateRedis,
+) -> None:
+    """Whatever error ends a worker while Redis does not answer is the outage's: the worker is
+    started again once Redis is back, and the process stays up."""
+    with capture_logs() as logs:
+        async with failing_worker(private_redis.url, private_redis.stop) as build:
+            running = asyncio.create_task(supervise({"landing": build}, restart_pause=0.05))
+
+            async def restarted() -> bool:
+                return any(line["event"] == "worker.redis_lost" for line in logs)
+
+            await eventually(restarted, "the worker to wait for Redis")
+            os.kill(os.getpid(), signal.SIGTERM)  # supervise's own handler takes it
+            assert await running == 0
+    lost = next(line for line in logs if line["event"] == "worker.redis_lost")
+    assert "a bug" in lost["error"]
+    assert not any(line["event"] == "worker.died" for line in logs)
+
+
+async def test_a_worker_task_cancelled_in_a_redis_outage_ends(
+    private_redis: PrivateRedis,
+) -> None:
+    """A cancellation of the supervising task itself (the loop closing) is obeyed, not taken
+    for the outage's doing."""
+    hanging = asyncio.Event()
+
+    def fault() -> None:
+        private_redis.stop()
+        hanging.set()
+
+    async with failing_worker(private_redis.url, fault, hang=True) as build:
+        running = asyncio.create_task(keep_running("landing", build, {}, asyncio.Event(), 0.05))
+        await asyncio.wait_for(hanging.wait(), 30)
+        running.cancel()
+        done, _ = await asyncio.wait({running}, timeout=15)
+        assert running in done, "the cancelled task went on restarting the worker"
+        assert running.cancelled()
 
 
 async def test_a_redis_outage_is_answered_503_with_an_error(
@@ -546,7 +668,9 @@ async def stack_s3(
     from 0.2 s."""
     async with (
         proxy_to(port_of(s3_server.endpoint_url)) as proxy,
-        stack_on(redis_url, s3_server, sink, s3_endpoint=proxy.url, landing_backoff=0.2) as stack,
+        stack_on(
+            redis_url, s3_server, sink, s3_endpoint_url=proxy.url, landing_backoff=0.2
+        ) as stack,
     ):
         yield stack, proxy
 

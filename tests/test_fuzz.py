@@ -26,10 +26,8 @@ from receiver.app import create_app
 from receiver.openapi import document
 from simulator import Simulator
 from simulator.local_s3 import LocalS3
-from simulator.serving import serving, socket_url
-from tests.conftest import API_KEY, API_TOKEN, fast_config, s3_settings
-from tests.test_faults import tcp_socket
-from worker.settings import load_settings
+from simulator.serving import bound_socket, serving
+from tests.conftest import API_KEY, API_TOKEN, fast_config, stack_settings
 from worker.signatures import SIGNATURE, Variant, sign, verify_signature
 
 HOOK = "/webhooks/apiframe"
@@ -61,17 +59,9 @@ def live(redis_url: str, s3_server: LocalS3) -> Iterator[Live]:
 
     async def serve() -> None:
         simulator = Simulator(fast_config())
-        async with serving(simulator.app, sock=tcp_socket()) as apiframe_url:
-            sock = tcp_socket()
-            config = load_settings(
-                redis_url=redis_url,
-                apiframe_url=apiframe_url,
-                apiframe_key=API_KEY,
-                public_url=socket_url(sock),
-                api_token=API_TOKEN,
-                download_hosts="127.0.0.1",
-                **s3_settings(s3_server),
-            )
+        async with serving(simulator.app, sock=bound_socket()) as apiframe_url:
+            sock = bound_socket()
+            config = stack_settings(redis_url, apiframe_url, sock, s3_server)
             async with open_deps(config) as deps:
                 await deps.redis.flushdb()
                 async with serving(create_app(config, open_deps), sock=sock) as url:

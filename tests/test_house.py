@@ -70,6 +70,27 @@ def wait_for(condition: object, what: str, deadline: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@contextmanager
+def receiver_process(
+    env: dict[str, str],
+    *options: str,
+    program: tuple[str, ...] = (sys.executable, "-m", "imagedock"),
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`imagedock receiver` on a port of its own, once it answers `/healthz`."""
+    port = free_port()
+    with running([*program, "receiver", "--port", str(port), *options], env) as receiver:
+
+        def answers() -> bool:
+            assert receiver.poll() is None, receiver.stdout and receiver.stdout.read()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, "the receiver")
+        yield receiver, port
+
+
 @pytest.fixture
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client: redis.Redis = redis.Redis.from_url(redis_url)
@@ -151,18 +172,8 @@ def test_a_plain_install_runs_the_receiver_and_worker(
     assert hint.returncode == 2
     assert "pip install 'imagedock[simulator]'" in hint.stderr
 
-    port = free_port()
     receiver_env = {**env, "IMAGEDOCK_API_TOKEN": API_TOKEN}
-    with running([imagedock, "receiver", "--port", str(port)], receiver_env) as receiver:
-
-        def answers() -> bool:
-            assert receiver.poll() is None, receiver.stdout and receiver.stdout.read()
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(answers, "the receiver")
+    with receiver_process(receiver_env, program=(imagedock,)) as (receiver, port):
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
         receiver.send_signal(signal.SIGTERM)
         output, _ = receiver.communicate(timeout=30)

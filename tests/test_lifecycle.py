@@ -10,8 +10,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,7 +19,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from simulator.local_s3 import free_port
 from tests.conftest import API_TOKEN, EVENT_SECRET, Stack
 from tests.test_commands import env_of
-from tests.test_house import running, wait_for, worker_env
+from tests.test_house import receiver_process, running, wait_for, worker_env
 from worker.queue import LANDING_QUEUE, landing_id
 
 MiB = 1024 * 1024
@@ -33,25 +31,6 @@ def receiver_env(redis_url: str) -> dict[str, str]:
         "IMAGEDOCK_API_TOKEN": API_TOKEN,
         "IMAGEDOCK_PUBLIC_URL": "http://127.0.0.1:9",
     }
-
-
-@contextmanager
-def receiver_process(
-    env: dict[str, str], *options: str
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port = free_port()
-    command = [sys.executable, "-m", "imagedock", "receiver", "--port", str(port), *options]
-    with running(command, env) as receiver:
-
-        def answers() -> bool:
-            assert receiver.poll() is None, receiver.stdout and receiver.stdout.read()
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(answers, "the receiver")
-        yield receiver, port
 
 
 def refuses(port: int) -> bool:
@@ -193,7 +172,8 @@ async def test_a_worker_stopped_mid_landing_loses_and_repeats_nothing(
     job = await stack.job(job_id)
     if stop_wait == "0":
         assert job["status"] == "COMPLETED"
-        assert not await stack.redis.exists(in_progress_key_prefix + landing_id(job_id))
+        claimed = await stack.redis.exists(in_progress_key_prefix + landing_id(job_id))
+        assert not claimed, f"the stopped worker left its claim; its output:\n{output[-4000:]}"
         assert await stack.redis.exists(job_key_prefix + landing_id(job_id))
         assert await stack.redis.zscore(LANDING_QUEUE, landing_id(job_id)) is not None
     else:

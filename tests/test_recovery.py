@@ -1,15 +1,13 @@
 """Never losing a job: polling when webhooks never come, deadlines, crashes, tracking, replay."""
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from simulator.local_s3 import ACCESS_KEY, SECRET_KEY
-from tests.conftest import API_KEY, BUCKET, EVENT_SECRET, Stack
+from tests.conftest import API_KEY, BUCKET, Stack
 from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
 from worker.ledger import POLL_SET
@@ -136,23 +134,7 @@ async def test_replay_restores_objects_and_redelivers_the_same_event(stack: Stac
 
 @contextmanager
 def worker_process(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
-    settings = stack.settings
-    env = {
-        **os.environ,
-        "IMAGEDOCK_REDIS_URL": settings.redis_url,
-        "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
-        "IMAGEDOCK_APIFRAME_KEY": API_KEY,
-        "IMAGEDOCK_S3_BUCKET": BUCKET,
-        "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
-        "IMAGEDOCK_S3_REGION": "us-east-1",
-        "IMAGEDOCK_S3_ACCESS_KEY_ID": ACCESS_KEY,
-        "IMAGEDOCK_S3_SECRET_ACCESS_KEY": SECRET_KEY,
-        "IMAGEDOCK_DOWNLOAD_HOSTS": "127.0.0.1",
-        "IMAGEDOCK_EVENT_URLS": stack.events.url,
-        "IMAGEDOCK_EVENT_SECRET": EVENT_SECRET,
-        "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
-    }
+    env = stack.worker_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "imagedock.cli", "worker"],
         env=env,

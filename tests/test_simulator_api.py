@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import socket
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from simulator import Simulator, SimulatorConfig
 from simulator.command import build_parser
 from simulator.flags import config_from_args
-from simulator.serving import serving
+from simulator.serving import bound_socket, serving
 from tests.conftest import API_KEY, Apiframe, fast_config
 from worker.apiframe import Job
 from worker.apiframe.models import MODEL as GROK
@@ -26,6 +27,27 @@ async def wait_for_status(http: httpx.AsyncClient, url: str, *statuses: str) -> 
             return job
         await asyncio.sleep(0.01)
     raise AssertionError(f"job never reached {statuses}: {job}")
+
+
+async def test_served_connections_send_without_delay() -> None:
+    """The simulator's (and the tests') servers answer at once: asyncio turns Nagle off only on
+    connections accepted from a socket made as TCP by name, and with Nagle on an answer written
+    in two parts waits out the client's delayed ACK."""
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Note(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    listening = bound_socket()
+    listening.listen()
+    server = await asyncio.get_running_loop().create_server(Note, sock=listening)
+    async with server:
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        assert await accepted != 0
+        writer.close()
 
 
 @pytest.mark.parametrize(

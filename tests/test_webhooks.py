@@ -161,23 +161,24 @@ async def test_unknown_jobs_are_404(
 
 
 @pytest.mark.parametrize(
-    ("content", "content_type", "status"),
+    ("content", "content_type", "status", "said"),
     [
-        (b"{" + b" " * (1024 * 1024) + b"}", "application/json", 413),
-        (b"{not json", "application/json", 400),
-        (b'{"status": "COMPLETED"}', "application/json", 400),
-        (b'{"jobId": "x", "status": "DONE"}', "application/json", 400),
-        (b"[1, 2]", "application/json", 400),
-        (b"jobId=x", "application/x-www-form-urlencoded", 415),
+        (b"{" + b" " * (1024 * 1024) + b"}", "application/json", 413, "over 1048576 bytes"),
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        (b'{"status": "COMPLETED"}', "application/json", 400, "wrong shape: jobId"),
+        (b'{"jobId": "x", "status": "DONE"}', "application/json", 400, "wrong shape: jobId"),
+        (b"[1, 2]", "application/json", 400, "wrong shape: body"),
+        (b"jobId=x", "application/x-www-form-urlencoded", 415, "application/json"),
     ],
 )
 async def test_bad_bodies_get_clear_errors(
-    stack: Stack, content: bytes, content_type: str, status: int
+    stack: Stack, content: bytes, content_type: str, status: int, said: str
 ) -> None:
-    """Oversized, malformed, wrongly typed or wrongly shaped bodies are refused with a message."""
+    """Oversized, malformed, wrongly typed or wrongly shaped bodies are refused with a message
+    that says which."""
     response = await stack.api.post(HOOK, content=content, headers={"Content-Type": content_type})
     assert response.status_code == status
-    assert response.json()["error"]
+    assert said in response.json()["error"]
     assert await stack.ledger.recent() == []
     assert (await stack.api.get("/log")).json()["entries"] == []
     assert sum((await rejected(stack)).values()) == 1

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 
 from worker.apiframe import ApiframeClient
 from worker.delivery import Deliverer
-from worker.download import Downloader
+from worker.download import Downloader, HostClients
 from worker.events import Events
 from worker.hosts import HostPolicy
 from worker.intake import Intake
@@ -35,7 +35,8 @@ class Deps:
 
     settings: Settings
     redis: ArqRedis
-    http: httpx.AsyncClient  # downloads and event deliveries: no redirects followed unchecked
+    http: httpx.AsyncClient  # event deliveries and probes: no redirects followed unchecked
+    hosts: HostClients  # downloads: a pool per result host name
     apiframe_client: ApiframeClient | None
     object_store: ObjectStore | None
 
@@ -76,7 +77,7 @@ class Deps:
     @cached_property
     def landing(self) -> Landing:
         policy = HostPolicy(self.settings.download_hosts)
-        downloader = Downloader(self.http, policy, self.settings.max_image_bytes)
+        downloader = Downloader(self.hosts, policy, self.settings.max_image_bytes)
         return Landing(self.ledger, self.events, self.apiframe, downloader, self.store)
 
     @cached_property

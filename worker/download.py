@@ -2,11 +2,16 @@
 re-checked redirects, no content encodings, a cap on the bytes that arrive, a SHA-256 computed
 while streaming, and the type read from the magic bytes.
 
-Bodies are spooled to a temporary file past a few MiB, so a 50 MB image never sits in memory whole.
+Connections are pooled per host name (`HostClients`): one made, and verified, for one name never
+carries a request for another, and a job's images, and the next job's, skip the TCP and TLS
+handshakes. Bodies are spooled to a temporary file past a few MiB, so a 50 MB image never sits
+in memory whole.
 """
 
+import asyncio
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 from urllib.parse import urljoin
@@ -55,9 +60,37 @@ def sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
+class HostClients:
+    """A pooled HTTP client for each result host name, the first `most` names met. Past them
+    (a pattern admitting endless names), one more client whose every request closes its
+    connection after it, so none is ever carried over to another name."""
+
+    def __init__(self, new_client: Callable[[], httpx.AsyncClient], most: int = 32) -> None:
+        self._new_client = new_client
+        self._most = most
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._unpooled: httpx.AsyncClient | None = None
+
+    def for_host(self, host: str) -> tuple[httpx.AsyncClient, bool]:
+        """The client to fetch from `host` with, and whether it keeps connections."""
+        client = self._clients.get(host)
+        if client is None and len(self._clients) < self._most:
+            client = self._clients[host] = self._new_client()
+        if client is not None:
+            return client, True
+        if self._unpooled is None:
+            self._unpooled = self._new_client()
+        return self._unpooled, False
+
+    async def aclose(self) -> None:
+        clients = [*self._clients.values(), *filter(None, [self._unpooled])]
+        self._clients, self._unpooled = {}, None
+        await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
+
+
 class Downloader:
-    def __init__(self, http: httpx.AsyncClient, policy: HostPolicy, max_bytes: int) -> None:
-        self._http = http
+    def __init__(self, hosts: HostClients, policy: HostPolicy, max_bytes: int) -> None:
+        self._hosts = hosts
         self._policy = policy
         self._max_bytes = max_bytes
 
@@ -67,13 +100,16 @@ class Downloader:
         for _ in range(MAX_REDIRECTS + 1):
             target = await self._policy.check(current)
             pinned = httpx.URL(current).copy_with(host=str(target.address))
+            # The host's own pool, whose connections were all made for this name, or a
+            # connection closed after this request: one made for another name on the same
+            # address must never carry it.
+            client, pooled = self._hosts.for_host(target.host)
+            headers = {"Host": httpx.URL(current).netloc.decode(), **IDENTITY}
             try:
-                async with self._http.stream(
+                async with client.stream(
                     "GET",
                     pinned,
-                    # A new connection each time: a pooled one, verified for another name on the
-                    # same address, must not carry this one.
-                    headers={"Host": httpx.URL(current).netloc.decode(), **IDENTITY, **CLOSE},
+                    headers=headers if pooled else {**headers, **CLOSE},
                     extensions={"sni_hostname": target.host},
                 ) as response:
                     if response.is_redirect and "location" in response.headers:

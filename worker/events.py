@@ -115,9 +115,10 @@ class Events:
         await self.publish_pending(ref, actor)
         return moved
 
-    async def publish_pending(self, ref: str, actor: str) -> bool:
-        """Publish the event the job owes, if any. True if one was owed."""
-        record = await self.ledger.get(ref)
+    async def publish_pending(self, ref: str, actor: str, record: JobRecord | None = None) -> bool:
+        """Publish the event the job owes, if any. True if one was owed. `record`, if the caller
+        has just read it, saves reading it again."""
+        record = record or await self.ledger.get(ref)
         if record is None or not record.pending_event:
             return False
         await self.publish(record, record.pending_event, actor)

@@ -133,6 +133,7 @@ async def store_all(
     }
     key = deps.store.key(record.job_id, "manifest.json")
     await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
+    landed = None  # the record as this landing left it, if it moved it: the event is built from it
     if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
         landed = await deps.ledger.get(record.ref) or record
         took = time.monotonic() - started
@@ -141,17 +142,18 @@ async def store_all(
         if landed.via == "poll":
             counters.append("landed_via_poll")
         measured = {LANDING_DURATION: took, LANDING_BYTES: outcome["bytes"]}
-        await deps.ledger.count(*counters, observe=measured)
-        await deps.ledger.log(
+        await deps.ledger.log_counted(
             record.ref,
             record.job_id,
             actor,
             "job.landed",
+            counters,
+            measured,
             **outcome,
             manifest=key,
             landing_ms=round(took * 1000),
         )
-    await deps.events.publish_pending(record.ref, actor)
+    await deps.events.publish_pending(record.ref, actor, landed)
     return Status.LANDED
 
 
@@ -188,14 +190,6 @@ async def store_one(
     stored = StoredObject(
         index, deps.store.bucket, key, download.size, download.sha256, download.content_type, url
     )
-    await deps.ledger.add_object(record.ref, stored)
-    await deps.ledger.log(
-        record.ref,
-        record.job_id,
-        actor,
-        "image.stored",
-        index=index,
-        key=key,
-        bytes=download.size,
-    )
+    detail = {"index": index, "key": key, "bytes": download.size}
+    await deps.ledger.add_object(record.ref, record.job_id, stored, actor, "image.stored", **detail)
     return stored

@@ -12,12 +12,13 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
@@ -177,7 +178,6 @@ class Ledger:
         self._transition = redis.register_script(TRANSITION)
         self._attach = redis.register_script(ATTACH)
         self._stash = redis.register_script(STASH)
-        self._add_object = redis.register_script(ADD_OBJECT)
         self._page = redis.register_script(PAGE)
 
     # Keys.
@@ -382,10 +382,7 @@ class Ledger:
     async def count(self, *names: str, observe: Mapping[Histogram, float] | None = None) -> None:
         """Add one to each counter named, and record the observations, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hincrby(STATS, name, 1)
-            for histogram, value in (observe or {}).items():
-                measure(pipe, histogram, value)
+            queue_counts(pipe, names, observe)
             await pipe.execute()
 
     async def stats(self) -> dict[str, int]:
@@ -395,14 +392,52 @@ class Ledger:
     async def set_fields(self, ref: str, **fields: str | float) -> None:
         await self.redis.hset(self.job_key(ref), mapping=dict(fields))  # type: ignore[misc]
 
-    async def add_object(self, ref: str, stored: StoredObject) -> None:
-        keys = [self.objects_key(ref), self.job_key(ref)]
-        await self._add_object(keys=keys, args=[stored.index, stored.to_json()])
+    async def add_object(
+        self, ref: str, job_id: str, stored: StoredObject, actor: str, event: str, /, **detail: Any
+    ) -> None:
+        """Record a stored object and write its log entry `event`, in one round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # EVAL, not EVALSHA: a pipeline's script would cost a SCRIPT EXISTS round trip.
+            keys = [self.objects_key(ref), self.job_key(ref)]
+            pipe.eval(ADD_OBJECT, len(keys), *keys, str(stored.index), stored.to_json())
+            self._queue_log(pipe, ref, job_id, actor, event, detail)
+            await pipe.execute()
+        echo(event, ref, job_id, actor, detail)
 
     # The job log.
 
     async def log(
         self, ref: str | None, job_id: str | None, actor: str, event: str, /, **detail: Any
+    ) -> None:
+        await self.log_counted(ref, job_id, actor, event, (), None, **detail)
+
+    async def log_counted(
+        self,
+        ref: str | None,
+        job_id: str | None,
+        actor: str,
+        event: str,
+        counting: Sequence[str],
+        observing: Mapping[Histogram, float] | None,
+        /,
+        **detail: Any,
+    ) -> None:
+        """Write the entry `event` and, in the same round trip, add one to each counter in
+        `counting` and record the observations in `observing`."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._queue_log(pipe, ref, job_id, actor, event, detail)
+            queue_counts(pipe, counting, observing)
+            await pipe.execute()
+        echo(event, ref, job_id, actor, detail)
+
+    def _queue_log(
+        self,
+        pipe: Pipeline,
+        ref: str | None,
+        job_id: str | None,
+        actor: str,
+        event: str,
+        detail: Mapping[str, Any],
     ) -> None:
         entry: dict[FieldT, EncodableT] = {
             "ts": time.time(),
@@ -412,12 +447,9 @@ class Ledger:
             "job_id": job_id or "",
             "detail": json.dumps(detail, default=str),
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if ref:
-                pipe.xadd(self.log_key(ref), entry, maxlen=JOB_LOG_MAXLEN, approximate=True)
-            pipe.xadd(GLOBAL_LOG, entry, maxlen=GLOBAL_LOG_MAXLEN, approximate=True)
-            await pipe.execute()
-        echo(event, ref, job_id, actor, detail)
+        if ref:
+            pipe.xadd(self.log_key(ref), entry, maxlen=JOB_LOG_MAXLEN, approximate=True)
+        pipe.xadd(GLOBAL_LOG, entry, maxlen=GLOBAL_LOG_MAXLEN, approximate=True)
 
     async def job_log(self, ref: str) -> list[LogEntry]:
         return [LogEntry.from_redis(i, e) for i, e in await self.redis.xrange(self.log_key(ref))]
@@ -443,6 +475,15 @@ class Ledger:
         start = f"({after}" if after != "-" else "-"
         rows = await self.redis.xrange(GLOBAL_LOG, min=start, count=count)
         return [LogEntry.from_redis(i, e) for i, e in rows]
+
+
+def queue_counts(
+    pipe: Pipeline, names: Iterable[str], observe: Mapping[Histogram, float] | None
+) -> None:
+    for name in names:
+        pipe.hincrby(STATS, name, 1)
+    for histogram, value in (observe or {}).items():
+        measure(pipe, histogram, value)
 
 
 def echo(

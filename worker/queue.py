@@ -117,12 +117,14 @@ async def enqueue_replay(redis: ArqRedis, job_id: str) -> bool:
 # arq's enqueue (arq 0.28 `ArqRedis.enqueue_job`) as a Lua function, for scripts that queue a job
 # in the same call that changes the ledger: refused while the job or its kept result exists (so
 # duplicates collapse exactly as `_job_id` makes them), else the payload and the queue entry.
-# `job` is a `QueuedJob.script_args()` table. Returns 1 if queued, 0 if it collapsed.
+# `args` holds a `QueuedJob.script_args()` list from position `at`. Returns 1 if queued, 0 if it
+# collapsed.
 ENQUEUE = """
-local function enqueue(job)
-  if redis.call('EXISTS', job.key, job.result_key) > 0 then return 0 end
-  redis.call('PSETEX', job.key, job.expires_ms, job.payload)
-  redis.call('ZADD', job.queue, job.score, job.id)
+local function enqueue(args, at)
+  local id, key, result_key, queue, payload, score, expires_ms = unpack(args, at, at + 6)
+  if redis.call('EXISTS', key, result_key) > 0 then return 0 end
+  redis.call('PSETEX', key, expires_ms, payload)
+  redis.call('ZADD', queue, score, id)
   return 1
 end
 """
@@ -137,16 +139,10 @@ class QueuedJob:
     payload: str
     score: int
 
-    def script_args(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "key": job_key_prefix + self.id,
-            "result_key": result_key_prefix + self.id,
-            "queue": self.queue,
-            "payload": self.payload,
-            "score": self.score,
-            "expires_ms": expires_extra_ms,
-        }
+    def script_args(self) -> list[str | int]:
+        """In `ENQUEUE`'s order: passed flat, so the payload is not encoded a second time."""
+        key, result_key = job_key_prefix + self.id, result_key_prefix + self.id
+        return [self.id, key, result_key, self.queue, self.payload, self.score, expires_extra_ms]
 
 
 def landing_job(job_id: str) -> QueuedJob:

@@ -2,8 +2,8 @@
 
 arq lets a lost Redis connection escape its poll loop and end the worker; the worker that lost it
 is started again after a pause, so a Redis failover does not depend on the orchestrator noticing.
-Any other error that ends a worker is a bug or a broken deployment: the other worker is stopped
-and the process exits non-zero, so the orchestrator restarts it and the failure shows.
+Any other error that ends a worker while Redis answers is a bug or a broken deployment: the other
+worker is stopped and the process exits non-zero, so the orchestrator restarts it and it shows.
 """
 
 import asyncio
@@ -11,9 +11,10 @@ import contextlib
 import signal
 from collections.abc import Callable, Mapping
 
-import redis.exceptions
+import redis.exceptions as redis_errors
 import structlog
 from arq import Worker
+from redis.asyncio import Redis
 
 from worker.deps import Deps
 from worker.tasks import build_poll_worker, build_worker
@@ -21,14 +22,11 @@ from worker.tasks import build_poll_worker, build_worker
 log = structlog.get_logger("worker")
 RESTART_PAUSE = 2.0
 STOP_GRACE = 10.0
-REDIS_LOST = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
+PING_TIMEOUT = 2.0
+# redis-py's own: anything else is asked of Redis itself (a PING) before it counts as lost.
+REDIS_LOST = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 # Connection errors that no pause mends: a wrong password stays wrong.
-REDIS_REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+REDIS_REFUSED = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
 
 Build = Callable[[], Worker]
 
@@ -108,29 +106,45 @@ async def keep_running(
         worker = current[name] = build()
         try:
             await worker.async_run()
-        except asyncio.CancelledError:
-            if not stopping.is_set():
-                raise WorkerStopped(f"the {name} worker was cancelled") from None
         except REDIS_REFUSED as exc:
             raise WorkerStopped(f"the {name} worker was refused by Redis: {exc!r}") from exc
-        except REDIS_LOST as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             if stopping.is_set():
                 return
+            if isinstance(exc, asyncio.CancelledError) and cancelled():
+                raise  # this task itself is cancelled (the loop is closing): not arq's doing
+            # What ends a worker while Redis does not answer is the outage's doing, whatever
+            # its type: arq re-raises a job task's error (or its cancellation) from its loop.
+            if not isinstance(exc, REDIS_LOST) and await answers(worker.pool):
+                raise WorkerStopped(f"the {name} worker died: {exc!r}") from exc
             log.error("worker.redis_lost", worker=name, error=repr(exc), restart_in=restart_pause)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), restart_pause)
             continue
-        except Exception as exc:
-            raise WorkerStopped(f"the {name} worker died: {exc!r}") from exc
         finally:
             await release(worker)
         if not stopping.is_set():
             raise WorkerStopped(f"the {name} worker stopped by itself")
 
 
+def cancelled() -> bool:
+    """Whether the running task has been asked to cancel."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def answers(redis: Redis) -> bool:
+    """Whether Redis answers a PING within `PING_TIMEOUT` seconds."""
+    try:
+        async with asyncio.timeout(PING_TIMEOUT):
+            return bool(await redis.ping())
+    except (redis_errors.RedisError, OSError, TimeoutError):
+        return False
+
+
 async def release(worker: Worker) -> None:
     """arq's `Worker.close`, less closing the Redis pool: that belongs to the process's `Deps`,
     and the other worker may still be using it."""
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    with contextlib.suppress(redis.exceptions.RedisError, OSError):
+    with contextlib.suppress(redis_errors.RedisError, OSError):
         await worker.pool.delete(worker.health_check_key)
