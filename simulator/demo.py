@@ -48,7 +48,7 @@ from simulator.serving import bound_socket, serving, socket_url
 from worker.deps import Deps
 from worker.heartbeat import beating
 from worker.logs import configure_logging
-from worker.runner import release, wind_down, workers_for
+from worker.runner import wind_down, workers_for
 from worker.settings import Settings, SettingsError
 
 DEMO_KEY = "afk_demo_0000000000000000000000000000000000"
@@ -250,10 +250,10 @@ async def running_workers(deps: Deps) -> AsyncIterator[None]:
             yield
     finally:
         for worker in workers:
-            worker.handle_sig(signal.SIGTERM)
+            worker.stop(wait=0)
         await wind_down(tasks)
         for worker in workers:
-            await release(worker)
+            await worker.release()
 
 
 @asynccontextmanager

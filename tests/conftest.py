@@ -29,7 +29,6 @@ from worker.apiframe import ApiframeClient
 from worker.deps import Deps
 from worker.ledger import Ledger
 from worker.polling import poll_due
-from worker.runner import release
 from worker.settings import Settings, load_settings
 from worker.tasks import build_worker
 
@@ -223,7 +222,7 @@ class Stack:
         try:
             await worker.main()
         finally:
-            await release(worker)
+            await worker.release()
 
     async def wait_until_due(self) -> None:
         """Until the poller's first check of a job submitted now is due."""

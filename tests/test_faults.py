@@ -24,7 +24,7 @@ import boto3
 import httpx
 import pytest
 import redis
-from arq import Worker, func
+from arq import func
 from arq.connections import ArqRedis
 from botocore.config import Config
 from structlog.testing import capture_logs
@@ -38,6 +38,7 @@ from tests.conftest import (
     stack_on,
 )
 from tests.test_webhooks import HOOK, rejected, signed
+from worker.arq_worker import StoppableWorker
 from worker.events import STREAM, event_id
 from worker.ledger import POLL_SET
 from worker.runner import Build, keep_running, supervise
@@ -346,10 +347,10 @@ async def failing_worker(
     async def idle(ctx: dict[str, Any]) -> None:
         """arq wants a function to run."""
 
-    def build() -> Worker:
+    def build() -> StoppableWorker:
         pool = ArqRedis.from_url(redis_url, socket_connect_timeout=1)
         pools.append(pool)
-        return Worker(
+        return StoppableWorker(
             functions=[func(idle, name="idle")],
             redis_pool=pool,
             on_startup=startup,

@@ -171,7 +171,7 @@ async def test_a_worker_stopped_mid_landing_loses_and_repeats_nothing(
     assert worker.returncode == 0, output
     job = await stack.job(job_id)
     if stop_wait == "0":
-        assert job["status"] == "COMPLETED"
+        assert job["status"] == "COMPLETED", f"the stopped worker's output:\n{output[-4000:]}"
         claimed = await stack.redis.exists(in_progress_key_prefix + landing_id(job_id))
         assert not claimed, f"the stopped worker left its claim; its output:\n{output[-4000:]}"
         assert await stack.redis.exists(job_key_prefix + landing_id(job_id))

@@ -12,7 +12,6 @@ from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
 from worker.ledger import POLL_SET
 from worker.polling import follow
-from worker.runner import release
 from worker.status import Status
 from worker.tasks import build_poll_worker
 
@@ -188,7 +187,7 @@ async def test_the_polling_worker_polls_at_start(stack: Stack) -> None:
     try:
         await poller.main()
     finally:
-        await release(poller)
+        await poller.release()
     await stack.run_worker()
     assert (await stack.job(job_id))["status"] == "LANDED"
     assert "webhook.missed" in await stack.log_events(job_id)

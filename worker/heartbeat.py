@@ -13,6 +13,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from worker.cancelling import cancel_until_done
+
 HEARTBEATS = "imagedock:workers"  # sorted set: host:pid -> time of the last beat
 INTERVAL = 10.0
 FRESH = 30.0  # a worker whose last beat is older than this is taken for dead
@@ -49,9 +51,7 @@ async def beating(redis: Redis, interval: float = INTERVAL) -> AsyncIterator[str
     try:
         yield member
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_until_done([task])
         with contextlib.suppress(RedisError, OSError):
             await redis.zrem(HEARTBEATS, member)
 

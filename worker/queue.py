@@ -15,6 +15,8 @@ from arq.jobs import Job, serialize_job
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError, TimeoutError
 
+from worker.redis_connections import BOUNDED
+
 SOCKET_TIMEOUT = 10.0
 LANDING_QUEUE = "imagedock:landing"
 POLLING_QUEUE = "imagedock:polling"
@@ -47,6 +49,7 @@ async def connect(url: str) -> ArqRedis:
         retry_on_timeout=True,
         retry_on_error=[ConnectionError, TimeoutError],
     )
+    connections.connection_class = BOUNDED[connections.connection_class]
     redis = ArqRedis(
         connections,
         job_serializer=serialize,

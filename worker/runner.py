@@ -13,9 +13,10 @@ from collections.abc import Callable, Mapping
 
 import redis.exceptions as redis_errors
 import structlog
-from arq import Worker
 from redis.asyncio import Redis
 
+from worker.arq_worker import StoppableWorker
+from worker.cancelling import cancel_until_done
 from worker.deps import Deps
 from worker.tasks import build_poll_worker, build_worker
 
@@ -28,7 +29,7 @@ REDIS_LOST = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 # Connection errors that no pause mends: a wrong password stays wrong.
 REDIS_REFUSED = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
 
-Build = Callable[[], Worker]
+Build = Callable[[], StoppableWorker]
 
 
 class WorkerStopped(Exception):
@@ -48,17 +49,17 @@ async def supervise(
     """Run every worker until SIGINT or SIGTERM (0), or until one dies of anything but a lost
     Redis connection (1)."""
     stopping = asyncio.Event()
-    current: dict[str, Worker] = {}
+    current: dict[str, StoppableWorker] = {}
 
     def stop(signum: int) -> None:
-        """Each worker takes no new job and gives running ones its `job_completion_wait`
-        (`stop_wait`) to finish; arq then cancels the rest, leaving them queued, so another
-        worker runs them at once. A second signal changes nothing: jobs finishing go on."""
+        """Each worker takes no new job and gives running ones its `stop_wait` to finish, then
+        cancels the rest, leaving them queued, so another worker runs them at once. A second
+        signal changes nothing: jobs finishing go on."""
         if stopping.is_set():
             return
         stopping.set()
         for worker in current.values():
-            worker.handle_sig_wait_for_completion(signal.Signals(signum))
+            worker.stop(signal.Signals(signum))
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -86,18 +87,17 @@ async def supervise(
 
 
 async def wind_down(tasks: list[asyncio.Task[None]], grace: float = STOP_GRACE) -> None:
-    """Give the workers `grace` seconds to stop as arq does, then cancel what is left: a stop
-    that lands while arq is starting a job can go unheard, and must not hang the exit."""
+    """Give the workers `grace` seconds to stop, then cancel what is left: nothing a worker
+    waits on may hang the exit."""
     _, pending = await asyncio.wait(tasks, timeout=grace)
-    for task in pending:
-        task.cancel()
+    await cancel_until_done(pending)
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def keep_running(
     name: str,
     build: Build,
-    current: dict[str, Worker],
+    current: dict[str, StoppableWorker],
     stopping: asyncio.Event,
     restart_pause: float,
 ) -> None:
@@ -122,7 +122,7 @@ async def keep_running(
                 await asyncio.wait_for(stopping.wait(), restart_pause)
             continue
         finally:
-            await release(worker)
+            await worker.release()
         if not stopping.is_set():
             raise WorkerStopped(f"the {name} worker stopped by itself")
 
@@ -140,11 +140,3 @@ async def answers(redis: Redis) -> bool:
             return bool(await redis.ping())
     except (redis_errors.RedisError, OSError, TimeoutError):
         return False
-
-
-async def release(worker: Worker) -> None:
-    """arq's `Worker.close`, less closing the Redis pool: that belongs to the process's `Deps`,
-    and the other worker may still be using it."""
-    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    with contextlib.suppress(redis_errors.RedisError, OSError):
-        await worker.pool.delete(worker.health_check_key)

@@ -19,10 +19,11 @@ import asyncio
 from typing import Any
 
 import structlog
-from arq import Retry, Worker
+from arq import Retry
 from arq.cron import cron
 from arq.worker import func
 
+from worker.arq_worker import StoppableWorker
 from worker.delivery import DeliveryRetry, deliver_event
 from worker.deps import Deps
 from worker.errors import TransientError
@@ -140,7 +141,7 @@ def common(deps: Deps) -> dict[str, Any]:
     }
 
 
-def build_worker(deps: Deps, **overrides: Any) -> Worker:
+def build_worker(deps: Deps, **overrides: Any) -> StoppableWorker:
     """The landing worker; tests pass `burst=True, handle_signals=False`."""
     settings = deps.settings
     # arq counts every start, crashes and deploys included: its cap sits well above the ledger's
@@ -163,10 +164,10 @@ def build_worker(deps: Deps, **overrides: Any) -> Worker:
         "job_completion_wait": settings.stop_wait,
         **overrides,
     }
-    return Worker(**options)
+    return StoppableWorker(**options)
 
 
-def build_poll_worker(deps: Deps, **overrides: Any) -> Worker:
+def build_poll_worker(deps: Deps, **overrides: Any) -> StoppableWorker:
     """The polling worker: the `poll` cron on a queue of its own."""
     options: dict[str, Any] = {
         **common(deps),
@@ -187,4 +188,4 @@ def build_poll_worker(deps: Deps, **overrides: Any) -> Worker:
         "max_jobs": 1,
         **overrides,
     }
-    return Worker(**options)
+    return StoppableWorker(**options)

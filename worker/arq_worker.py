@@ -1,0 +1,115 @@
+"""arq's Worker, safe to stop at any instant.
+
+arq claims a job (its in-progress key) before the job's task starts, and gives the claim up in
+the task's own cleanup; a stop lets running jobs finish within `job_completion_wait`, then
+cancels them, leaving them queued for the next worker at once. Its stop had gaps, each seen as a
+job held until its claim expired (its timeout plus ten seconds), or run on past the stop:
+- a task cancelled before its first step runs none of its code, cleanup included;
+- a stop arriving while the worker claimed jobs cut claims off from their tasks, and a task
+  created just after the stop had cancelled the others ran on;
+- a cancellation can be lost (`worker.cancelling`): a job, or the worker's loop, ran on;
+- a job's task cancelled twice leaves arq's shielded write of its end to nobody.
+Here claiming is never cut short, a job started after the cut is cancelled at once, what goes on
+running is cancelled again, any job's task that ends cancelled gives its claim up, and
+`release` waits for every write.
+"""
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any
+
+import structlog
+from arq import Worker
+from arq.constants import in_progress_key_prefix
+from redis.exceptions import RedisError
+
+from worker.cancelling import cancel_until_done
+
+log = structlog.get_logger("worker")
+
+
+class StoppableWorker(Worker):
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.stop_wait: float = options.get("job_completion_wait", 0)
+        self._cut = False  # running jobs have been cancelled: any job started now is too
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def stop(
+        self, signum: signal.Signals = signal.SIGTERM, *, wait: float | None = None
+    ) -> asyncio.Task[None]:
+        """Take no new job, give running ones `wait` seconds (`stop_wait` unless said), then
+        cancel what is left and the worker's loop. The returned task ends once that is done."""
+        self.allow_pick_jobs = False
+        wait = self.stop_wait if wait is None else wait
+        running = sum(not task.done() for task in self.tasks.values())
+        log.info("worker.stopping", queue=self.queue_name, signal=signum.name, running=running)
+        return self._hold(self._cut_after(wait))
+
+    async def _cut_after(self, wait: float) -> None:
+        running = [task for task in self.tasks.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=wait)
+        self._cut = True
+        await self._cut_all()
+
+    async def _cut_all(self) -> None:
+        while targets := self._to_cut():  # a job that lost its cancellation may start its function
+            await cancel_until_done(targets)
+
+    def _to_cut(self) -> list[asyncio.Task[Any]]:
+        """The worker's loop, and each job's function if it runs one, else the job's task. A job
+        function cancelled ends its task as cancelled, which arq leaves queued and does not count
+        as a try; the task itself is left to write that end."""
+        jobs = [self.job_tasks.get(job_id) or task for job_id, task in self.tasks.items()]
+        return [task for task in (*jobs, self.main_task) if task is not None and not task.done()]
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        starting = asyncio.ensure_future(super().start_jobs(job_ids))
+        try:
+            await asyncio.shield(starting)  # a claim made is always paired with its task
+        finally:
+            if not starting.done():  # the stop cancelled the loop mid-claim: let it pair them
+                await asyncio.wait([starting])
+            for job_id in (raw.decode() for raw in job_ids):
+                task = self.tasks.get(job_id)
+                if task is not None:
+                    task.add_done_callback(partial(self._ended, job_id))
+            if self._cut:  # started after the cut: cut too
+                self._hold(self._cut_all())
+
+    async def finish_job(self, job_id: str, *args: Any) -> None:
+        await asyncio.shield(self._hold(super().finish_job(job_id, *args)))
+
+    async def finish_failed_job(self, job_id: str, *args: Any) -> None:
+        await asyncio.shield(self._hold(super().finish_failed_job(job_id, *args)))
+
+    def _ended(self, job_id: str, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():  # a job that ran to its end gave the claim up itself
+            self._hold(self._unclaim(job_id))
+
+    async def _unclaim(self, job_id: str) -> None:
+        with contextlib.suppress(RedisError, OSError):  # then the claim expires, as in arq
+            await self.pool.delete(in_progress_key_prefix + job_id)
+
+    def _hold(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """`work` as a task held until it ends, which `release` waits for."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def release(self) -> None:
+        """arq's `close`, less closing the Redis pool: that belongs to the process, and another
+        worker may still be using it."""
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        # What can outlive a job's task cancelled twice: its function, still ending, and arq's
+        # shielded write of its end. Never cancelled here: they are how a stop ends cleanly.
+        lingering = [*self.job_tasks.values(), *self._background]
+        if lingering:
+            await asyncio.wait(lingering)
+        with contextlib.suppress(RedisError, OSError):  # a Redis outage may be why it stops
+            await self.pool.delete(self.health_check_key)
