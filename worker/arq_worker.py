@@ -36,6 +36,7 @@ class StoppableWorker(Worker):
         super().__init__(**options)
         self.stop_wait: float = options.get("job_completion_wait", 0)
         self._cut = False  # running jobs have been cancelled: any job started now is too
+        self._finishing: set[str] = set()  # jobs whose end arq is writing: never cut, nor unclaimed
         self._background: set[asyncio.Task[Any]] = set()
 
     def stop(
@@ -49,46 +50,61 @@ class StoppableWorker(Worker):
         log.info("worker.stopping", queue=self.queue_name, signal=signum.name, running=running)
         return self._hold(self._cut_after(wait))
 
+    def handle_sig(self, signum: int) -> None:  # arq's own signal handling, made this stop
+        self.stop(signal.Signals(signum), wait=0)
+
+    def handle_sig_wait_for_completion(self, signum: int) -> None:
+        self.stop(signal.Signals(signum))
+
     async def _cut_after(self, wait: float) -> None:
         running = [task for task in self.tasks.values() if not task.done()]
         if running:
             await asyncio.wait(running, timeout=wait)
         self._cut = True
-        await self._cut_all()
-
-    async def _cut_all(self) -> None:
         while targets := self._to_cut():  # a job that lost its cancellation may start its function
             await cancel_until_done(targets)
 
     def _to_cut(self) -> list[asyncio.Task[Any]]:
         """The worker's loop, and each job's function if it runs one, else the job's task. A job
         function cancelled ends its task as cancelled, which arq leaves queued and does not count
-        as a try; the task itself is left to write that end."""
-        jobs = [self.job_tasks.get(job_id) or task for job_id, task in self.tasks.items()]
+        as a try; a job whose end arq is writing is left to write it."""
+        jobs = [
+            self.job_tasks.get(job_id) or task
+            for job_id, task in self.tasks.items()
+            if job_id not in self._finishing
+        ]
         return [task for task in (*jobs, self.main_task) if task is not None and not task.done()]
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        starting = asyncio.ensure_future(super().start_jobs(job_ids))
-        try:
-            await asyncio.shield(starting)  # a claim made is always paired with its task
-        finally:
-            if not starting.done():  # the stop cancelled the loop mid-claim: let it pair them
-                await asyncio.wait([starting])
-            for job_id in (raw.decode() for raw in job_ids):
-                task = self.tasks.get(job_id)
-                if task is not None:
-                    task.add_done_callback(partial(self._ended, job_id))
-            if self._cut:  # started after the cut: cut too
-                self._hold(self._cut_all())
+        # A stop cancelling the loop must not come between a claim and its task.
+        await asyncio.shield(self._hold(self._claim_each(job_ids)))
+
+    async def _claim_each(self, job_ids: list[bytes]) -> None:
+        """arq's claiming, one job at a time, so that a stop claims no more."""
+        for raw in job_ids:
+            if not self.allow_pick_jobs:
+                return
+            job_id = raw.decode()
+            running = self.tasks.get(job_id)  # a job still running is found again, not claimed
+            await super().start_jobs([raw])
+            task = self.tasks.get(job_id)
+            if task is not None and task is not running:
+                task.add_done_callback(partial(self._ended, job_id))
+                if self._cut:  # claimed as the cut came: cancelled before it starts
+                    task.cancel()
 
     async def finish_job(self, job_id: str, *args: Any) -> None:
+        self._finishing.add(job_id)
         await asyncio.shield(self._hold(super().finish_job(job_id, *args)))
 
     async def finish_failed_job(self, job_id: str, *args: Any) -> None:
+        self._finishing.add(job_id)
         await asyncio.shield(self._hold(super().finish_failed_job(job_id, *args)))
 
     def _ended(self, job_id: str, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():  # a job that ran to its end gave the claim up itself
+        if job_id in self._finishing:
+            self._finishing.discard(job_id)  # arq's write of the job's end gives the claim up
+        elif task.cancelled():  # cut before arq's handling of the job, or before its first step
             self._hold(self._unclaim(job_id))
 
     async def _unclaim(self, job_id: str) -> None:
@@ -102,14 +118,17 @@ class StoppableWorker(Worker):
         task.add_done_callback(self._background.discard)
         return task
 
+    def _lingering(self) -> list[asyncio.Task[Any]]:
+        tasks = (*self.tasks.values(), *self.job_tasks.values(), *self._background)
+        return [task for task in tasks if not task.done()]
+
     async def release(self) -> None:
         """arq's `close`, less closing the Redis pool: that belongs to the process, and another
         worker may still be using it."""
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        # What can outlive a job's task cancelled twice: its function, still ending, and arq's
-        # shielded write of its end. Never cancelled here: they are how a stop ends cleanly.
-        lingering = [*self.job_tasks.values(), *self._background]
-        if lingering:
+        # What can outlive a job's task: claiming, a job's function still ending, arq's write of
+        # a job's end. Never cancelled here: they are how a stop ends cleanly.
+        while lingering := self._lingering():  # each may leave another: a claim, its unclaim
             await asyncio.wait(lingering)
         with contextlib.suppress(RedisError, OSError):  # a Redis outage may be why it stops
             await self.pool.delete(self.health_check_key)

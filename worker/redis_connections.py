@@ -24,7 +24,7 @@ class BoundedWrite(AbstractConnection):
         timeout = self.socket_timeout
         self.socket_timeout = None  # redis-py then writes with no wait_for of its own
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout or None):  # 0, as None, is no bound
                 await super().send_packed_command(command, check_health)
         except TimeoutError:
             await self.disconnect(nowait=True)
