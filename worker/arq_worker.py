@@ -7,7 +7,8 @@ job held until its claim expired (its timeout plus ten seconds), or run on past 
 - a task cancelled before its first step runs none of its code, cleanup included;
 - a stop arriving while the worker claimed jobs cut claims off from their tasks, and a task
   created just after the stop had cancelled the others ran on;
-- a cancellation can be lost (`worker.cancelling`): a job, or the worker's loop, ran on;
+- a cancellation can be lost (`worker.redis_connections`, `worker.cancelling`): a job, or the
+  worker's loop, ran on;
 - a job's task cancelled twice leaves arq's shielded write of its end to nobody.
 Here claiming is never cut short, a job started after the cut is cancelled at once, what goes on
 running is cancelled again, any job's task that ends cancelled gives its claim up, and
@@ -65,9 +66,9 @@ class StoppableWorker(Worker):
             await cancel_until_done(targets)
 
     def _to_cut(self) -> list[asyncio.Task[Any]]:
-        """The worker's loop, and each job's function if it runs one, else the job's task. A job
-        function cancelled ends its task as cancelled, which arq leaves queued and does not count
-        as a try; a job whose end arq is writing is left to write it."""
+        """The worker's loop, and each job's function if it runs one, else the job's task. arq
+        leaves a job whose function was cancelled queued, not counted as a try; a job whose end
+        arq is writing is left to write it."""
         jobs = [
             self.job_tasks.get(job_id) or task
             for job_id, task in self.tasks.items()
