@@ -25,22 +25,23 @@ Interrupt = Callable[[StoppableWorker, str, int], Awaitable[bool]]
 
 async def interrupted_at_every_turn(stack: Stack, interrupt: Interrupt) -> AsyncIterator[bool]:
     """For each number of turns, whether the job was queued still (True) or done (False)."""
-    now = sync_redis.Redis.from_url(stack.settings.redis_url)
-    for turns in range(2000):
-        job, redis = landing_id(f"job-{turns}"), await connect(stack.settings.redis_url)
-        worker = build_worker(dataclasses.replace(stack.deps, redis=redis), handle_signals=False)
-        await enqueue_landing(redis, f"job-{turns}")
-        finished_first = await interrupt(worker, job, turns)
-        await worker.release()
-        claim_left = now.exists(in_progress_key_prefix + job)
-        queued = now.zscore(LANDING_QUEUE, job) is not None
-        stored = bool(now.exists(job_key_prefix + job))
-        await redis.aclose(close_connection_pool=True)
-        assert not claim_left, f"claim left when interrupted after {turns} turns"
-        assert queued == stored, f"half finished when interrupted after {turns} turns"
-        yield queued
-        if finished_first:
-            return
+    with sync_redis.Redis.from_url(stack.settings.redis_url) as now:
+        for turns in range(2000):
+            job, redis = landing_id(f"job-{turns}"), await connect(stack.settings.redis_url)
+            deps = dataclasses.replace(stack.deps, redis=redis)
+            worker = build_worker(deps, handle_signals=False)
+            await enqueue_landing(redis, f"job-{turns}")
+            finished_first = await interrupt(worker, job, turns)
+            await worker.release()
+            claim_left = now.exists(in_progress_key_prefix + job)
+            queued = now.zscore(LANDING_QUEUE, job) is not None
+            stored = bool(now.exists(job_key_prefix + job))
+            await redis.aclose(close_connection_pool=True)
+            assert not claim_left, f"claim left when interrupted after {turns} turns"
+            assert queued == stored, f"half finished when interrupted after {turns} turns"
+            yield queued
+            if finished_first:
+                return
     raise AssertionError("the job never finished: interrupted at too few instants")
 
 
