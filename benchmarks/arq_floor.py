@@ -14,8 +14,8 @@ from typing import Any
 from arq import Worker
 from arq.worker import func
 
-from worker.queue import connect, deserialize, serialize
-from worker.tasks import LANDING_POLL_DELAY
+from worker.runtime.queue import connect, deserialize, serialize
+from worker.runtime.tasks import LANDING_POLL_DELAY
 
 QUEUE = "bench:floor"
 STARTED = "bench:floor:started"  # hash: arq job id -> when it started

@@ -22,9 +22,10 @@ from benchmarks import arq_floor
 from benchmarks.processes import PYTHON, start, stop
 from benchmarks.results import Row, begin, median, ratio, say, table
 from benchmarks.stack import Landable, Stack, send_webhook, stack, submitted, webhook_client, worker
-from worker.ledger import Ledger, text
-from worker.queue import connect
-from worker.tasks import LANDING_POLL_DELAY
+from worker.ledger.ledger import Ledger
+from worker.ledger.records import text
+from worker.runtime.queue import connect
+from worker.runtime.tasks import LANDING_POLL_DELAY
 
 JOBS = 1000
 BLOCKS = 4
@@ -71,7 +72,7 @@ async def imagedock_block(found: Stack, jobs: list[Landable]) -> list[Timing]:
 async def timing(ledger: Ledger, job: Landable, sent: float, within: float = 60.0) -> Timing:
     deadline = time.monotonic() + within
     while True:
-        entries = {entry.event: entry for entry in await ledger.job_log(job.ref)}
+        entries = {entry.event: entry for entry in await ledger.history.job(job.ref)}
         if "job.landed" in entries:
             break
         if time.monotonic() > deadline:

@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Callable
 
 from benchmarks.results import Result
-from worker.tasks import LANDING_POLL_DELAY
+from worker.runtime.tasks import LANDING_POLL_DELAY
 
 
 def rounds_column(result: Result, heading: str, server: str, column: str) -> float | None:
@@ -66,11 +66,11 @@ def webhooks(result: Result) -> list[str]:
             f"The second reference (the same bare endpoint plus one Redis script call a request "
             f"through imagedock's redis-py pool) spends {redis_cpu:.3f} ms per request. The "
             f"receiver spends {cpu:.3f} ms doing all its work: its concurrent webhooks share one "
-            "pipelined round trip (`worker/batching.py`), so the signature, the validation, the "
-            "intake script and the answer together cost about what one plain redis-py call "
-            "does. What is left is CPython's: uvicorn and Starlette take the bare endpoint's "
-            f"{ref_cpu:.3f} ms of every request, and the event loop wakes each handler twice "
-            "(its body, then its batch's answer); the profile below shows the rest."
+            "pipelined round trip (`worker/ledger/batching.py`), so the signature, the "
+            "validation, the intake script and the answer together cost about what one plain "
+            "redis-py call does. What is left is CPython's: uvicorn and Starlette take the bare "
+            f"endpoint's {ref_cpu:.3f} ms of every request, and the event loop wakes each "
+            "handler twice (its body, then its batch's answer); the profile below shows the rest."
         )
     one = row_value(result, "(a) 1 receiver processes")
     two = row_value(result, "(a) 2 receiver processes")

@@ -33,7 +33,7 @@ from benchmarks.stack import (
     until_landed,
     worker,
 )
-from worker.queue import connect
+from worker.runtime.queue import connect
 
 MiB = 1024 * 1024
 

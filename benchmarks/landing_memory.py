@@ -24,7 +24,7 @@ from benchmarks.stack import (
     until_landed,
     worker,
 )
-from worker.queue import connect
+from worker.runtime.queue import connect
 
 MB = 1_000_000
 MiB = 1024 * 1024

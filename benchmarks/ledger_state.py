@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from worker.ledger import Ledger
+from worker.ledger.ledger import Ledger
 from worker.status import Status
 
 MODEL = "grok-imagine-image"

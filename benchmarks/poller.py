@@ -23,7 +23,8 @@ from benchmarks.stack import simulator
 from imagedock.clients import open_deps
 from simulator.local_s3 import free_port
 from worker.deps import Deps
-from worker.ledger import POLL_SET, Ledger
+from worker.ledger.keys import POLL_SET
+from worker.ledger.ledger import Ledger
 from worker.polling import poll_due
 from worker.settings import load_settings
 from worker.status import Status
@@ -65,7 +66,7 @@ async def make_due(deps: Deps, due: list[Job]) -> None:
 async def one_pass(deps: Deps, due: list[Job]) -> float:
     await make_due(deps, due)
     started = time.perf_counter()
-    checked = await poll_due(deps.poller)
+    checked = await poll_due(deps.polling)
     took = time.perf_counter() - started
     if checked != len(due):
         raise RuntimeError(f"the pass checked {checked} jobs, not {len(due)}")

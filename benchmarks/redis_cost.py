@@ -33,8 +33,8 @@ from benchmarks.ledger_state import MODEL
 from benchmarks.processes import API_KEY, API_TOKEN, PYTHON, redis_info, start, stop
 from benchmarks.results import Row, begin, say, table
 from benchmarks.stack import Landable, Stack, landed_count, send_all, stack, until_landed, worker
-from worker.ledger import Ledger
-from worker.queue import connect
+from worker.ledger import keys
+from worker.runtime.queue import connect
 
 JOBS = 1000
 MONITORED = 200
@@ -201,9 +201,8 @@ def key_sizes(url: str, job: tuple[str, str]) -> list[tuple[str, int]]:
     ref, job_id = job
     client = redis.Redis.from_url(url)
     try:
-        keys = [Ledger.job_key(ref), Ledger.log_key(ref), Ledger.objects_key(ref)]
-        keys.append(Ledger.index_key(job_id))
-        shown = [(key.replace(ref, "<ref>").replace(job_id, "<job id>"), key) for key in keys]
+        names = [keys.job(ref), keys.job_log(ref), keys.objects(ref), keys.job_id(job_id)]
+        shown = [(key.replace(ref, "<ref>").replace(job_id, "<job id>"), key) for key in names]
         return [(name, int(client.memory_usage(key) or 0)) for name, key in shown]  # type: ignore[arg-type]
     finally:
         client.close()

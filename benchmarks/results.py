@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.logs import configure_logging
+from worker.structured_logging import configure_logging
 
 
 @dataclass

@@ -49,7 +49,7 @@ async def parse_and_call(request: Request) -> JSONResponse:
 
 
 def redis_reference_app() -> Starlette:
-    from worker.queue import connect
+    from worker.runtime.queue import connect
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
@@ -66,8 +66,8 @@ def redis_reference_app() -> Starlette:
 def receiver_app() -> ASGIApp:
     from imagedock.processes import open_server_deps
     from receiver.app import create_app
-    from worker.logs import configure_logging
     from worker.settings import load_settings
+    from worker.structured_logging import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, stream=sys.stdout)

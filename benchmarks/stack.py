@@ -30,9 +30,10 @@ from benchmarks.processes import (
     wait_for,
 )
 from simulator.local_s3 import LocalS3, free_port, local_s3
-from worker.ledger import BY_STATUS, Ledger
-from worker.queue import LANDING_QUEUE, connect
-from worker.signatures import sign
+from worker.apiframe.signatures import sign
+from worker.ledger.keys import BY_STATUS, LANDING_QUEUE
+from worker.ledger.ledger import Ledger
+from worker.runtime.queue import connect
 from worker.status import Status
 
 BUCKET = "bench"

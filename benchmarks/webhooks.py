@@ -37,9 +37,9 @@ from benchmarks.processes import (
 )
 from benchmarks.results import Result, Row, begin, median, ratio, say, table
 from simulator.local_s3 import free_port
-from worker.ledger import Ledger
-from worker.queue import connect
-from worker.signatures import sign
+from worker.apiframe.signatures import sign
+from worker.ledger.ledger import Ledger
+from worker.runtime.queue import connect
 
 PATH = "/webhooks/apiframe"
 LIGHT = 4  # connections for the light-load case

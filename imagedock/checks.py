@@ -13,8 +13,8 @@ from rich.table import Table
 from imagedock.clients import open_deps
 from worker.apiframe import ApiframeError
 from worker.deps import Deps
-from worker.errors import LandingError
-from worker.heartbeat import FRESH, alive, last_beats
+from worker.landing.errors import LandingError
+from worker.runtime.heartbeat import FRESH, alive, last_beats
 from worker.settings import Settings
 
 Result = tuple[str, bool, str]

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings
 from worker.status import Status
+from worker.structured_logging import configure_logging
 
 Command = Callable[[argparse.Namespace, Settings], int]
 EXTRA_HINT = (
@@ -157,7 +157,7 @@ def metadata_pair(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="imagedock", description="Grok Imagine jobs through Apiframe, landed in S3."
+        prog="imagedock", description="Image jobs through Apiframe, every output landed in S3."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

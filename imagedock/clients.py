@@ -16,10 +16,10 @@ from botocore.config import Config
 from worker import __version__
 from worker.apiframe import ApiframeClient
 from worker.deps import Deps
-from worker.download import HostClients
-from worker.queue import connect
+from worker.landing.download import HostClients
+from worker.landing.storage import ObjectStore
+from worker.runtime.queue import connect
 from worker.settings import Settings
-from worker.storage import ObjectStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

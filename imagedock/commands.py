@@ -14,14 +14,15 @@ from imagedock.clients import open_deps
 from receiver.schemas import JobView
 from worker.apiframe import MODEL, ApiframeError, GenerateRequest, GrokParams
 from worker.apiframe.catalog import MODELS
-from worker.ledger import WARNINGS, Conflict
-from worker.paging import PageQuery
-from worker.problems import field_problems
-from worker.queue import enqueue_replay
-from worker.records import JobRecord, LogEntry
+from worker.ledger.ledger import Conflict
+from worker.ledger.log import WARNINGS, LogEntry
+from worker.ledger.paging import PageQuery
+from worker.ledger.records import JobRecord
+from worker.runtime.queue import enqueue_replay
 from worker.settings import Settings
 from worker.status import Status
 from worker.submission import submit_job, track_job
+from worker.validation import field_problems
 
 console = Console()
 COLOURS = {
@@ -63,7 +64,7 @@ async def submit(
     try:
         async with open_deps(settings) as deps:
             record = await submit_job(
-                deps.submitter,
+                deps.submitting,
                 request,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
@@ -141,7 +142,7 @@ async def status(settings: Settings, job: str, *, as_json: bool) -> int:
         if record is None:
             console.print(f"[red]no job or ref {job!r}[/]")
             return 1
-        entries = await deps.ledger.job_log(record.ref)
+        entries = await deps.ledger.history.job(record.ref)
     view = JobView.of(record).body()
     if as_lines(as_json):
         print_json({**view, "log": [entry.public() for entry in entries]})
@@ -157,12 +158,12 @@ async def tail(settings: Settings, *, follow: bool, lines: int, as_json: bool) -
     json_lines = as_lines(as_json)
     async with open_deps(settings) as deps:
         ledger = deps.ledger
-        recent = await ledger.latest_log(lines)
+        recent = await ledger.history.latest(lines)
         for entry in recent:
             show_entry(entry, json_lines)
-        last = recent[-1].id if recent else await ledger.last_log_id()
+        last = recent[-1].id if recent else await ledger.history.last_id()
         while follow:  # each wait is one blocking XREAD, not a polling loop
-            for entry in await ledger.follow_log(last, block_ms=5_000, count=500):
+            for entry in await ledger.history.follow(last, block_ms=5_000, count=500):
                 show_entry(entry, json_lines)
                 last = entry.id
     return 0
@@ -171,7 +172,7 @@ async def tail(settings: Settings, *, follow: bool, lines: int, as_json: bool) -
 async def track(settings: Settings, job_id: str) -> int:
     settings.require("apiframe_key")
     async with open_deps(settings) as deps:
-        record, created = await track_job(deps.submitter, job_id, "cli")
+        record, created = await track_job(deps.submitting, job_id, "cli")
     verb = "tracking" if created else "already known as"
     console.print(f"{verb} {job_id} (ref {record.ref}, {record.status.value})")
     return 0

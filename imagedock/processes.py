@@ -16,11 +16,11 @@ from imagedock.clients import open_deps
 from imagedock.http_server import PUBLIC, uvicorn_config
 from receiver.app import create_app
 from worker.deps import Deps
-from worker.heartbeat import beating
-from worker.ledger import text
-from worker.logs import configure_logging
-from worker.runner import supervise, workers_for
+from worker.ledger.records import text
+from worker.runtime.heartbeat import beating
+from worker.runtime.runner import supervise, workers_for
 from worker.settings import Settings, load_settings
+from worker.structured_logging import configure_logging
 
 log = structlog.get_logger("imagedock")
 GRACEFUL = 20  # seconds: under Kubernetes' default 30 s termination grace

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from receiver import dashboard, jobs, operations
 from receiver.auth import BearerToken
 from receiver.limits import RequestLimits
-from receiver.metrics import metrics, stats
+from receiver.metrics import metrics_page, stats
 from receiver.openapi import openapi
 from receiver.queries import BadQuery
 from receiver.rejections import Rejections
@@ -71,7 +71,7 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
             Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics),
+            Route("/metrics", metrics_page),
             Route("/stats", stats),
             Route("/openapi.json", openapi),
             Route("/jobs", jobs.jobs, methods=["GET", "POST"]),

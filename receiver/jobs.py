@@ -31,11 +31,11 @@ from worker.apiframe import (
     RateLimited,
 )
 from worker.deps import Deps
-from worker.ledger import Conflict
-from worker.paging import BadCursor, PageQuery
-from worker.problems import field_problems
-from worker.records import JobRecord
+from worker.ledger.ledger import Conflict
+from worker.ledger.paging import BadCursor, PageQuery
+from worker.ledger.records import JobRecord
 from worker.submission import submit_job
+from worker.validation import field_problems
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
@@ -76,7 +76,7 @@ async def create_job(request: Request) -> Response:
     request_only = GenerateRequest(prompt=job.prompt, model=job.model, params=job.params)
     try:
         record = await submit_job(
-            deps_of(request).submitter, request_only, metadata=job.metadata, idempotency_key=key
+            deps_of(request).submitting, request_only, metadata=job.metadata, idempotency_key=key
         )
     except Conflict as exc:
         return error(409, str(exc))
@@ -154,7 +154,7 @@ async def job_log(request: Request) -> Response:
     record = await ledger.find(request.path_params["job_id"])
     if record is None:
         return error(404, "no such job or ref")
-    entries = await ledger.job_log(record.ref)
+    entries = await ledger.history.job(record.ref)
     return JSONResponse(LogPage(entries=entries).body())
 
 
@@ -165,5 +165,5 @@ async def global_log(request: Request) -> Response:
         return await log_stream(request)
     query = query_of(request, LogQuery)
     ledger = deps_of(request).ledger
-    entries = await ledger.global_log(after=query.after or "-", count=query.limit)
+    entries = await ledger.history.after(query.after or "-", count=query.limit)
     return JSONResponse(LogPage(entries=entries).body())

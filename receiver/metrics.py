@@ -1,6 +1,6 @@
-"""`GET /metrics` for Prometheus and `GET /stats` for the dashboard: both render the same
-figures, read from Redis in one round trip, so every process's work is counted once and every
-receiver shows the same numbers."""
+"""`GET /metrics` for Prometheus and `GET /stats` for the dashboard: both render the figures
+declared in `worker.metrics`, read from Redis in one round trip, so every process's work is
+counted once and every receiver shows the same numbers."""
 
 from collections.abc import Iterable
 
@@ -16,14 +16,12 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.schemas import Stats
 from receiver.state import deps_of
-from worker.figures import Figures, read_figures
-from worker.heartbeat import alive
-from worker.ledger import REJECTED
-from worker.measures import cumulative
+from worker import metrics
+from worker.metrics import Figures, Gauge, read_figures
+from worker.runtime.heartbeat import alive
 from worker.status import UNFINISHED, Status
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OUTCOMES = ("accepted", "duplicate", "early", "unsigned")  # of webhooks taken; plus "rejected"
 
 
 class Snapshot:
@@ -39,97 +37,52 @@ class Snapshot:
 
     def counters(self) -> Iterable[Metric]:
         figures = self.figures
-        yield counter("jobs_submitted", "Jobs recorded.", figures.counter("submitted"))
-        for outcome in ("landed", "failed"):
-            family = CounterMetricFamily(
-                f"imagedock_jobs_{outcome}", f"Jobs {outcome}, by model.", labels=["model"]
-            )
-            for model, count in figures.labelled(f"{outcome}:").items():
-                family.add_metric([model], count)
+        for counter in metrics.COUNTERS:
+            name = f"imagedock_{counter.name}"
+            if counter.label is None:
+                yield CounterMetricFamily(name, counter.help, figures.count(counter))
+                continue
+            family = CounterMetricFamily(name, counter.help, labels=[counter.label])
+            for value, count in figures.labelled(counter).items():
+                family.add_metric([value], count)
+            if counter is metrics.WEBHOOKS_RECEIVED:
+                family.add_metric(["rejected"], figures.total(metrics.WEBHOOKS_REJECTED))
             yield family
-        yield counter(
-            "jobs_landed_via_poll",
-            "Jobs landed because the poller found them finished: their webhook never came.",
-            figures.counter("landed_via_poll"),
-        )
-        yield counter(
-            "webhooks_missed",
-            "Jobs the poller found finished with no webhook.",
-            figures.counter("webhook_missed"),
-        )
-        received = CounterMetricFamily(
-            "imagedock_webhooks_received", "Webhooks, by outcome.", labels=["outcome"]
-        )
-        for outcome in OUTCOMES:
-            received.add_metric([outcome], figures.counter(f"webhook:{outcome}"))
-        received.add_metric(["rejected"], figures.total(REJECTED))
-        yield received
-        rejected = CounterMetricFamily(
-            "imagedock_webhooks_rejected", "Webhooks refused, by reason.", labels=["reason"]
-        )
-        for reason, count in figures.labelled(REJECTED).items():
-            rejected.add_metric([reason], count)
-        yield rejected
-        deliveries = CounterMetricFamily(
-            "imagedock_event_deliveries", "Downstream event deliveries.", labels=["outcome"]
-        )
-        for outcome in ("delivered", "retried", "dead"):
-            deliveries.add_metric([outcome], figures.counter(f"delivery:{outcome}"))
-        yield deliveries
 
     def histograms(self) -> Iterable[Metric]:
         for histogram, raw in self.figures.histograms.items():
-            buckets, total = cumulative(histogram, raw)
+            buckets, total = metrics.cumulative(histogram, raw)
             yield HistogramMetricFamily(
                 f"imagedock_{histogram.name}", histogram.help, buckets=buckets, sum_value=total
             )
 
     def gauges(self) -> Iterable[Metric]:
         figures = self.figures
-        jobs = GaugeMetricFamily("imagedock_jobs", "Records by status.", labels=["status"])
-        for status, count in figures.by_status.items():
-            jobs.add_metric([status.value], count)
-        yield jobs
         oldest = figures.oldest_unfinished
-        age = figures.read_at - oldest if oldest is not None else 0.0
-        yield gauge(
-            "oldest_unfinished_job_age_seconds", "Age of the oldest job not yet final.", age
-        )
-        yield gauge(
-            "job_deadline_seconds",
-            "The age by which the poller ends every job, landed or not: older is stuck.",
-            self.job_deadline,
-        )
-        yield gauge(
-            "events_dead_letters", "Event deliveries that exhausted retries.", figures.dead_letters
-        )
-        yield gauge("jobs_polled", "Unfinished jobs the poller is watching.", figures.polled)
-        depth = GaugeMetricFamily("imagedock_queue_depth", "arq jobs waiting.", labels=["queue"])
-        for queue, count in figures.queues.items():
-            depth.add_metric([queue], count)
-        yield depth
         beats = figures.heartbeats
-        yield gauge(
-            "worker_last_heartbeat_timestamp_seconds",
-            "When the most recent worker heartbeat was (Unix time; 0 if none).",
-            max(beats.values(), default=0.0),
-        )
-        yield gauge(
-            "workers_alive",
-            "Workers whose heartbeat is fresh.",
-            len(alive(beats, figures.read_at)),
-        )
+        values: dict[Gauge, float | dict[str, float]] = {
+            metrics.JOBS: {status.value: count for status, count in figures.by_status.items()},
+            metrics.OLDEST_UNFINISHED: figures.read_at - oldest if oldest is not None else 0.0,
+            metrics.JOB_DEADLINE: self.job_deadline,
+            metrics.DEAD_LETTERS: figures.dead_letters,
+            metrics.JOBS_POLLED: figures.polled,
+            metrics.QUEUE_DEPTH: dict(figures.queues),
+            metrics.LAST_HEARTBEAT: max(beats.values(), default=0.0),
+            metrics.WORKERS_ALIVE: len(alive(beats, figures.read_at)),
+        }
+        for gauge in metrics.GAUGES:
+            value = values[gauge]
+            name = f"imagedock_{gauge.name}"
+            if isinstance(value, dict):
+                family = GaugeMetricFamily(name, gauge.help, labels=[gauge.label or "label"])
+                for label, each in value.items():
+                    family.add_metric([label], each)
+                yield family
+            else:
+                yield GaugeMetricFamily(name, gauge.help, value)
 
 
-def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(f"imagedock_{name}", documentation, value)
-
-
-def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"imagedock_{name}", documentation, value)
-
-
-async def metrics(request: Request) -> Response:
+async def metrics_page(request: Request) -> Response:
     deps = deps_of(request)
     registry = CollectorRegistry(auto_describe=False)
     settings = deps.settings
@@ -143,13 +96,13 @@ async def stats(request: Request) -> Response:
     """`GET /stats`: the dashboard's counters."""
     figures = await read_figures(deps_of(request).redis)
     answer = Stats(
-        submitted=figures.counter("submitted"),
-        landed=figures.total("landed:"),
-        failed=figures.total("failed:"),
+        submitted=figures.count(metrics.JOBS_SUBMITTED),
+        landed=figures.total(metrics.JOBS_LANDED),
+        failed=figures.total(metrics.JOBS_FAILED),
         cancelled=figures.by_status[Status.CANCELLED],
         timed_out=figures.by_status[Status.TIMED_OUT],
-        via_poll=figures.counter("landed_via_poll"),
-        webhooks_rejected=figures.labelled(REJECTED),
+        via_poll=figures.count(metrics.JOBS_LANDED_VIA_POLL),
+        webhooks_rejected=figures.labelled(metrics.WEBHOOKS_REJECTED),
         dead_letters=figures.dead_letters,
         by_status=figures.by_status,
         unfinished=sum(figures.by_status[status] for status in UNFINISHED),

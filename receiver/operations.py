@@ -17,7 +17,7 @@ from receiver.schemas import (
     TrackRequest,
 )
 from receiver.state import deps_of
-from worker.queue import enqueue_replay
+from worker.runtime.queue import enqueue_replay
 from worker.submission import track_job
 
 
@@ -31,7 +31,7 @@ async def track(request: Request) -> Response:
         return error(exc.status, exc.message)
     except ValueError:  # pydantic's ValidationError is one
         return error(400, 'send {"jobId": "<Apiframe job UUID>"}')
-    record, created = await track_job(deps_of(request).submitter, job_id)
+    record, created = await track_job(deps_of(request).submitting, job_id)
     tracked = TrackAccepted(job_id=job_id, ref=record.ref, status=record.status)
     return JSONResponse(tracked.body(), status_code=202 if created else 200)
 

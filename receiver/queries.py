@@ -6,7 +6,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from worker.problems import field_problems
+from worker.validation import field_problems
 
 Q = TypeVar("Q", bound=BaseModel)
 

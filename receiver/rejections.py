@@ -10,7 +10,8 @@ import structlog
 from starlette.responses import JSONResponse
 
 from receiver.responses import error
-from worker.ledger import REJECTED, Ledger
+from worker import metrics
+from worker.ledger.ledger import Ledger
 
 Reason = Literal[
     "too_large",
@@ -53,7 +54,7 @@ class Rejections:
         **client: object,
     ) -> JSONResponse:
         if not counted:
-            await ledger.count(REJECTED + reason)
+            await ledger.count(metrics.WEBHOOKS_REJECTED(reason))
         now = time.monotonic()
         if now - self._logged_at.get(reason, -self.interval) >= self.interval:
             self._logged_at[reason] = now

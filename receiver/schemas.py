@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from pydantic.alias_generators import to_camel
 
 from worker.apiframe.models import JobId
-from worker.ledger import LOG_ID_PATTERN, is_log_id
-from worker.records import JobRecord, LogEntry, StoredObject
+from worker.ledger.log import LOG_ID_PATTERN, LogEntry, is_log_id
+from worker.ledger.records import JobRecord, StoredObject
 from worker.status import Status
 
 

@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from receiver.responses import error
 from receiver.state import deps_of
-from worker.ledger import Ledger, is_log_id
+from worker.ledger.ledger import Ledger
+from worker.ledger.log import is_log_id
 
 WAIT_MS = 5_000  # under the Redis client's 10 s socket timeout
 HEARTBEAT = 15.0
@@ -28,11 +29,13 @@ async def log_stream(request: Request) -> Response:
     if start is not None and not is_log_id(start):
         return error(400, "Last-Event-ID (or after) must be a log entry id, like 1700000000000-0")
     ledger = deps_of(request).ledger
-    return EventSourceResponse(entries(ledger, start or await ledger.last_log_id()), ping=HEARTBEAT)
+    return EventSourceResponse(
+        entries(ledger, start or await ledger.history.last_id()), ping=HEARTBEAT
+    )
 
 
 async def entries(ledger: Ledger, after: str) -> AsyncIterator[dict[str, str]]:
     while True:
-        for entry in await ledger.follow_log(after, block_ms=WAIT_MS):
+        for entry in await ledger.history.follow(after, block_ms=WAIT_MS):
             after = entry.id
             yield {"id": entry.id, "event": "entry", "data": json.dumps(entry.public())}

@@ -20,13 +20,14 @@ from receiver.bodies import BodyRefused, read_capped
 from receiver.rejections import Reason, Rejections
 from receiver.schemas import WebhookAnswer
 from receiver.state import deps_of
+from worker import metrics
 from worker.apiframe import WebhookEvent
+from worker.apiframe.signatures import verify_signature
 from worker.deps import Deps
-from worker.problems import field_problems
-from worker.queue import enqueue_landing
-from worker.records import JobRecord
-from worker.signatures import verify_signature
+from worker.ledger.records import JobRecord
+from worker.runtime.queue import enqueue_landing
 from worker.status import Status
+from worker.validation import field_problems
 
 MAX_BODY = 1024 * 1024
 ACTOR = "receiver"
@@ -72,7 +73,7 @@ async def apiframe_webhook(request: Request) -> JSONResponse:
             **refused.client,
         )
     if not answered.counted:
-        await deps.ledger.count(f"webhook:{answered.outcome}")
+        await deps.ledger.count(metrics.WEBHOOKS_RECEIVED(answered.outcome))
     return JSONResponse(answered.answer.body(), status_code=answered.status)
 
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Literal
 
-from worker.signatures import Variant
+from worker.apiframe.signatures import Variant
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 ResultShape = Literal["images", "string", "empty"]

@@ -46,10 +46,10 @@ from simulator.demo_view import LiveView, results_table, summary, webhook_lines
 from simulator.local_s3 import local_s3
 from simulator.serving import bound_socket, serving, socket_url
 from worker.deps import Deps
-from worker.heartbeat import beating
-from worker.logs import configure_logging
-from worker.runner import wind_down, workers_for
+from worker.runtime.heartbeat import beating
+from worker.runtime.runner import wind_down, workers_for
 from worker.settings import Settings, SettingsError
+from worker.structured_logging import configure_logging
 
 DEMO_KEY = "afk_demo_0000000000000000000000000000000000"
 BUCKET = "imagedock-demo"

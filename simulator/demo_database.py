@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from simulator.demo_jobs import DemoError
-from worker.ledger import text
+from worker.ledger.records import text
 
 DEMO_DB = 12
 MARKER = "imagedock:demo"  # kept for good: a database holding keys but no marker is not the demo's

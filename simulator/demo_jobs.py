@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from simulator.app import Simulator
 from simulator.demo_faults import Scenario
-from worker.status import TERMINAL, Status
+from worker.status import FINAL, Status
 
 PROMPTS = (
     "a lighthouse on a basalt cliff at dawn, long exposure",
@@ -50,7 +50,7 @@ class Tracked:
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in FINAL
 
     @property
     def as_planned(self) -> bool:

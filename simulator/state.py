@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.images import PaddedImage
-from worker.clock import iso_time
+from worker.timestamps import iso_time
 
 
 def iso(moment: float | None) -> str | None:

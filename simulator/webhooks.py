@@ -10,7 +10,7 @@ import httpx
 
 from simulator.config import SimulatorConfig
 from simulator.state import Delivery, SimJob
-from worker.signatures import sign
+from worker.apiframe.signatures import sign
 
 WRONG_KEY = "afk_not-the-key-that-created-this-job"
 

@@ -27,10 +27,10 @@ from simulator.local_s3 import LocalS3, local_s3
 from simulator.serving import bound_socket, serving, socket_url
 from worker.apiframe import ApiframeClient
 from worker.deps import Deps
-from worker.ledger import Ledger
+from worker.ledger.ledger import Ledger
 from worker.polling import poll_due
+from worker.runtime.tasks import build_worker
 from worker.settings import Settings, load_settings
-from worker.tasks import build_worker
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -230,7 +230,7 @@ class Stack:
 
     async def poll(self) -> int:
         """One pass of the poller over the jobs due now."""
-        return await poll_due(self.deps.poller)
+        return await poll_due(self.deps.polling)
 
     def delivered(self, event_type: str | None = None) -> list[dict[str, Any]]:
         """The downstream events the endpoint accepted, as received."""

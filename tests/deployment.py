@@ -20,10 +20,10 @@ from imagedock.clients import open_deps
 from receiver.app import create_app
 from simulator.command import build_parser as simulator_parser
 from worker.apiframe.catalog import MODELS
-from worker.landing import landing_timeout
-from worker.runner import STOP_GRACE
+from worker.landing.job import landing_timeout
+from worker.runtime.runner import STOP_GRACE
+from worker.runtime.tasks import ARQ_MARGIN
 from worker.settings import Settings, env_name, load_settings
-from worker.tasks import ARQ_MARGIN
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -14,9 +14,10 @@ import redis as sync_redis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from tests.conftest import Stack
-from worker.arq_worker import StoppableWorker
-from worker.queue import LANDING_QUEUE, connect, enqueue_landing, landing_id
-from worker.tasks import build_worker
+from worker.ledger.keys import LANDING_QUEUE
+from worker.runtime.arq_worker import StoppableWorker
+from worker.runtime.queue import connect, enqueue_landing, landing_id
+from worker.runtime.tasks import build_worker
 
 # Interrupts the worker's start of `job` after `turns` loop turns; True once the job was done
 # before the interruption came.

@@ -13,9 +13,10 @@ from structlog.testing import capture_logs
 
 from receiver.bodies import BodyRefused, read_capped
 from tests.conftest import API_KEY, Stack
+from tests.support.ledger import recent
 from tests.test_webhooks import HOOK, post_hook, rejected, signed
 from worker.apiframe.client import key_for
-from worker.ledger import POLL_SET
+from worker.ledger.keys import POLL_SET
 from worker.status import Status
 from worker.submission import caller_ref
 
@@ -32,7 +33,7 @@ async def test_ten_thousand_refused_webhooks_cost_redis_almost_nothing(stack: St
     and are logged as a clipped sample, not one line each."""
     job_id = (await stack.submit())["jobId"]
     await stack.run_worker()
-    history = await stack.ledger.global_log(count=1000)
+    history = await stack.ledger.history.after(count=1000)
     before = await used_memory(stack)
     junk = "x" * 8000
     requests = [
@@ -52,7 +53,7 @@ async def test_ten_thousand_refused_webhooks_cost_redis_almost_nothing(stack: St
         statuses = await asyncio.gather(*(attack(n) for n in range(10_000)))
     assert set(statuses) == {415, 404, 431}
     assert await used_memory(stack) - before < 5 * MiB
-    assert await stack.ledger.global_log(count=1000) == history
+    assert await stack.ledger.history.after(count=1000) == history
     assert (await stack.job(job_id))["status"] == "LANDED"
     counted = await rejected(stack)
     assert (counted["media_type"], counted["bad_ref"]) == (3334, 3333)
@@ -73,7 +74,7 @@ async def test_a_signed_webhook_cannot_lend_its_job_to_a_stuck_submission(stack:
     stack.sim.fail_next(503, path="/v2/images/generate")
     stuck = await stack.api.post("/jobs", json={"prompt": "b"}, headers={"Idempotency-Key": "b"})
     assert stuck.status_code == 503
-    [b_ref] = [r.ref for r in await stack.ledger.recent() if r.status == Status.SUBMITTING]
+    [b_ref] = [r.ref for r in await recent(stack.ledger) if r.status == Status.SUBMITTING]
 
     replayed = await post_hook(stack, {"jobId": a, "status": "PROCESSING"}, ref=b_ref)
     assert replayed.status_code == 202
@@ -153,7 +154,7 @@ async def test_api_bodies_are_capped(stack: Stack) -> None:
     for response in (declared, streamed, tracked):
         assert response.status_code == 413
         assert "over 65536 bytes" in response.json()["error"]
-    assert await stack.ledger.recent() == []
+    assert await recent(stack.ledger) == []
 
 
 async def test_a_slow_body_is_cut_off(stack: Stack) -> None:

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError
 
 from simulator.local_s3 import free_port
-from worker.batching import MOST, BatchedScript
+from worker.ledger.batching import MOST, BatchedScript
 
 # Answers its argument, and refuses 'bad' as a script error would.
 ECHO = """

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from worker.cancelling import cancel_until_done
+from worker.runtime.cancelling import cancel_until_done
 
 
 async def test_a_task_that_loses_a_cancellation_is_cancelled_again_until_it_ends() -> None:

@@ -12,7 +12,7 @@ import uuid
 from simulator.local_s3 import ACCESS_KEY, SECRET_KEY
 from tests.conftest import API_KEY, Stack
 from tests.test_house import running
-from worker.heartbeat import beat
+from worker.runtime.heartbeat import beat
 
 
 def env_of(stack: Stack, **changes: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ from tests.deployment import (
     seconds,
     settings_from,
 )
-from worker.heartbeat import FRESH
+from worker.runtime.heartbeat import FRESH
 from worker.settings import PLACEHOLDER, Settings, SettingsError, load_settings
 
 # Settings come only from the files under test, never from the machine running them.

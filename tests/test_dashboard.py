@@ -249,7 +249,9 @@ async def test_the_stream_resumes_after_a_drop(stack: Stack, dashboard: Dashboar
         await expect(dashboard.row(before)).to_have_attribute("data-status", "LANDED")
         await expect(page.locator("#live")).to_have_text("live")
     streams = [request for request in dashboard.requests if urlsplit(request.url).path == "/log"]
-    seen = [entry.id for entry in await stack.ledger.global_log(count=1000) if entry.ref == before]
+    seen = [
+        entry.id for entry in await stack.ledger.history.after(count=1000) if entry.ref == before
+    ]
     assert streams[-1].headers["last-event-id"] in seen
     # Chromium's own line for the cut stream, if any; nothing from the page.
     assert all(error.startswith("Failed to load resource: net::") for error in dashboard.errors)

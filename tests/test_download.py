@@ -15,9 +15,9 @@ from starlette.routing import Route
 from imagedock.clients import http_client
 from simulator.serving import serving
 from worker.deps import Deps
-from worker.download import Downloader, HostClients, sniff
-from worker.errors import PermanentError
-from worker.hosts import HostPolicy, is_public
+from worker.landing.download import Downloader, HostClients, sniff
+from worker.landing.errors import PermanentError
+from worker.landing.hosts import HostPolicy, is_public
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 CAP = 1024

@@ -7,7 +7,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.conftest import EVENT_SECRET, Stack
-from worker.events import STREAM, event_id, event_key
+from worker.events import event_id
+from worker.sinks.webhook import endpoint_name
+from worker.ledger import keys
+from worker.ledger.keys import EVENTS
 
 
 async def ref_of(stack: Stack, job_id: str) -> str:
@@ -64,7 +67,7 @@ async def test_retry_after_is_honoured(stack: Stack, status: int) -> None:
     job_id = (await stack.submit())["jobId"]
     await stack.run_worker()
     assert stack.events.answered == [status, 200]
-    entries = await stack.ledger.job_log(await ref_of(stack, job_id))
+    entries = await stack.ledger.history.job(await ref_of(stack, job_id))
     [retry] = [entry for entry in entries if entry.event == "event.retry"]
     assert retry.detail["retry_in"] == 1.0
 
@@ -75,12 +78,12 @@ async def test_an_owed_event_published_twice_at_once_is_streamed_once(stack: Sta
     await stack.run_worker()
     record = await stack.ledger.by_job_id(job_id)
     assert record is not None
-    before = await stack.redis.xlen(STREAM)
-    await stack.redis.delete(event_key(event_id(job_id, "job.landed")))  # owed again
+    before = await stack.redis.xlen(EVENTS)
+    await stack.redis.delete(keys.event(event_id(job_id, "job.landed")))  # owed again
     await asyncio.gather(
         *(stack.deps.events.publish(record, "job.landed", "test") for _ in range(2))
     )
-    assert await stack.redis.xlen(STREAM) == before + 1
+    assert await stack.redis.xlen(EVENTS) == before + 1
     log = await stack.log_events(job_id)
     assert log.count("event.published") == 2  # the first landing's, and one of the racers'
 
@@ -94,7 +97,9 @@ async def test_dead_letters_and_redrive(stack: Stack) -> None:
     assert stack.delivered() == []
     [letter] = (await stack.api.get("/events/dead")).json()["deadLetters"]
     assert letter["eventId"] == event_id(job_id, "job.landed")
-    assert (letter["lastStatus"], letter["attempts"], letter["url"]) == (503, 5, stack.events.url)
+    sink = endpoint_name(stack.events.url)
+    assert (letter["lastStatus"], letter["attempts"], letter["sink"]) == (503, 5, sink)
+    assert stack.events.url not in json.dumps(letter)
     metrics = (await stack.api.get("/metrics")).text
     assert "imagedock_events_dead_letters 1.0" in metrics
 
@@ -111,8 +116,8 @@ async def test_events_are_streamed_once_for_consumer_groups(stack: Stack) -> Non
     stack.sim.config.duplicates = 3
     job_id = (await stack.submit())["jobId"]
     await stack.run_worker()
-    await stack.redis.xgroup_create(STREAM, "pipeline", id="0")
-    [(_, entries)] = await stack.redis.xreadgroup("pipeline", "c1", {STREAM: ">"}, count=10)
+    await stack.redis.xgroup_create(EVENTS, "pipeline", id="0")
+    [(_, entries)] = await stack.redis.xreadgroup("pipeline", "c1", {EVENTS: ">"}, count=10)
     assert len(entries) == 1
     _, fields = entries[0]
     payload = json.loads(fields[b"payload"])

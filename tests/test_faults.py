@@ -37,11 +37,12 @@ from tests.conftest import (
     fast_config,
     stack_on,
 )
+from tests.support.ledger import counters, recent
 from tests.test_webhooks import HOOK, rejected, signed
-from worker.arq_worker import StoppableWorker
-from worker.events import STREAM, event_id
-from worker.ledger import POLL_SET
-from worker.runner import Build, keep_running, supervise
+from worker.events import event_id
+from worker.ledger.keys import EVENTS, POLL_SET
+from worker.runtime.arq_worker import StoppableWorker
+from worker.runtime.runner import Build, keep_running, supervise
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -96,7 +97,7 @@ async def entries(stack: Stack, job_id: str) -> list[dict[str, Any]]:
 
 async def streamed_event_ids(stack: Stack) -> list[str]:
     """The ids of the events published to the Redis stream, one entry per publication."""
-    found = await stack.redis.xrange(STREAM)
+    found = await stack.redis.xrange(EVENTS)
     return sorted(fields[b"id"].decode() for _, fields in found)
 
 
@@ -724,7 +725,7 @@ async def test_a_throttled_or_failing_submit_is_told_and_bills_once_when_repeate
     assert billed(stack) == 0
     accepted = await stack.api.post("/jobs", json={"prompt": "p"}, headers=key)
     assert accepted.status_code == 202, accepted.text
-    assert [r.ref for r in await stack.ledger.recent()] == [accepted.json()["ref"]]
+    assert [r.ref for r in await recent(stack.ledger)] == [accepted.json()["ref"]]
     assert (len(stack.sim.submissions()), len(keys_sent(stack))) == (3, 1)
     await stack.run_worker()
     job_id = accepted.json()["jobId"]
@@ -1001,11 +1002,11 @@ async def test_ten_thousand_duplicate_and_forged_webhooks_land_each_real_job_onc
         "unknown_job": 2 * per_kind,
         "other_job": per_kind,
     }
-    stats = await stack.ledger.stats()
+    stats = await counters(stack.redis)
     assert (stats["webhook:accepted"], stats["webhook:duplicate"]) == (10, per_kind - 10)
 
     # Nothing was made for, or done to, anything but the real jobs, each landed once.
-    assert sorted(r.ref for r in await stack.ledger.recent(100)) == sorted(a["ref"] for a in real)
+    assert sorted(r.ref for r in await recent(stack.ledger, 100)) == sorted(a["ref"] for a in real)
     copies = {a["jobId"]: 0 for a in real}
     for hook in hooks:
         if hook.kind == "real":

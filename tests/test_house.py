@@ -30,8 +30,8 @@ PRODUCTION = (
     "imagedock.checks",
     "imagedock.processes",
     "receiver.app",
-    "worker.runner",
-    "worker.tasks",
+    "worker.runtime.runner",
+    "worker.runtime.tasks",
 )
 
 

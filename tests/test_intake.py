@@ -4,9 +4,11 @@ state and queues the landing in arq's own format, which a real arq worker then r
 from arq.constants import job_key_prefix
 
 from tests.conftest import Stack
+from tests.support.ledger import counters
 from tests.test_job_list import monitoring
 from tests.test_webhooks import post_hook
-from worker.queue import LANDING_QUEUE, deserialize, enqueue_landing, landing_id
+from worker.ledger.keys import LANDING_QUEUE
+from worker.runtime.queue import deserialize, enqueue_landing, landing_id
 
 
 async def quiet_job(stack: Stack) -> tuple[dict[str, str], list[str]]:
@@ -38,7 +40,7 @@ async def test_a_fresh_and_a_duplicate_webhook_each_cost_one_redis_command(stack
         again = await post_hook(stack, completed(job["jobId"], urls), ref=job["ref"])
     assert again.json() == {"accepted": True, "queued": False}  # landed: nothing to queue
     assert [command[0].lower() for command in duplicate] == ["evalsha"], duplicate
-    assert "webhook:duplicate" in await stack.ledger.stats()
+    assert "webhook:duplicate" in await counters(stack.redis)
 
 
 async def test_the_script_queues_the_landing_as_arq_would(stack: Stack) -> None:

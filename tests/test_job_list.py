@@ -13,8 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.conftest import Stack
-from worker.ledger import BY_MODEL, BY_STATUS, BY_TIME, Ledger
-from worker.records import JobRecord
+from worker.ledger.keys import BY_MODEL, BY_STATUS, BY_TIME
+from worker.ledger.ledger import Ledger
+from worker.ledger.records import JobRecord
 from worker.status import Status
 
 MODELS = ("grok-imagine-image", "flux-pro", "seedream-4")

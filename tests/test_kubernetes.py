@@ -32,7 +32,7 @@ from tests.deployment import (
     mebibytes,
     settings_from,
 )
-from worker.heartbeat import FRESH
+from worker.runtime.heartbeat import FRESH
 from worker.settings import Settings
 
 # Settings come only from the files under test, never from the machine running them.

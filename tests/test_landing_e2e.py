@@ -3,7 +3,7 @@
 import json
 
 from tests.conftest import BUCKET, Stack
-from worker.queue import enqueue_landing
+from worker.runtime.queue import enqueue_landing
 
 
 async def test_a_submitted_job_lands_byte_for_byte(stack: Stack) -> None:

@@ -26,7 +26,9 @@ async def test_a_late_state_never_moves_a_job_back(
     after = await deps.ledger.get(record.ref)
     assert after is not None
     assert after.status == reached
-    moves = [e.detail for e in await deps.ledger.job_log(record.ref) if e.event == "status.changed"]
+    moves = [
+        e.detail for e in await deps.ledger.history.job(record.ref) if e.event == "status.changed"
+    ]
     assert moves == [{"from": "SUBMITTING", "to": reached}]
 
 

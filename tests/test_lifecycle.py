@@ -20,7 +20,8 @@ from simulator.local_s3 import free_port
 from tests.conftest import API_TOKEN, EVENT_SECRET, Stack
 from tests.test_commands import env_of
 from tests.test_house import receiver_process, running, wait_for, worker_env
-from worker.queue import LANDING_QUEUE, landing_id
+from worker.ledger.keys import LANDING_QUEUE
+from worker.runtime.queue import landing_id
 
 MiB = 1024 * 1024
 

@@ -42,7 +42,7 @@ async def test_the_log_streams_every_entry_once_in_order(stack: Stack) -> None:
     await stack.submit()
     await stack.run_worker()
     events = await asyncio.wait_for(listening, 30)
-    logged = await stack.ledger.global_log(count=1000)
+    logged = await stack.ledger.history.after(count=1000)
     ids = [event["id"] for event in events]
     assert ids == [entry.id for entry in logged][: len(ids)]
     assert [event["entry"]["id"] for event in events] == ids
@@ -53,7 +53,7 @@ async def test_a_reconnect_resumes_after_the_last_event_id(stack: Stack) -> None
     repeated."""
     await stack.submit()
     await stack.run_worker()
-    logged = await stack.ledger.global_log(count=1000)
+    logged = await stack.ledger.history.after(count=1000)
     middle = logged[len(logged) // 2]
     events = await asyncio.wait_for(
         read_events(stack.api, until=logged[-1].event, headers={"Last-Event-ID": middle.id}), 30

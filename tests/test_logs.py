@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from simulator.local_s3 import SECRET_KEY
 from tests.conftest import API_KEY, API_TOKEN, EVENT_SECRET, Stack
-from worker.signatures import sign
+from worker.apiframe.signatures import sign
 
 SECRETS = (API_KEY, API_TOKEN, EVENT_SECRET, EVENT_SECRET.removeprefix("whsec_"), SECRET_KEY)
 
@@ -75,7 +75,7 @@ async def test_every_job_log_entry_is_a_log_line(stack: Stack) -> None:
     with capture_logs() as logs:
         job_id = (await stack.submit())["jobId"]
         await stack.run_worker()
-    entries = await stack.ledger.global_log(count=1000)
+    entries = await stack.ledger.history.after(count=1000)
     assert len(entries) > 5
     logged = Counter((line["event"], line.get("ref"), line.get("job_id")) for line in logs)
     recorded = Counter((entry.event, entry.ref or None, entry.job_id or None) for entry in entries)
@@ -113,7 +113,7 @@ async def test_no_secret_reaches_a_log_line_or_an_error_body(
 LOG_AN_ERROR = """
 import logging, sys
 import structlog
-from worker.logs import configure_logging
+from worker.structured_logging import configure_logging
 
 configure_logging("INFO", stream=sys.stdout, json=True)
 secret = "whsec_frame_local_secret"  # a local of the failing frame, as settings and keys are
@@ -144,7 +144,7 @@ HOME = Path(__file__).resolve().parents[1]
 INTERLEAVE = """
 import logging, sys, threading
 import structlog
-from worker.logs import configure_logging
+from worker.structured_logging import configure_logging
 
 configure_logging("INFO", stream=sys.stdout, json=True)
 

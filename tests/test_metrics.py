@@ -15,7 +15,7 @@ from receiver.app import create_app
 from simulator.serving import serving
 from tests.conftest import Stack
 from tests.test_alerts import METRICS
-from worker.heartbeat import beat
+from worker.runtime.heartbeat import beat
 
 AGE = "imagedock_oldest_unfinished_job_age_seconds"  # read at scrape time, so it moves
 

@@ -1,7 +1,8 @@
 """Jobs that would never end: each one reaches an end with its reason and a `job.failed`."""
 
 from tests.conftest import Stack
-from worker.ledger import POLL_SET
+from tests.support.ledger import recent
+from worker.ledger.keys import POLL_SET
 
 
 async def test_a_cdn_slower_than_the_landing_timeout_fails_the_job(stack: Stack) -> None:
@@ -61,7 +62,7 @@ async def test_a_submission_apiframe_never_took_is_not_left_submitting(stack: St
     stack.sim.fail_next(503, path="/v2/images/generate")
     refused = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "o"})
     assert refused.status_code == 503
-    [record] = await stack.ledger.recent()
+    [record] = await recent(stack.ledger)
     assert await stack.redis.zscore(POLL_SET, record.ref) is not None
     await stack.wait_until_due()
     await stack.poll()

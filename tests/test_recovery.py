@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tests.conftest import API_KEY, BUCKET, Stack
+from tests.support.ledger import counters
 from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
-from worker.ledger import POLL_SET
+from worker.ledger.keys import POLL_SET
 from worker.polling import follow
+from worker.runtime.tasks import build_poll_worker
 from worker.status import Status
-from worker.tasks import build_poll_worker
 
 
 async def test_all_webhooks_dropped_every_job_lands_through_polling(stack: Stack) -> None:
@@ -204,6 +205,6 @@ async def test_a_poll_that_finds_the_webhook_got_there_first_counts_nothing_miss
     assert record is not None
     assert record.status == Status.COMPLETED
     job = await stack.deps.apiframe.get_job(answer["jobId"])
-    await follow(stack.deps.poller, record, job)
-    assert "webhook_missed" not in await stack.ledger.stats()
+    await follow(stack.deps.polling, record, job)
+    assert "webhook_missed" not in await counters(stack.redis)
     assert "webhook.missed" not in await stack.log_events(answer["jobId"])

@@ -3,8 +3,8 @@ cancellation lands in."""
 
 import asyncio
 
-from worker.cancelling import cancel_until_done
 from worker.deps import Deps
+from worker.runtime.cancelling import cancel_until_done
 
 
 async def test_a_task_cancelled_at_any_instant_of_a_command_ends(deps: Deps) -> None:

@@ -4,8 +4,8 @@ them, dead letters are capped and paged."""
 import time
 
 from tests.conftest import Stack
-from worker.events import DEAD_LETTERS
-from worker.ledger import BY_TIME
+from worker.ledger import keys
+from worker.ledger.keys import BY_TIME, DEAD_LETTERS
 
 
 async def test_a_finished_job_is_kept_for_the_retention_then_forgotten(stack: Stack) -> None:
@@ -15,9 +15,8 @@ async def test_a_finished_job_is_kept_for_the_retention_then_forgotten(stack: St
     await stack.run_worker()
     record = await stack.ledger.by_job_id(job_id)
     assert record is not None
-    ledger = stack.ledger
-    keys = [ledger.job_key(record.ref), ledger.objects_key(record.ref), ledger.log_key(record.ref)]
-    for key in [*keys, ledger.index_key(job_id)]:
+    names = [keys.job(record.ref), keys.objects(record.ref), keys.job_log(record.ref)]
+    for key in [*names, keys.job_id(job_id)]:
         assert 590 <= await stack.redis.ttl(key) <= 600, key
 
 
@@ -26,7 +25,7 @@ async def test_a_running_job_never_expires(stack: Stack) -> None:
     stack.sim.config.stall = True
     answer = await stack.submit()
     await stack.sim.settle()
-    assert await stack.redis.ttl(stack.ledger.job_key(answer["ref"])) == -1
+    assert await stack.redis.ttl(keys.job(answer["ref"])) == -1
 
 
 async def test_the_time_index_is_trimmed_past_the_retention(stack: Stack) -> None:

@@ -22,7 +22,7 @@ from simulator.local_s3 import free_port
 from tests.conftest import API_TOKEN, EVENT_SECRET, Stack
 from tests.test_commands import env_of
 from tests.test_house import running, wait_for
-from worker.heartbeat import last_beats
+from worker.runtime.heartbeat import last_beats
 
 JOBS = 12
 WORKER = [sys.executable, "-m", "imagedock", "worker"]

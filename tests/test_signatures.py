@@ -1,6 +1,6 @@
 import pytest
 
-from worker.signatures import sign, verify_signature
+from worker.apiframe.signatures import sign, verify_signature
 
 KEY = "afk_0000000000000000000000000000000000000000"
 BODY = b'{"jobId":"abc","status":"COMPLETED"}'

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from simulator.serving import serving
 from tests.conftest import API_KEY, Apiframe, Sink
 from worker.apiframe.models import MODEL as GROK
-from worker.signatures import verify_signature
+from worker.apiframe.signatures import verify_signature
 
 GENERATE = "/v2/images/generate"
 

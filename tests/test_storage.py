@@ -9,9 +9,9 @@ import pytest
 from imagedock.clients import open_deps
 from simulator.local_s3 import LocalS3, local_s3
 from tests.conftest import s3_settings
-from worker.errors import PermanentError, TransientError
+from worker.landing.errors import PermanentError, TransientError
+from worker.landing.storage import Blob, ObjectStore
 from worker.settings import load_settings
-from worker.storage import Blob, ObjectStore
 
 BUCKET = "tls"
 BODY = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4000

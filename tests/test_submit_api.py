@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Stack
+from tests.support.ledger import recent
 
 
 async def test_requires_the_bearer_token(stack: Stack) -> None:
@@ -41,7 +42,7 @@ async def test_bad_requests_name_the_problem(
     assert response.status_code == 400
     assert field in response.text
     assert stack.sim.submissions() == []
-    assert await stack.ledger.recent() == []
+    assert await recent(stack.ledger) == []
 
 
 async def test_a_callers_idempotency_key_returns_the_same_job(stack: Stack) -> None:
@@ -81,7 +82,7 @@ async def test_apiframe_errors_come_back_clearly(stack: Stack, status: int, answ
     assert response.json()["error"].startswith(("Apiframe", "Apiframe refused"))
     if answer == 429:
         assert response.headers["retry-after"] == "1"
-    [record] = await stack.ledger.recent()
+    [record] = await recent(stack.ledger)
     assert record.error
 
 
@@ -89,7 +90,7 @@ async def test_a_permanent_refusal_fails_the_job_and_says_so(stack: Stack) -> No
     """A submission Apiframe refuses for good ends FAILED with a job.failed event."""
     stack.sim.fail_next(402, path="/v2/images/generate")
     await stack.api.post("/jobs", json={"prompt": "x"})
-    [record] = await stack.ledger.recent()
+    [record] = await recent(stack.ledger)
     assert record.status == "FAILED"
     await stack.run_worker()
     [event] = stack.delivered("job.failed")

@@ -11,8 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from tests.conftest import API_KEY, Stack
-from worker.ledger import POLL_SET
-from worker.signatures import sign
+from tests.support.ledger import recent
+from worker.apiframe.signatures import sign
+from worker.ledger.keys import POLL_SET
 
 HOOK = "/webhooks/apiframe"
 
@@ -155,7 +156,7 @@ async def test_unknown_jobs_are_404(
     assert response.status_code == 404
     assert await rejected(stack) == {reason: 1}
     assert (await stack.api.get("/log")).json()["entries"] == []
-    assert await stack.ledger.recent() == []
+    assert await recent(stack.ledger) == []
     metrics = (await stack.api.get("/metrics")).text
     assert f'imagedock_webhooks_rejected_total{{reason="{reason}"}} 1.0' in metrics
 
@@ -179,7 +180,7 @@ async def test_bad_bodies_get_clear_errors(
     response = await stack.api.post(HOOK, content=content, headers={"Content-Type": content_type})
     assert response.status_code == status
     assert said in response.json()["error"]
-    assert await stack.ledger.recent() == []
+    assert await recent(stack.ledger) == []
     assert (await stack.api.get("/log")).json()["entries"] == []
     assert sum((await rejected(stack)).values()) == 1
 

@@ -15,23 +15,25 @@ from arq.connections import ArqRedis
 from standardwebhooks import Webhook
 
 from worker.apiframe import ApiframeClient
-from worker.delivery import Deliverer
-from worker.download import Downloader, HostClients
 from worker.events import Events
-from worker.hosts import HostPolicy
 from worker.intake import Intake
-from worker.landing import Landing
-from worker.ledger import Ledger
-from worker.polling import Poller
+from worker.landing.download import Downloader, HostClients
+from worker.landing.hosts import HostPolicy
+from worker.landing.job import LandingDeps
+from worker.landing.storage import ObjectStore
+from worker.ledger.ledger import Ledger
+from worker.polling import PollingDeps
 from worker.settings import Settings
-from worker.storage import ObjectStore
-from worker.submission import Submitter
+from worker.sinks.base import Sink
+from worker.sinks.delivery import DeliveryDeps
+from worker.sinks.webhook import WebhookSink
+from worker.submission import SubmitDeps
 
 
 @dataclass(frozen=True)
 class Deps:
-    """The clients, and each service made on first use; a part the settings leave out (no
-    Apiframe key, no bucket, no event secret) says which variable it needs when asked for."""
+    """The clients, and what each part of the domain needs, made on first use; a part the
+    settings leave out (no Apiframe key, no bucket) says which variable it needs when asked for."""
 
     settings: Settings
     redis: ArqRedis
@@ -39,6 +41,7 @@ class Deps:
     hosts: HostClients  # downloads: a pool per result host name
     apiframe_client: ApiframeClient | None
     object_store: ObjectStore | None
+    more_sinks: tuple[Sink, ...] = ()  # beside the settings' webhook endpoints
 
     @property
     def apiframe(self) -> ApiframeClient:
@@ -57,15 +60,23 @@ class Deps:
         return Ledger(self.redis, retention=self.settings.retention)
 
     @cached_property
-    def events(self) -> Events:
-        urls = tuple(self.settings.event_urls)
-        return Events(self.redis, self.ledger, urls, self.settings.events_stream_maxlen)
+    def sinks(self) -> tuple[Sink, ...]:
+        """Every sink events go to: a signed webhook per `IMAGEDOCK_EVENT_URLS` entry, then any
+        other kind given to `open_deps`."""
+        secret = self.settings.event_secret
+        signer = Webhook(secret.get_secret_value()) if secret is not None else None
+        webhooks = [WebhookSink(url, self.http, signer) for url in self.settings.event_urls]
+        return (*webhooks, *self.more_sinks)
 
     @cached_property
-    def submitter(self) -> Submitter:
+    def events(self) -> Events:
+        return Events(self.redis, self.ledger, self.sinks, self.settings.events_stream_maxlen)
+
+    @cached_property
+    def submitting(self) -> SubmitDeps:
         settings = self.settings
         settings.require("public_url")
-        return Submitter(
+        return SubmitDeps(
             self.ledger,
             self.redis,
             self.apiframe,
@@ -75,28 +86,23 @@ class Deps:
         )
 
     @cached_property
-    def landing(self) -> Landing:
+    def landing(self) -> LandingDeps:
         policy = HostPolicy(self.settings.download_hosts)
         downloader = Downloader(self.hosts, policy, self.settings.max_image_bytes)
-        return Landing(self.ledger, self.events, self.apiframe, downloader, self.store)
+        return LandingDeps(self.ledger, self.events, self.apiframe, downloader, self.store)
 
     @cached_property
     def intake(self) -> Intake:
         return Intake(self.ledger, self.settings.poll_after)
 
     @cached_property
-    def poller(self) -> Poller:
-        return Poller(self.ledger, self.events, self.apiframe, self.settings)
+    def polling(self) -> PollingDeps:
+        return PollingDeps(self.ledger, self.events, self.apiframe, self.settings)
 
     @cached_property
-    def deliverer(self) -> Deliverer:
-        self.settings.require("event_secret")
-        secret = self.settings.event_secret
-        assert secret is not None
-        signer = Webhook(secret.get_secret_value())
-        schedule = self.settings.event_retry_schedule
-        cap = self.settings.dead_letters_max
-        return Deliverer(self.redis, self.ledger, self.http, signer, schedule, cap)
+    def delivery(self) -> DeliveryDeps:
+        schedule, cap = self.settings.event_retry_schedule, self.settings.dead_letters_max
+        return DeliveryDeps(self.redis, self.ledger, schedule, cap)
 
 
 DepsOpener = Callable[[Settings], AbstractAsyncContextManager[Deps]]

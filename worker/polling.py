@@ -9,13 +9,16 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound, RateLimited
 from worker.events import Events
-from worker.ledger import POLL_SET, Ledger, text
-from worker.queue import enqueue_landing
-from worker.records import JobRecord
+from worker.ledger import keys
+from worker.ledger.ledger import Ledger
+from worker.ledger.records import JobRecord, text
+from worker.ledger.scripts import source
+from worker.runtime.queue import enqueue_landing
 from worker.settings import Settings
-from worker.status import TERMINAL, Status, from_apiframe
+from worker.status import FINAL, Status, from_apiframe
 
 ACTOR = "poller"
 BATCH = 100
@@ -23,27 +26,18 @@ LEASE = 120.0  # longer than one check can take: a GET's 60 s timeout and its bl
 FIRST_INTERVAL = 2.0
 CONCURRENCY = 10
 
-# KEYS: poll set. ARGV: now, batch size, lease. Returns the refs due now, each leased.
-CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, ref in ipairs(due) do
-  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[3]), ref)
-end
-return due
-"""
-
 
 @dataclass(frozen=True)
-class Poller:
+class PollingDeps:
     ledger: Ledger
     events: Events
     apiframe: ApiframeClient
     settings: Settings  # the intervals and deadlines
 
 
-async def poll_due(deps: Poller, *, budget: float = 25.0) -> int:
+async def poll_due(deps: PollingDeps, *, budget: float = 25.0) -> int:
     """Check every job that is due, a batch at a time, within `budget` seconds."""
-    claim = deps.ledger.redis.register_script(CLAIM)
+    claim = deps.ledger.redis.register_script(source("claim"))
     await deps.ledger.forget_older(time.time())
     started, checked = time.monotonic(), 0
     limit = asyncio.Semaphore(CONCURRENCY)
@@ -55,7 +49,7 @@ async def poll_due(deps: Poller, *, budget: float = 25.0) -> int:
     while time.monotonic() - started < budget:
         due = [
             text(ref) or ""
-            for ref in await claim(keys=[POLL_SET], args=[time.time(), BATCH, LEASE])
+            for ref in await claim(keys=[keys.POLL_SET], args=[time.time(), BATCH, LEASE])
         ]
         if not due:
             break
@@ -64,17 +58,17 @@ async def poll_due(deps: Poller, *, budget: float = 25.0) -> int:
     return checked
 
 
-async def check_job(deps: Poller, ref: str) -> None:
+async def check_job(deps: PollingDeps, ref: str) -> None:
     ledger = deps.ledger
     record = await ledger.get(ref)
     if record is None:
-        await ledger.redis.zrem(POLL_SET, ref)
+        await ledger.redis.zrem(keys.POLL_SET, ref)
         return
     if record.pending_event:  # a crash between a terminal state and its event
         await deps.events.publish_pending(ref, ACTOR)
         return
-    if record.status in TERMINAL:
-        await ledger.redis.zrem(POLL_SET, ref)
+    if record.status in FINAL:
+        await ledger.redis.zrem(keys.POLL_SET, ref)
         return
     if record.job_id is None:
         await check_unsubmitted(deps, record)
@@ -97,7 +91,7 @@ async def check_job(deps: Poller, ref: str) -> None:
     await follow(deps, record, job)
 
 
-async def check_unsubmitted(deps: Poller, record: JobRecord) -> None:
+async def check_unsubmitted(deps: PollingDeps, record: JobRecord) -> None:
     """A submission that never reached Apiframe (an outage, and its caller never retried):
     failed once past the submit deadline, so no record is left SUBMITTING for ever."""
     age = time.time() - record.created_at
@@ -108,7 +102,7 @@ async def check_unsubmitted(deps: Poller, record: JobRecord) -> None:
         await reschedule(deps, record)
 
 
-async def check_unlanded(deps: Poller, record: JobRecord) -> None:
+async def check_unlanded(deps: PollingDeps, record: JobRecord) -> None:
     """Known complete but not landed: the landing may have been lost, so it is queued again
     (collapsing into one still queued or running), until the landing deadline fails the job."""
     assert record.job_id is not None
@@ -123,7 +117,7 @@ async def check_unlanded(deps: Poller, record: JobRecord) -> None:
     await reschedule(deps, record)
 
 
-async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
+async def follow(deps: PollingDeps, record: JobRecord, job: Job) -> None:
     """Act on what Apiframe says of a job no webhook has finished."""
     ledger, ref = deps.ledger, record.ref
     assert record.job_id is not None
@@ -158,11 +152,19 @@ async def follow(deps: Poller, record: JobRecord, job: Job) -> None:
 
 async def missed(ledger: Ledger, record: JobRecord, status: str) -> None:
     """The poller found a finished job no webhook told us about: the alarm that counts."""
-    await ledger.count("webhook_missed")
-    await ledger.log(record.ref, record.job_id, ACTOR, "webhook.missed", status=status)
+    await ledger.log(
+        record.ref,
+        record.job_id,
+        ACTOR,
+        "webhook.missed",
+        counting=(metrics.WEBHOOKS_MISSED,),
+        status=status,
+    )
 
 
-async def reschedule(deps: Poller, record: JobRecord, *, at_least: float | None = None) -> None:
+async def reschedule(
+    deps: PollingDeps, record: JobRecord, *, at_least: float | None = None
+) -> None:
     """The next check, backing off per job from 2 s to the configured cap, and never sooner
     than a 429's Retry-After."""
     interval = min(

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from standardwebhooks import Webhook
 
-from worker.problems import field_problems
+from worker.validation import field_problems
 
 MiB = 1024 * 1024
 MIN_TOKEN = 16
@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=50 * MiB, gt=0)
 
     landing_backoff: float = Field(default=5.0, gt=0)  # first retry wait; doubles to 5 min
-    # A worker that dies mid-landing has its job re-run this much + 10 s later (arq's claim).
+    # One landing's deadline for four images, scaled for models that return more (225 s for
+    # ten); arq's claim outlasts the longest by 15 s, so a worker that dies mid-landing has its
+    # job re-run that much later (`worker.runtime.tasks`).
     landing_timeout: float = Field(default=90.0, gt=0)
     landing_max_tries: int = Field(default=30, ge=1)  # failed attempts before a job FAILS
     # A stopping worker takes no new jobs and lets running ones finish for this long; what is

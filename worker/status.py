@@ -16,7 +16,7 @@ class Status(StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
-# A status may only be replaced by one of a higher rank; terminal ones are never replaced.
+# A status may only be replaced by one of a higher rank; final ones are never replaced.
 RANK = {
     Status.SUBMITTING: 0,
     Status.QUEUED: 1,
@@ -27,8 +27,10 @@ RANK = {
     Status.CANCELLED: 4,
     Status.TIMED_OUT: 4,
 }
-TERMINAL = frozenset({Status.LANDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
-UNFINISHED = frozenset(set(Status) - TERMINAL)
+# Final: imagedock is done with the job (LANDED included; Apiframe's own finished states are
+# `worker.apiframe.models.FINISHED`).
+FINAL = frozenset({Status.LANDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+UNFINISHED = frozenset(set(Status) - FINAL)
 FAILURES = frozenset({Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
 
 
@@ -43,7 +45,3 @@ def from_apiframe(status: str) -> Status:
         return Status(status)
     log.warning("apiframe.unknown_status", status=status[:40])
     return Status.QUEUED
-
-
-def can_move(current: Status, new: Status) -> bool:
-    return current not in TERMINAL and RANK[new] > RANK[current]

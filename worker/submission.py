@@ -13,16 +13,16 @@ from arq.connections import ArqRedis
 
 from worker.apiframe import ApiframeClient, ApiframeError, GenerateRequest
 from worker.events import Events
-from worker.ledger import Conflict, Ledger
-from worker.queue import enqueue_landing
-from worker.records import JobRecord
-from worker.status import TERMINAL, Status, from_apiframe
+from worker.ledger.ledger import Conflict, Ledger
+from worker.ledger.records import JobRecord
+from worker.runtime.queue import enqueue_landing
+from worker.status import FINAL, Status, from_apiframe
 
 SUBSCRIBED = ["completed", "failed"]
 
 
 @dataclass(frozen=True)
-class Submitter:
+class SubmitDeps:
     ledger: Ledger
     redis: ArqRedis
     apiframe: ApiframeClient
@@ -35,7 +35,7 @@ class Submitter:
 
 
 async def submit_job(
-    deps: Submitter,
+    deps: SubmitDeps,
     request: GenerateRequest,
     *,
     metadata: Mapping[str, str] | None = None,
@@ -52,7 +52,7 @@ async def submit_job(
         idempotency_key=f"submit:{idempotency_key}" if idempotency_key else None,
         ref=caller_ref(idempotency_key) if idempotency_key else None,
     )
-    if not created and (record.job_id or record.status in TERMINAL):
+    if not created and (record.job_id or record.status in FINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
     if created:  # watched from the start, so an outage cannot leave it SUBMITTING for ever
         await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
@@ -71,8 +71,14 @@ async def submit_job(
     job_id = submission.job_id
     attached = await deps.ledger.attach(record.ref, job_id)
     if attached.job_id != job_id:
-        detail = {"attached": attached.job_id, "owner": attached.owner}
-        await deps.ledger.log(record.ref, job_id, actor, "submit.conflict", **detail)
+        await deps.ledger.log(
+            record.ref,
+            job_id,
+            actor,
+            "submit.conflict",
+            attached=attached.job_id,
+            owner=attached.owner,
+        )
         raise Conflict(f"Apiframe answered with job {job_id}, which another submission holds")
     early = attached.early
     await deps.ledger.transition(record.ref, from_apiframe(submission.status), actor, error="")
@@ -100,7 +106,7 @@ def caller_ref(idempotency_key: str) -> str:
 
 
 async def track_job(
-    deps: Submitter, job_id: str, actor: str = "receiver"
+    deps: SubmitDeps, job_id: str, actor: str = "receiver"
 ) -> tuple[JobRecord, bool]:
     """Adopt a job submitted elsewhere so the poller lands it; False if it was already known."""
     known = await deps.ledger.by_job_id(job_id)

@@ -34,7 +34,7 @@ from worker.apiframe.errors import (
     error_class,
 )
 from worker.apiframe.models import GenerateRequest, Job, JobPage, Submission
-from worker.problems import field_problems
+from worker.validation import field_problems
 
 log = structlog.get_logger("apiframe")
 Body = TypeVar("Body", bound=BaseModel)

@@ -24,7 +24,7 @@ JobId = Annotated[
 ]
 AspectRatio = Literal["1:1", "2:3", "3:2", "16:9", "9:16"]
 EventName = Literal["progress", "completed", "failed"]
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
 class GrokParams(BaseModel):
@@ -118,7 +118,7 @@ class Job(BaseModel):
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in FINISHED
 
     @property
     def image_urls(self) -> list[str]:

@@ -15,10 +15,10 @@ import redis.exceptions as redis_errors
 import structlog
 from redis.asyncio import Redis
 
-from worker.arq_worker import StoppableWorker
-from worker.cancelling import cancel_until_done
 from worker.deps import Deps
-from worker.tasks import build_poll_worker, build_worker
+from worker.runtime.arq_worker import StoppableWorker
+from worker.runtime.cancelling import cancel_until_done
+from worker.runtime.tasks import build_poll_worker, build_worker
 
 log = structlog.get_logger("worker")
 RESTART_PAUSE = 2.0

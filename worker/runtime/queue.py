@@ -1,13 +1,16 @@
-"""arq, kept behind this one module so that another queue (SAQ, taskiq) could replace it without
-touching the domain. Jobs travel as JSON: nothing read from Redis can run code."""
+"""The queue: the process's Redis pool, and every arq job imagedock enqueues, by name, with the
+id that makes duplicates collapse. Jobs travel as JSON: nothing read from Redis can run code.
 
-import hashlib
+The domain enqueues only through here; `worker.runtime.tasks` and `arq_worker` run the jobs. The
+landing queued by the webhook script (`ledger/lua/enqueue.lua`) is written in arq's own format
+from `QueuedJob`, so it collapses with one queued here exactly as arq's `_job_id` makes it.
+"""
+
 import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
@@ -15,11 +18,10 @@ from arq.jobs import Job, serialize_job
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError, TimeoutError
 
-from worker.redis_connections import BOUNDED
+from worker.ledger.keys import LANDING_QUEUE, digest
+from worker.runtime.connections import BOUNDED
 
 SOCKET_TIMEOUT = 10.0
-LANDING_QUEUE = "imagedock:landing"
-POLLING_QUEUE = "imagedock:polling"
 LAND = "land"
 DELIVER = "deliver"
 REPLAY = "replay"
@@ -64,21 +66,9 @@ async def connect(url: str) -> ArqRedis:
     return redis
 
 
-def url_digest(url: str) -> str:
-    """A short, stable name for an endpoint, for keys that must not hold the URL itself."""
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-def endpoint_name(url: str) -> str:
-    """How logs name an event endpoint: its origin and digest, never its path or query, which
-    often carry a credential (a Slack or Zapier hook's token)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}#{url_digest(url)[:8]}"
-
-
-def delivery_id(event_id: str, url: str) -> str:
-    """One delivery of an event per endpoint: duplicates collapse while it is queued."""
-    return f"deliver:{event_id}:{url_digest(url)}"
+def delivery_id(event_id: str, sink: str) -> str:
+    """One delivery of an event per sink: duplicates collapse while it is queued."""
+    return f"deliver:{event_id}:{digest(sink)}"
 
 
 def landing_id(job_id: str) -> str:
@@ -98,13 +88,13 @@ async def enqueue_landing(redis: ArqRedis, job_id: str, *, defer: float = 0) -> 
     return job is not None
 
 
-async def enqueue_delivery(redis: ArqRedis, event_id: str, url: str) -> bool:
-    """Queue one delivery of one event to one endpoint; duplicates collapse while it is queued."""
+async def enqueue_delivery(redis: ArqRedis, event_id: str, sink: str) -> bool:
+    """Queue one delivery of one event to one sink; duplicates collapse while it is queued."""
     job: Job | None = await redis.enqueue_job(
         DELIVER,
         event_id,
-        url,
-        _job_id=delivery_id(event_id, url),
+        sink,
+        _job_id=delivery_id(event_id, sink),
         _queue_name=LANDING_QUEUE,
     )
     return job is not None
@@ -117,25 +107,9 @@ async def enqueue_replay(redis: ArqRedis, job_id: str) -> bool:
     return job is not None
 
 
-# arq's enqueue (arq 0.28 `ArqRedis.enqueue_job`) as a Lua function, for scripts that queue a job
-# in the same call that changes the ledger: refused while the job or its kept result exists (so
-# duplicates collapse exactly as `_job_id` makes them), else the payload and the queue entry.
-# `args` holds a `QueuedJob.script_args()` list from position `at`. Returns 1 if queued, 0 if it
-# collapsed.
-ENQUEUE = """
-local function enqueue(args, at)
-  local id, key, result_key, queue, payload, score, expires_ms = unpack(args, at, at + 6)
-  if redis.call('EXISTS', key, result_key) > 0 then return 0 end
-  redis.call('PSETEX', key, expires_ms, payload)
-  redis.call('ZADD', queue, score, id)
-  return 1
-end
-"""
-
-
 @dataclass(frozen=True)
 class QueuedJob:
-    """One arq job as `ENQUEUE` writes it: arq's key names, score and serialized payload."""
+    """One arq job as `enqueue.lua` writes it: arq's key names, score and serialized payload."""
 
     id: str
     queue: str
@@ -143,7 +117,7 @@ class QueuedJob:
     score: int
 
     def script_args(self) -> list[str | int]:
-        """In `ENQUEUE`'s order: passed flat, so the payload is not encoded a second time."""
+        """In `enqueue.lua`'s order: passed flat, so the payload is not encoded a second time."""
         key, result_key = job_key_prefix + self.id, result_key_prefix + self.id
         return [self.id, key, result_key, self.queue, self.payload, self.score, expires_extra_ms]
 

@@ -1,11 +1,13 @@
 """The arq workers: thin task functions over the domain, and each worker's settings.
 
 Two queues, so that polling's longer timeout never slows crash recovery for landings:
-- landing (`land`, `deliver`, `replay`): `job_timeout` 90 s fits four 50 MiB images, and a worker
-  that dies mid-landing has its job re-run when arq's claim expires, timeout + 10 s later: under
-  two minutes. `max_tries` 30 with backoff from 5 s to 5 min rides out about two hours of outage,
-  and arq counts every restart as a try, so a run of deploys cannot exhaust it. `keep_result` 0:
-  an enqueue after a task finished runs a cheap no-op instead of being refused for an hour.
+- landing (`land`, `deliver`, `replay`): a landing's own deadline is 90 s for four images
+  (`IMAGEDOCK_LANDING_TIMEOUT`), more for models that return more (225 s for ten); arq's
+  `job_timeout` is the longest of them plus a margin, 230 s, and a worker that dies mid-landing
+  has its job re-run when arq's claim expires, timeout + 10 s later: four minutes. `max_tries`
+  30 with backoff from 5 s to 5 min rides out about two hours of outage, and arq counts every
+  restart as a try, so a run of deploys cannot exhaust it. `keep_result` 0: an enqueue after a
+  task finished runs a cheap no-op instead of being refused for an hour.
 - polling: the `poll` cron, every 2 s, once per tick across workers (`unique`), and at start-up.
 No landing-queue function sets a longer timeout of its own: arq's claim lasts the longest timeout
 on the worker, so one slow function would slow crash recovery for all.
@@ -23,23 +25,15 @@ from arq import Retry
 from arq.cron import cron
 from arq.worker import func
 
-from worker.arq_worker import StoppableWorker
-from worker.delivery import DeliveryRetry, deliver_event
 from worker.deps import Deps
-from worker.errors import TransientError
-from worker.landing import Landing, NotReady, land_job, landing_timeout
+from worker.landing.errors import TransientError
+from worker.landing.job import LandingDeps, NotReady, land_job, landing_timeout
+from worker.ledger.keys import LANDING_QUEUE, POLLING_QUEUE, digest
 from worker.polling import poll_due
-from worker.queue import (
-    DELIVER,
-    LAND,
-    LANDING_QUEUE,
-    POLLING_QUEUE,
-    REPLAY,
-    deserialize,
-    endpoint_name,
-    serialize,
-)
+from worker.runtime.arq_worker import StoppableWorker
+from worker.runtime.queue import DELIVER, LAND, REPLAY, deserialize, serialize
 from worker.settings import Settings
+from worker.sinks.delivery import DeliveryRetry, deliver_event
 from worker.status import Status
 
 ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's always fires first
@@ -55,7 +49,7 @@ def backoff(base: float, attempt: int, retry_after: float | None = None) -> floa
 
 
 async def land(ctx: dict[str, Any], job_id: str) -> str:
-    deps: Landing = ctx["deps"].landing
+    deps: LandingDeps = ctx["deps"].landing
     settings: Settings = ctx["deps"].settings
     with structlog.contextvars.bound_contextvars(job_id=job_id, job_try=ctx["job_try"]):
         record = await deps.ledger.by_job_id(job_id)
@@ -72,7 +66,9 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
         return await retry_or_fail(deps, settings, job_id, error)
 
 
-async def retry_or_fail(deps: Landing, settings: Settings, job_id: str, exc: TransientError) -> str:
+async def retry_or_fail(
+    deps: LandingDeps, settings: Settings, job_id: str, exc: TransientError
+) -> str:
     """Count the failed attempt in the ledger, which a re-queue by the poller does not reset,
     and retry later with backoff, or fail the job once the count reaches the limit."""
     record = await deps.ledger.by_job_id(job_id)
@@ -99,7 +95,7 @@ async def retry_or_fail(deps: Landing, settings: Settings, job_id: str, exc: Tra
 
 async def replay(ctx: dict[str, Any], job_id: str) -> str:
     """Land again (restoring anything missing from S3) and deliver the events again."""
-    deps: Landing = ctx["deps"].landing
+    deps: LandingDeps = ctx["deps"].landing
     status = await land(ctx, job_id)
     record = await deps.ledger.by_job_id(job_id)
     if record is not None and record.status == Status.LANDED:
@@ -109,14 +105,18 @@ async def replay(ctx: dict[str, Any], job_id: str) -> str:
     return status
 
 
-async def deliver(ctx: dict[str, Any], event_id: str, url: str) -> str:
+async def deliver(ctx: dict[str, Any], event_id: str, sink_name: str) -> str:
     deps: Deps = ctx["deps"]
-    if deps.settings.event_secret is None:
-        log.error("event.unsigned", reason="IMAGEDOCK_EVENT_SECRET is not set")
-        raise Retry(defer=60)
-    with structlog.contextvars.bound_contextvars(event_id=event_id, endpoint=endpoint_name(url)):
+    sink = deps.events.resolve(sink_name)
+    if sink is None:  # taken out of the settings since the delivery was queued
+        log.warning("event.sink_gone", event_id=event_id, sink=digest(sink_name))
+        return "dropped"
+    with structlog.contextvars.bound_contextvars(event_id=event_id, sink=sink.name):
+        if sink.blocked_by is not None:
+            log.error("event.unsigned", reason=f"{sink.blocked_by} is not set")
+            raise Retry(defer=60)
         try:
-            return await deliver_event(deps.deliverer, event_id, url)
+            return await deliver_event(deps.delivery, event_id, sink)
         except DeliveryRetry as exc:
             raise Retry(defer=exc.defer) from exc
 
@@ -124,7 +124,7 @@ async def deliver(ctx: dict[str, Any], event_id: str, url: str) -> str:
 async def poll(ctx: dict[str, Any]) -> int:
     """One pass of the poller. arq runs it once per tick across every worker (a unique cron
     job; its score is the tick's time in ms); a pass that checked jobs says so."""
-    checked = await poll_due(ctx["deps"].poller)
+    checked = await poll_due(ctx["deps"].polling)
     level = log.info if checked else log.debug
     level("poll.pass", tick=ctx.get("score"), checked=checked)
     return checked

@@ -18,8 +18,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from worker.errors import PermanentError, TransientError
-from worker.hosts import HostPolicy
+from worker.landing.errors import PermanentError, TransientError
+from worker.landing.hosts import HostPolicy
 
 MAX_REDIRECTS = 3
 SPOOL_IN_MEMORY = 8 * 1024 * 1024

@@ -7,8 +7,8 @@ job held until its claim expired (its timeout plus ten seconds), or run on past 
 - a task cancelled before its first step runs none of its code, cleanup included;
 - a stop arriving while the worker claimed jobs cut claims off from their tasks, and a task
   created just after the stop had cancelled the others ran on;
-- a cancellation can be lost (`worker.redis_connections`, `worker.cancelling`): a job, or the
-  worker's loop, ran on;
+- a cancellation can be lost (`worker.runtime.connections`, `worker.runtime.cancelling`): a
+  job, or the worker's loop, ran on;
 - a job's task cancelled twice leaves arq's shielded write of its end to nobody.
 Here claiming is never cut short, a job started after the cut is cancelled at once, what goes on
 running is cancelled again, any job's task that ends cancelled gives its claim up, and
@@ -27,7 +27,7 @@ from arq import Worker
 from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
-from worker.cancelling import cancel_until_done
+from worker.runtime.cancelling import cancel_until_done
 
 log = structlog.get_logger("worker")
 

@@ -1,10 +1,15 @@
-"""What the ledger stores, as typed records."""
+"""What the ledger stores, as typed records, and the one decoder of what Redis answers."""
 
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from worker.status import Status
+
+
+def text(value: bytes | str | None) -> str | None:
+    """A value as Redis answered it (bytes), as text."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -102,33 +107,3 @@ class JobRecord:
             "keys": [stored.key for stored in self.objects],
             "via": self.via or "webhook",
         }
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    id: str
-    ts: float
-    actor: str
-    event: str
-    ref: str
-    job_id: str
-    detail: dict[str, Any]
-
-    @classmethod
-    def from_redis(cls, entry_id: bytes | str, raw: dict[Any, Any]) -> "LogEntry":
-        def get(name: str) -> str:
-            value = raw.get(name.encode(), raw.get(name, ""))
-            return value.decode() if isinstance(value, bytes) else str(value)
-
-        return cls(
-            id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
-            ts=float(get("ts") or 0),
-            actor=get("actor"),
-            event=get("event"),
-            ref=get("ref"),
-            job_id=get("job_id"),
-            detail=json.loads(get("detail") or "{}"),
-        )
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self)

@@ -13,9 +13,9 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from worker.cancelling import cancel_until_done
+from worker.ledger.keys import WORKERS
+from worker.runtime.cancelling import cancel_until_done
 
-HEARTBEATS = "imagedock:workers"  # sorted set: host:pid -> time of the last beat
 INTERVAL = 10.0
 FRESH = 30.0  # a worker whose last beat is older than this is taken for dead
 FORGET = 3600.0  # beats older than this are dropped, so departed workers do not pile up
@@ -29,8 +29,8 @@ def worker_id() -> str:
 async def beat(redis: Redis, member: str) -> None:
     now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zadd(HEARTBEATS, {member: now})
-        pipe.zremrangebyscore(HEARTBEATS, "-inf", now - FORGET)
+        pipe.zadd(WORKERS, {member: now})
+        pipe.zremrangebyscore(WORKERS, "-inf", now - FORGET)
         await pipe.execute()
 
 
@@ -53,12 +53,12 @@ async def beating(redis: Redis, interval: float = INTERVAL) -> AsyncIterator[str
     finally:
         await cancel_until_done([task])
         with contextlib.suppress(RedisError, OSError):
-            await redis.zrem(HEARTBEATS, member)
+            await redis.zrem(WORKERS, member)
 
 
 async def last_beats(redis: Redis) -> dict[str, float]:
     """Every worker's last beat, by host:pid."""
-    beats = await redis.zrange(HEARTBEATS, 0, -1, withscores=True)
+    beats = await redis.zrange(WORKERS, 0, -1, withscores=True)
     return {(m.decode() if isinstance(m, bytes) else str(m)): score for m, score in beats}
 
 

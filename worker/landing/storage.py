@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from worker.download import Download
-from worker.errors import PermanentError, TransientError
+from worker.landing.download import Download
+from worker.landing.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

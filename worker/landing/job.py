@@ -8,20 +8,20 @@ also checks that every recorded object is still in S3 and restores any that is n
 import time
 from dataclasses import dataclass
 
+from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
 from worker.apiframe.catalog import MODELS, MOST_IMAGES, metric_label
-from worker.download import Downloader
-from worker.errors import PermanentError, TransientError
 from worker.events import Events
-from worker.ledger import Ledger
-from worker.measures import LANDING_BYTES, LANDING_DURATION
-from worker.records import JobRecord, StoredObject
+from worker.landing.download import Downloader
+from worker.landing.errors import PermanentError, TransientError
+from worker.landing.storage import Blob, ObjectStore, json_blob
+from worker.ledger.ledger import Ledger
+from worker.ledger.records import JobRecord, StoredObject
 from worker.status import FAILURES, Status, from_apiframe
-from worker.storage import Blob, ObjectStore, json_blob
 
 
 @dataclass(frozen=True)
-class Landing:
+class LandingDeps:
     """What landing needs, made once per worker process."""
 
     ledger: Ledger
@@ -47,7 +47,7 @@ class NotReady(TransientError):
 
 
 async def land_job(
-    deps: Landing,
+    deps: LandingDeps,
     job_id: str,
     actor: str = "worker",
     *,
@@ -75,7 +75,7 @@ async def land_job(
         return Status.FAILED
 
 
-async def confirm(deps: Landing, record: JobRecord, actor: str) -> list[str]:
+async def confirm(deps: LandingDeps, record: JobRecord, actor: str) -> list[str]:
     """Ask Apiframe for the job: the result URLs if it completed with images. A failure ends the
     job; anything else is not ready yet. This is also how an unsigned webhook is checked."""
     assert record.job_id is not None
@@ -110,7 +110,7 @@ async def confirm(deps: Landing, record: JobRecord, actor: str) -> list[str]:
 
 
 async def store_all(
-    deps: Landing, record: JobRecord, urls: list[str], actor: str, *, verify: bool = False
+    deps: LandingDeps, record: JobRecord, urls: list[str], actor: str, *, verify: bool = False
 ) -> Status:
     assert record.job_id is not None
     most = most_images(record.model)
@@ -138,17 +138,16 @@ async def store_all(
         landed = await deps.ledger.get(record.ref) or record
         took = time.monotonic() - started
         outcome = landed.outcome(time.time())
-        counters = [f"landed:{metric_label(record.model)}"]
+        counting: list[metrics.Counted] = [metrics.JOBS_LANDED(metric_label(record.model))]
         if landed.via == "poll":
-            counters.append("landed_via_poll")
-        measured = {LANDING_DURATION: took, LANDING_BYTES: outcome["bytes"]}
-        await deps.ledger.log_counted(
+            counting.append(metrics.JOBS_LANDED_VIA_POLL)
+        await deps.ledger.log(
             record.ref,
             record.job_id,
             actor,
             "job.landed",
-            counters,
-            measured,
+            counting=tuple(counting),
+            observing={metrics.LANDING_DURATION: took, metrics.LANDING_BYTES: outcome["bytes"]},
             **outcome,
             manifest=key,
             landing_ms=round(took * 1000),
@@ -162,7 +161,7 @@ async def still_stored(store: ObjectStore, stored: StoredObject) -> bool:
 
 
 async def store_one(
-    deps: Landing, record: JobRecord, index: int, url: str, actor: str
+    deps: LandingDeps, record: JobRecord, index: int, url: str, actor: str
 ) -> StoredObject:
     assert record.job_id is not None
     download = await deps.downloader.fetch(url)

@@ -1,0 +1,2 @@
+"""What tests share: constants, the stack they drive, servers they start, and readers of state
+that production code has no use for. Test modules import from here, never from each other."""

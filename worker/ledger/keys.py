@@ -1,0 +1,91 @@
+"""Every Redis key imagedock writes, in one place (arq's own keys are arq's: `arq.constants`).
+
+A reader finds the whole schema here. Names that end in `:` are prefixes: the functions below
+complete them. Lua scripts receive the prefixes they need in the ledger's script config, never
+spell a key of their own.
+"""
+
+import hashlib
+
+PREFIX = "imagedock:"
+
+# One job: its record (a hash), its objects (a hash: index -> JSON), its log (a stream).
+JOB = PREFIX + "job:"
+OBJECTS = PREFIX + "objects:"
+JOB_LOG = PREFIX + "log:"
+JOB_ID = PREFIX + "jobid:"  # Apiframe's job id -> ref
+IDEMPOTENCY = PREFIX + "idem:"  # a caller's Idempotency-Key (or a tracked job id) -> ref
+
+# The job list: sorted sets ref -> creation time, every record and by status and by model.
+BY_TIME = PREFIX + "jobs"
+BY_STATUS = PREFIX + "jobs:status:"
+BY_MODEL = PREFIX + "jobs:model:"
+MODELS_SEEN = PREFIX + "models"  # the models with an index, so the retention can trim each
+
+GLOBAL_LOG = PREFIX + "log"  # every job's log entries, for dashboards
+POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
+STATS = PREFIX + "stats"  # hash: every counter of `worker.metrics`
+HISTOGRAM = PREFIX + "histogram:"  # + a histogram's name: a hash of its buckets and sum
+WORKERS = PREFIX + "workers"  # sorted set: host:pid -> time of the worker's last heartbeat
+
+# Downstream events: each stored once, streamed, delivered per sink.
+EVENT = PREFIX + "event:"
+EVENTS = PREFIX + "events"
+DEAD_LETTERS = PREFIX + "events:dead"
+ATTEMPTS = PREFIX + "attempts:"
+DELIVERED = PREFIX + "delivered:"
+
+# arq's queues (arq keeps its jobs under its own prefixes).
+LANDING_QUEUE = PREFIX + "landing"
+POLLING_QUEUE = PREFIX + "polling"
+
+
+def job(ref: str) -> str:
+    return JOB + ref
+
+
+def objects(ref: str) -> str:
+    return OBJECTS + ref
+
+
+def job_log(ref: str) -> str:
+    return JOB_LOG + ref
+
+
+def job_id(apiframe_job_id: str) -> str:
+    return JOB_ID + apiframe_job_id
+
+
+def idempotency(key: str) -> str:
+    return IDEMPOTENCY + key
+
+
+def by_status(status: str) -> str:
+    return BY_STATUS + status
+
+
+def by_model(model: str) -> str:
+    return BY_MODEL + model
+
+
+def histogram(name: str) -> str:
+    return HISTOGRAM + name
+
+
+def event(event_id: str) -> str:
+    return EVENT + event_id
+
+
+def attempts(event_id: str, sink: str) -> str:
+    """A delivery's attempt count, per event and sink (named by digest: a sink's name may be
+    long)."""
+    return f"{ATTEMPTS}{event_id}:{digest(sink)}"
+
+
+def delivered(event_id: str, sink: str) -> str:
+    return f"{DELIVERED}{event_id}:{digest(sink)}"
+
+
+def digest(name: str) -> str:
+    """A short, stable stand-in for a name that must not appear in a key or a log line itself."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]

@@ -1,0 +1,310 @@
+"""The job ledger in Redis: one hash per submission, an index by Apiframe job id, and job logs.
+
+Every state change runs as one Lua script (`lua/move.lua`), so concurrent webhooks, workers and
+pollers agree on an order and a state only moves forward; the log entry for a change is written
+in the same script.
+"""
+
+import functools
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from worker import metrics
+from worker.apiframe.models import IDEMPOTENCY_WINDOW
+from worker.ledger import keys
+from worker.ledger.log import GLOBAL_LOG_MAXLEN, JOB_LOG_MAXLEN, LogReader, echo, queue_entry
+from worker.ledger.paging import Page, PageQuery, read_page
+from worker.ledger.records import JobRecord, StoredObject, text
+from worker.ledger.scripts import source
+from worker.status import FINAL, RANK, Status
+
+DEFAULT_RETENTION = 30 * 24 * 3600
+
+
+class Conflict(Exception):
+    """The same caller Idempotency-Key came with a different request."""
+
+
+@dataclass(frozen=True)
+class Attached:
+    job_id: str  # the job id the submission now has ('' if none)
+    early: dict[str, Any] | None  # what a webhook said before the id was attached
+    owner: str  # on conflict, the ref that already owns the job id
+
+
+class Ledger:
+    def __init__(self, redis: Redis, *, retention: float = DEFAULT_RETENTION) -> None:
+        self.redis = redis
+        self.retention = retention
+        self.history = LogReader(redis)
+        self._transition = redis.register_script(source("transition"))
+        self._attach = redis.register_script(source("attach"))
+        self._stash = redis.register_script(source("stash"))
+        self._page = redis.register_script(source("page"))
+
+    # Creating and finding records.
+
+    async def create(
+        self,
+        *,
+        prompt: str,
+        model: str,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        source: str = "submit",
+        idempotency_key: str | None = None,
+        job_id: str | None = None,
+        status: Status = Status.SUBMITTING,
+        ref: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made."""
+        ref = ref or uuid.uuid4().hex
+        now = time.time()
+        fingerprint = hashlib.sha256(
+            json.dumps([prompt, model, params, metadata], sort_keys=True).encode()
+        ).hexdigest()
+        fields = {
+            "ref": ref,
+            "status": status.value,
+            "model": model,
+            "prompt": prompt,
+            "params": json.dumps(params or {}),
+            "metadata": json.dumps(metadata or {}),
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "fingerprint": fingerprint,
+        }
+        if idempotency_key is not None:
+            claim = keys.idempotency(idempotency_key)
+            # Kept as long as Apiframe honours the key imagedock derives from this record.
+            if not await self.redis.set(claim, ref, nx=True, ex=IDEMPOTENCY_WINDOW):
+                held = text(await self.redis.get(claim)) or ""
+                # A claim for this very ref with no record is a create that died between the
+                # two writes (or a retried SET): go on and make the record it claimed.
+                if held != ref or await self.redis.exists(keys.job(ref)):
+                    return await self._earlier(held, fingerprint)
+            elif await self.redis.exists(keys.job(ref)):  # a derived ref outlived its claim
+                return await self._earlier(ref, fingerprint)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.job(ref), mapping=fields)
+            pipe.zadd(keys.BY_TIME, {ref: now})
+            pipe.zadd(keys.by_status(status.value), {ref: now})
+            pipe.zadd(keys.by_model(model), {ref: now})
+            pipe.sadd(keys.MODELS_SEEN, model)
+            metrics.queue_counts(pipe, (metrics.JOBS_SUBMITTED,), None)
+            if job_id:
+                pipe.hset(keys.job(ref), mapping={"job_id": job_id, "submitted_at": now})
+                pipe.set(keys.job_id(job_id), ref)
+            queue_entry(pipe, ref, job_id, "receiver", "job.created", {"source": source})
+            await pipe.execute()
+        echo("job.created", ref, job_id, "receiver", {"source": source})
+        record = await self.get(ref)
+        assert record is not None
+        return record, True
+
+    async def _earlier(self, ref: str, fingerprint: str) -> tuple[JobRecord, bool]:
+        earlier = await self.get(ref)
+        if earlier is None:
+            raise Conflict("that Idempotency-Key is still being processed")
+        if earlier.fingerprint != fingerprint:
+            raise Conflict("that Idempotency-Key was used with a different request")
+        return earlier, False
+
+    async def get(self, ref: str) -> JobRecord | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.job(ref))
+            pipe.hgetall(keys.objects(ref))
+            raw, objects = await pipe.execute()
+        if not raw:
+            return None
+        return JobRecord.from_redis(
+            {text(k) or "": text(v) or "" for k, v in raw.items()},
+            [StoredObject.from_json(text(value) or "{}") for value in objects.values()],
+        )
+
+    async def ref_for(self, job_id: str) -> str | None:
+        return text(await self.redis.get(keys.job_id(job_id)))
+
+    async def by_job_id(self, job_id: str) -> JobRecord | None:
+        ref = await self.ref_for(job_id)
+        return await self.get(ref) if ref else None
+
+    async def find(self, id_or_ref: str) -> JobRecord | None:
+        """A record by Apiframe job id or by imagedock ref."""
+        return await self.by_job_id(id_or_ref) or await self.get(id_or_ref)
+
+    async def forget_older(self, now: float) -> int:
+        """Trim the indexes of records past the retention (their keys expired by then)."""
+        models = await self.redis.smembers(keys.MODELS_SEEN)  # type: ignore[misc]
+        indexes = [keys.by_status(status.value) for status in Status]
+        indexes += [keys.by_model(text(model) or "") for model in models]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(keys.BY_TIME, "-inf", now - self.retention)
+            for index in indexes:
+                pipe.zremrangebyscore(index, "-inf", now - self.retention)
+            trimmed, *_ = await pipe.execute()
+        return int(trimmed)
+
+    async def page(self, query: PageQuery) -> Page:
+        """One page of records, newest first, in one script call: see `worker.ledger.paging`."""
+        if query.status is not None:
+            index = keys.by_status(query.status.value)
+        else:
+            index = keys.BY_TIME if query.model is None else keys.by_model(query.model)
+        prefixes = {"job_prefix": keys.JOB, "objects_prefix": keys.OBJECTS}
+        return await read_page(self._page, query, index=index, **prefixes)
+
+    # Changing records.
+
+    async def attach(self, ref: str, job_id: str) -> Attached:
+        """Record Apiframe's job id once; never one that another submission already owns."""
+        attached, early, owner = await self._attach(
+            keys=[keys.job(ref), keys.job_id(job_id)], args=[job_id, time.time(), ref]
+        )
+        early_text = text(early)
+        return Attached(
+            text(attached) or "", json.loads(early_text) if early_text else None, text(owner) or ""
+        )
+
+    async def stash_early(self, ref: str, job_id: str, status: str, signed: bool) -> str:
+        """Keep what a webhook says of a submission with no job id yet (a few fields, never the
+        body); returns the job id instead if the submission has one by now."""
+        early = json.dumps({"jobId": job_id, "status": status, "signed": signed})
+        stashed = await self._stash(keys=[keys.job(ref)], args=[early, "1" if signed else "0"])
+        return text(stashed) or ""
+
+    async def adopt(self, ref: str, job_id: str, *, model: str) -> tuple[JobRecord, bool]:
+        """A record, under the ref it was submitted with, for a job a signed webhook names but
+        this ledger no longer holds (Redis lost its data)."""
+        return await self.create(
+            prompt="", model=model, source="adopted", job_id=job_id, status=Status.QUEUED, ref=ref
+        )
+
+    async def transition(
+        self,
+        ref: str,
+        status: Status,
+        actor: str,
+        *,
+        progress: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move forward to `status` (or raise progress), setting `fields` with it. False if the
+        record is already at or past that state, so late and duplicate events change nothing."""
+        applied, current, job_id = await self._transition(
+            args=[
+                self.script_config(),
+                ref,
+                status.value,
+                "" if progress is None else progress,
+                actor,
+                time.time(),
+                move_fields(status, fields),
+            ],
+        )
+        if int(applied) == 1:
+            echo("status.changed", ref, text(job_id), actor, {"from": text(current), "to": status})
+        return int(applied) > 0
+
+    def script_config(self) -> str:
+        """What the ledger's scripts need to know of it, as JSON; made again only when the
+        retention changes."""
+        return script_config(self.retention)
+
+    async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
+        await self.redis.zadd(keys.POLL_SET, {ref: at}, xx=only_if_tracked)
+
+    async def count_failure(self, ref: str) -> int:
+        """One more failed landing attempt for the job; returns how many so far."""
+        return int(await self.redis.hincrby(keys.job(ref), "landing_failures", 1))  # type: ignore[misc]
+
+    async def count(
+        self, *counted: metrics.Counted, observe: Mapping[metrics.Histogram, float] | None = None
+    ) -> None:
+        """Add one to each counter, and record the observations, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            metrics.queue_counts(pipe, counted, observe)
+            await pipe.execute()
+
+    async def set_fields(self, ref: str, **fields: str | float) -> None:
+        await self.redis.hset(keys.job(ref), mapping=dict(fields))  # type: ignore[misc]
+
+    async def add_object(
+        self, ref: str, job_id: str, stored: StoredObject, actor: str, event: str, /, **detail: Any
+    ) -> None:
+        """Record a stored object and write its log entry `event`, in one round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # EVAL, not EVALSHA: a pipeline's script would cost a SCRIPT EXISTS round trip.
+            names = [keys.objects(ref), keys.job(ref)]
+            pipe.eval(source("add_object"), len(names), *names, str(stored.index), stored.to_json())
+            queue_entry(pipe, ref, job_id, actor, event, detail)
+            await pipe.execute()
+        echo(event, ref, job_id, actor, detail)
+
+    # Writing the job log.
+
+    async def log(
+        self,
+        ref: str | None,
+        job_id: str | None,
+        actor: str,
+        event: str,
+        /,
+        *,
+        counting: tuple[metrics.Counted, ...] = (),
+        observing: Mapping[metrics.Histogram, float] | None = None,
+        **detail: Any,
+    ) -> None:
+        """Write the entry `event` and, in the same round trip, add one to each counter in
+        `counting` and record the observations in `observing`."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            queue_entry(pipe, ref, job_id, actor, event, detail)
+            metrics.queue_counts(pipe, counting, observing)
+            await pipe.execute()
+        echo(event, ref, job_id, actor, detail)
+
+
+def move_fields(status: Status, fields: dict[str, Any]) -> str:
+    """The fields a move to `status` sets, as the JSON object `move.lua` takes."""
+    if status == Status.COMPLETED:
+        fields.setdefault("completed_at", time.time())  # when the landing deadline starts
+    if status in FINAL:
+        # Owed until published; set with the move itself so a crash cannot lose it.
+        fields["pending_event"] = "job.landed" if status == Status.LANDED else "job.failed"
+    return json.dumps(
+        {
+            name: value if isinstance(value, str) else json.dumps(value)
+            for name, value in fields.items()
+        }
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def script_config(retention: float) -> str:
+    """The ledger's script config (`c` in every script) as JSON, made once per retention."""
+    return json.dumps(
+        {
+            "ranks": {status.value: rank for status, rank in RANK.items()},
+            "final": {status.value: True for status in FINAL},
+            "job": keys.JOB,
+            "job_log": keys.JOB_LOG,
+            "objects": keys.OBJECTS,
+            "job_id": keys.JOB_ID,
+            "by_status": keys.BY_STATUS,
+            "global_log": keys.GLOBAL_LOG,
+            "poll_set": keys.POLL_SET,
+            "stats": keys.STATS,
+            "job_log_max": JOB_LOG_MAXLEN,
+            "global_log_max": GLOBAL_LOG_MAXLEN,
+            "retention": round(retention),
+            "counters": metrics.script_fields(),
+        }
+    )

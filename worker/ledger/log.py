@@ -1,0 +1,144 @@
+"""The job log: one stream per job and a global one for dashboards, each entry also one structlog
+line, so a log shipper sees what the ledger sees without reading Redis.
+
+An entry's fields are written here for Python and in `lua/log_entry.lua` for the scripts; both
+read back as the same `LogEntry`.
+"""
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT, FieldT
+
+from worker.ledger import keys
+from worker.ledger.records import text
+
+GLOBAL_LOG_MAXLEN = 100_000
+JOB_LOG_MAXLEN = 1_000
+
+# Entries an operator should notice; the rest are logged at INFO.
+WARNINGS = frozenset(
+    {
+        "webhook.rejected",
+        "webhook.missed",
+        "job.failed",
+        "landing.retry",
+        "submit.error",
+        "poll.error",
+        "event.retry",
+        "event.dead",
+    }
+)
+RESERVED = frozenset({"event", "level", "timestamp", "ref", "job_id", "actor"})
+log = structlog.get_logger("ledger")
+
+# A stream id: two numbers Redis holds as unsigned 64-bit. Nineteen digits always fit, twenty
+# may not, and the log's own ids (milliseconds, a sequence) never need more: one pattern, the
+# same in the code and in the document.
+LOG_ID_PATTERN = r"[0-9]{1,19}-[0-9]{1,19}"
+LOG_ID = re.compile(LOG_ID_PATTERN)
+
+
+def is_log_id(value: str) -> bool:
+    """Whether `value` is a stream id Redis can read."""
+    return LOG_ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: str
+    ts: float
+    actor: str
+    event: str
+    ref: str
+    job_id: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_redis(cls, entry_id: bytes | str, raw: dict[Any, Any]) -> "LogEntry":
+        def get(name: str) -> str:
+            return text(raw.get(name.encode(), raw.get(name, ""))) or ""
+
+        return cls(
+            id=text(entry_id) or "",
+            ts=float(get("ts") or 0),
+            actor=get("actor"),
+            event=get("event"),
+            ref=get("ref"),
+            job_id=get("job_id"),
+            detail=json.loads(get("detail") or "{}"),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def queue_entry(
+    pipe: Pipeline,
+    ref: str | None,
+    job_id: str | None,
+    actor: str,
+    event: str,
+    detail: Mapping[str, Any],
+) -> None:
+    """Add the entry to the job's log and the global one, in `pipe`."""
+    entry: dict[FieldT, EncodableT] = {
+        "ts": time.time(),
+        "actor": actor,
+        "event": event,
+        "ref": ref or "",
+        "job_id": job_id or "",
+        "detail": json.dumps(detail, default=str),
+    }
+    if ref:
+        pipe.xadd(keys.job_log(ref), entry, maxlen=JOB_LOG_MAXLEN, approximate=True)
+    pipe.xadd(keys.GLOBAL_LOG, entry, maxlen=GLOBAL_LOG_MAXLEN, approximate=True)
+
+
+def echo(
+    event: str, ref: str | None, job_id: str | None, actor: str, detail: Mapping[str, Any]
+) -> None:
+    """The log entry as one structlog line; a detail named like a line's own field is prefixed."""
+    fields = {(f"detail_{k}" if k in RESERVED else k): v for k, v in detail.items()}
+    level = log.warning if event in WARNINGS else log.info
+    level(event, ref=ref or None, job_id=job_id or None, actor=actor, **fields)
+
+
+class LogReader:
+    """Reading the job log: one job's, the newest entries, or following the global one."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def job(self, ref: str) -> list[LogEntry]:
+        return [LogEntry.from_redis(i, e) for i, e in await self.redis.xrange(keys.job_log(ref))]
+
+    async def latest(self, count: int) -> list[LogEntry]:
+        """The last `count` global entries, oldest first."""
+        rows = await self.redis.xrevrange(keys.GLOBAL_LOG, count=count)
+        return [LogEntry.from_redis(i, e) for i, e in reversed(rows)]
+
+    async def follow(self, after: str, *, block_ms: int, count: int = 100) -> list[LogEntry]:
+        """Global entries after the stream id `after`, waiting up to `block_ms` for the first:
+        one blocking XREAD, no polling loop."""
+        answer = await self.redis.xread({keys.GLOBAL_LOG: after}, count=count, block=block_ms)
+        return [LogEntry.from_redis(i, e) for _, rows in answer for i, e in rows]
+
+    async def last_id(self) -> str:
+        """The id of the newest global entry ('0-0' if none): where "from now on" begins. A
+        reader that waited on `$` instead would miss what arrives between two of its reads."""
+        rows = await self.redis.xrevrange(keys.GLOBAL_LOG, count=1)
+        return text(rows[0][0]) or "0-0" if rows else "0-0"
+
+    async def after(self, after: str = "-", *, count: int = 100) -> list[LogEntry]:
+        """Global entries after the stream id `after` (from the first if '-'), oldest first."""
+        start = f"({after}" if after != "-" else "-"
+        rows = await self.redis.xrange(keys.GLOBAL_LOG, min=start, count=count)
+        return [LogEntry.from_redis(i, e) for i, e in rows]

@@ -1,0 +1,33 @@
+-- A piece, not a script: the one way a record's state changes, run by `transition` and
+-- `webhook`. Forward only (or a higher progress at the same rank); the fields set with the
+-- move, the status indexes moved, the log entry written. A job that ends keeps its keys for the
+-- retention, then Redis forgets it: the manifest in S3 is the permanent record.
+-- Returns {1 moved | 2 progress raised | 0 nothing | -1 no record, status before, job id}.
+-- uses: log_entry
+local function move(ref, new, progress, actor, now, fields, c)
+  local job = c.job .. ref
+  local current = redis.call('HGET', job, 'status')
+  if not current then return {-1, '', ''} end
+  local job_id = redis.call('HGET', job, 'job_id') or ''
+  if c.final[current] or c.ranks[new] < c.ranks[current] then return {0, current, job_id} end
+  if c.ranks[new] == c.ranks[current] then
+    local had = tonumber(redis.call('HGET', job, 'progress')) or -1
+    if progress == '' or tonumber(progress) <= had then return {0, current, job_id} end
+    redis.call('HSET', job, 'progress', progress, 'updated_at', now)
+    return {2, current, job_id}
+  end
+  for name, value in pairs(cjson.decode(fields)) do redis.call('HSET', job, name, value) end
+  redis.call('HSET', job, 'status', new, 'updated_at', now)
+  if progress ~= '' then redis.call('HSET', job, 'progress', progress) end
+  redis.call('ZREM', c.by_status .. current, ref)
+  redis.call('ZADD', c.by_status .. new, redis.call('HGET', job, 'created_at') or now, ref)
+  append_log(c, ref, job_id, actor, 'status.changed', cjson.encode({from = current, to = new}),
+    now)
+  if c.final[new] then
+    for _, key in ipairs({job, c.job_log .. ref, c.objects .. ref}) do
+      redis.call('EXPIRE', key, c.retention)
+    end
+    if job_id ~= '' then redis.call('EXPIRE', c.job_id .. job_id, c.retention) end
+  end
+  return {1, current, job_id}
+end

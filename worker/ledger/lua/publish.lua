@@ -1,0 +1,14 @@
+-- Stores an event and appends it to the event stream, once; the job then owes nothing and needs
+-- no more polls.
+-- KEYS: event key, stream, job hash, poll set. ARGV: event JSON, stream maxlen, ref, TTL.
+-- Returns 1 if the event is new, 0 if it was published before.
+local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[4])
+if fresh then
+  local event = cjson.decode(ARGV[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+    'id', event['id'], 'type', event['type'], 'payload', ARGV[1])
+end
+redis.call('HDEL', KEYS[3], 'pending_event')
+redis.call('ZREM', KEYS[4], ARGV[3])
+if fresh then return 1 end
+return 0

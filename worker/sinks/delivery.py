@@ -1,0 +1,96 @@
+"""Delivering one event to one sink, the same way for every kind of sink.
+
+Each (event, sink) has its own attempt count. A failed attempt waits out the schedule (Svix's by
+default) or the sink's own `retry_after`; one that exhausts the schedule becomes a dead letter,
+with its last status and the start of the last answer, until it is redriven. Logs, keys and dead
+letters name a sink by its name only.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from arq.connections import ArqRedis
+
+from worker import metrics
+from worker.ledger import keys
+from worker.ledger.ledger import Ledger
+from worker.ledger.records import text
+from worker.sinks.base import Sink
+
+log = structlog.get_logger("delivery")
+EVENT_TTL = 30 * 24 * 3600
+
+
+class DeliveryRetry(Exception):
+    def __init__(self, defer: float) -> None:
+        super().__init__(f"retry in {defer} s")
+        self.defer = defer
+
+
+@dataclass(frozen=True)
+class DeliveryDeps:
+    redis: ArqRedis
+    ledger: Ledger
+    schedule: tuple[float, ...]
+    dead_letters_max: int
+
+
+async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
+    """Send the event once; returns `delivered`, `dead` or `missing`, or raises DeliveryRetry."""
+    raw = text(await deps.redis.get(keys.event(event_id)))
+    if raw is None:
+        log.warning("event.missing", event_id=event_id)
+        return "missing"
+    if await deps.redis.exists(keys.delivered(event_id, sink.name)):
+        return "delivered"
+    event = json.loads(raw)
+    ref, job_id = event["data"].get("ref"), event["data"].get("jobId")
+    attempt = int(await deps.redis.incr(keys.attempts(event_id, sink.name)))
+    await deps.redis.expire(keys.attempts(event_id, sink.name), EVENT_TTL)
+    sent = await sink.send(event_id, raw)
+    said: dict[str, Any] = {
+        "id": event_id,
+        "sink": sink.name,
+        "attempt": attempt,
+        "status": sent.status,
+    }
+    if sent.ok:
+        await deps.redis.set(keys.delivered(event_id, sink.name), attempt, ex=EVENT_TTL)
+        delivered = metrics.EVENT_DELIVERIES("delivered")
+        await deps.ledger.log(
+            ref, job_id, "worker", "event.delivered", counting=(delivered,), **said
+        )
+        return "delivered"
+    if attempt >= len(deps.schedule):
+        letter = {
+            "eventId": event_id,
+            "type": event["type"],
+            "jobId": job_id,
+            "ref": ref,
+            "sink": sink.name,
+            "attempts": attempt,
+            "lastStatus": sent.status,
+            "lastBody": sent.excerpt,
+            "failedAt": time.time(),
+        }
+        async with deps.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(keys.DEAD_LETTERS, json.dumps(letter))
+            pipe.ltrim(keys.DEAD_LETTERS, 0, deps.dead_letters_max - 1)  # the oldest go first
+            await pipe.execute()
+        dead = metrics.EVENT_DELIVERIES("dead")
+        await deps.ledger.log(ref, job_id, "worker", "event.dead", counting=(dead,), **said)
+        return "dead"
+    wait = sent.retry_after or deps.schedule[attempt]
+    retried = metrics.EVENT_DELIVERIES("retried")
+    await deps.ledger.log(
+        ref, job_id, "worker", "event.retry", counting=(retried,), retry_in=wait, **said
+    )
+    raise DeliveryRetry(wait)
+
+
+async def forget_deliveries(redis: ArqRedis, event_id: str, sink: str) -> None:
+    """Start the event's delivery to `sink` afresh: a new schedule, and sent even if it was."""
+    await redis.delete(keys.attempts(event_id, sink), keys.delivered(event_id, sink))
