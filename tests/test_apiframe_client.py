@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import API_KEY, Apiframe
+from tests.support.apiframe import list_jobs
 from worker.apiframe import (
     ApiframeClient,
     ApiframeStatusError,
@@ -35,7 +36,7 @@ async def test_submit_and_follow_a_job(apiframe: Apiframe, client: ApiframeClien
     submission = await client.submit(REQUEST)
     await apiframe.sim.settle()
     job = await client.get_job(submission.job_id)
-    page = await client.list_jobs(status="COMPLETED", limit=10)
+    page = await list_jobs(apiframe.url, status="COMPLETED", limit=10)
     assert submission.status == "QUEUED"
     assert (job.id, job.status, job.progress, job.terminal) == (
         submission.job_id,

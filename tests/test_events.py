@@ -8,9 +8,9 @@ from standardwebhooks import Webhook
 
 from tests.conftest import EVENT_SECRET, Stack
 from worker.events import event_id
-from worker.sinks.webhook import endpoint_name
 from worker.ledger import keys
 from worker.ledger.keys import EVENTS
+from worker.sinks.webhook import endpoint_name
 
 
 async def ref_of(stack: Stack, job_id: str) -> str:

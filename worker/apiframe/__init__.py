@@ -20,7 +20,7 @@ from worker.apiframe.models import (
     GenerateRequest,
     GrokParams,
     Job,
-    JobPage,
+    JobList,
     Submission,
     WebhookEvent,
 )
@@ -38,8 +38,8 @@ __all__ = [
     "InsufficientCredits",
     "InvalidRequest",
     "Job",
+    "JobList",
     "JobNotFound",
-    "JobPage",
     "RateLimited",
     "RetryPolicy",
     "ServerError",

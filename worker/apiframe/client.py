@@ -33,7 +33,7 @@ from worker.apiframe.errors import (
     UnreadableAnswer,
     error_class,
 )
-from worker.apiframe.models import GenerateRequest, Job, JobPage, Submission
+from worker.apiframe.models import GenerateRequest, Job, Submission
 from worker.validation import field_problems
 
 log = structlog.get_logger("apiframe")
@@ -116,18 +116,6 @@ class ApiframeClient:
 
     async def get_job(self, job_id: str) -> Job:
         return read(Job, await self._call("GET", f"/v2/jobs/{job_id}"))
-
-    async def list_jobs(
-        self,
-        *,
-        status: str | None = None,
-        model: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> JobPage:
-        query = {"status": status, "model": model, "limit": limit, "cursor": cursor}
-        params = {key: value for key, value in query.items() if value is not None}
-        return read(JobPage, await self._call("GET", "/v2/jobs", params=params))
 
     async def me(self) -> dict[str, Any]:
         answer: dict[str, Any] = await self._call("GET", "/v2/me")

@@ -125,7 +125,7 @@ class Job(BaseModel):
         return result_urls(self.result)
 
 
-class JobPage(BaseModel):
+class JobList(BaseModel):
     jobs: list[Job]
     next_cursor: str | None = Field(default=None, alias="nextCursor")
     has_more: bool = Field(default=False, alias="hasMore")

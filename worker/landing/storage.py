@@ -126,13 +126,6 @@ class ObjectStore:
         except ClientError as exc:  # HeadBucket's 404 comes back as an expected code
             raise TransientError(f"S3 answered {error_code(exc)} to HeadBucket") from exc
 
-    async def read(self, key: str) -> bytes:
-        answer = await self._call(self.client.get_object, Bucket=self.bucket, Key=key)
-        body: bytes = await asyncio.get_running_loop().run_in_executor(
-            self._threads, answer["Body"].read
-        )
-        return body
-
     async def presign(self, keys: list[str], seconds: int) -> dict[str, str]:
         """Short-lived GET URLs (SigV4, signed locally: nothing is sent) for `keys`, by key.
         They are bearer credentials: handed to the caller, never logged."""
