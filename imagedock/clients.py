@@ -20,6 +20,7 @@ from worker.landing.download import HostClients
 from worker.landing.storage import ObjectStore
 from worker.runtime.queue import connect
 from worker.settings import Settings
+from worker.sinks.base import Sink
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,8 +29,9 @@ USER_AGENT = f"imagedock/{__version__}"
 
 
 @asynccontextmanager
-async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
-    """Every client `settings` allows for: Apiframe's only with a key, S3's only with a bucket."""
+async def open_deps(settings: Settings, *, sinks: tuple[Sink, ...] = ()) -> AsyncIterator[Deps]:
+    """Every client `settings` allows for: Apiframe's only with a key, S3's only with a bucket.
+    Events go to a webhook sink per `IMAGEDOCK_EVENT_URLS` entry, and to `sinks`."""
     async with AsyncExitStack() as stack:
         redis = await connect(settings.redis_url)
         stack.push_async_callback(redis.aclose, close_connection_pool=True)
@@ -54,7 +56,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
                 prefix=settings.s3_prefix,
                 checksum_mode=settings.s3_checksum_mode,
             )
-        yield Deps(settings, redis, http, hosts, apiframe, store)
+        yield Deps(settings, redis, http, hosts, apiframe, store, sinks)
 
 
 def http_client() -> httpx.AsyncClient:

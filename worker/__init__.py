@@ -1,6 +1,11 @@
-"""imagedock's domain and its arq workers: the Apiframe client, the job ledger, landing, polling
-and events, and the queue that carries them. It imports neither the receiver nor the composition
-root; it receives its clients as a `Deps` made by `imagedock.clients.open_deps`."""
+"""imagedock's domain and its arq workers. It imports neither the receiver nor the composition
+root; it receives its clients as a `Deps` made by `imagedock.clients.open_deps`.
+
+Rooms: `apiframe/` (Apiframe's API), `ledger/` (everything kept in Redis), `landing/` (outputs
+into S3), `sinks/` (where events go), `runtime/` (arq and the worker processes), `metrics`
+(every metric, declared once); and the domain's verbs: `submission`, `intake` (webhooks),
+`polling`, `events`.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from worker import metrics
 from worker.ledger import keys
@@ -32,7 +32,7 @@ class DeliveryRetry(Exception):
 
 @dataclass(frozen=True)
 class DeliveryDeps:
-    redis: ArqRedis
+    redis: Redis
     ledger: Ledger
     schedule: tuple[float, ...]
     dead_letters_max: int
@@ -91,6 +91,6 @@ async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
     raise DeliveryRetry(wait)
 
 
-async def forget_deliveries(redis: ArqRedis, event_id: str, sink: str) -> None:
+async def forget_deliveries(redis: Redis, event_id: str, sink: str) -> None:
     """Start the event's delivery to `sink` afresh: a new schedule, and sent even if it was."""
     await redis.delete(keys.attempts(event_id, sink), keys.delivered(event_id, sink))
