@@ -1,44 +1,26 @@
-"""The receiver: imagedock's API, Apiframe's webhook endpoint and a health check."""
+"""The receiver: imagedock's API, Apiframe's webhook endpoint and a health check, routed as the
+table in `receiver/routes.py` lists them."""
 
-import asyncio
+from collections.abc import Iterable
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from receiver import dashboard, jobs, operations
 from receiver.auth import BearerToken
 from receiver.limits import RequestLimits
-from receiver.metrics import metrics_page, stats
-from receiver.openapi import openapi
 from receiver.queries import BadQuery
 from receiver.rejections import Rejections
 from receiver.responses import error
-from receiver.schemas import Health
-from receiver.state import deps_of, lifespan_for
-from receiver.webhooks import apiframe_webhook
+from receiver.routes import FILES, OPERATIONS, Operation
+from receiver.state import lifespan_for
 from worker.deps import DepsOpener
 from worker.settings import Settings
-
-
-async def healthz(request: Request) -> JSONResponse:
-    """The process is up: a liveness probe, which must not depend on Redis (a Redis outage
-    would otherwise restart every receiver at once)."""
-    return JSONResponse(Health(ok=True).body())
-
-
-async def readyz(request: Request) -> JSONResponse:
-    """Ready to take traffic: Redis answers within `READY_TIMEOUT` seconds."""
-    try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            await deps_of(request).redis.ping()
-    except (TimeoutError, RedisError, OSError) as exc:
-        return error(503, f"Redis does not answer: {exc.__class__.__name__}")
-    return JSONResponse(Health(ok=True).body())
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -59,31 +41,29 @@ async def bad_query(request: Request, exc: Exception) -> Response:
     return error(400, "invalid query", details=exc.details)
 
 
-READY_TIMEOUT = 2.0
+def routes_of(operations: Iterable[Operation]) -> list[BaseRoute]:
+    """Starlette's routes in the table's order: one `Route` per path, taking every method the
+    table lists for it with the one handler they share, and a `Mount` for static files."""
+    by_path: dict[str, list[Operation]] = {}
+    for operation in operations:
+        by_path.setdefault(operation.path, []).append(operation)
+    routes: list[BaseRoute] = []
+    for path, (first, *others) in by_path.items():
+        assert all(other.handler is first.handler for other in others), path
+        if isinstance(first.handler, StaticFiles):
+            mount = path.removesuffix(FILES)
+            routes.append(Mount(mount, first.handler, name=mount.strip("/")))
+        else:
+            methods = [first.method, *(other.method for other in others)]
+            routes.append(Route(path, first.handler, methods=methods))
+    return routes
 
 
 def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
     """The receiver; its lifespan opens the process's clients with `open_deps`."""
     settings.require("apiframe_key", "api_token", "public_url")
     app = Starlette(
-        routes=[
-            # Routes are tried in order: Apiframe's callbacks, the busiest, first.
-            Route("/webhooks/apiframe", apiframe_webhook, methods=["POST"]),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_page),
-            Route("/stats", stats),
-            Route("/openapi.json", openapi),
-            Route("/jobs", jobs.jobs, methods=["GET", "POST"]),
-            Route("/jobs/track", operations.track, methods=["POST"]),
-            Route("/jobs/{job_id}", jobs.get_job),
-            Route("/jobs/{job_id}/log", jobs.job_log),
-            Route("/jobs/{job_id}/replay", operations.replay, methods=["POST"]),
-            Route("/events/dead", operations.dead_letters),
-            Route("/events/redrive", operations.redrive, methods=["POST"]),
-            Route("/log", jobs.global_log),
-            *dashboard.ROUTES,
-        ],
+        routes=routes_of(OPERATIONS),
         middleware=[Middleware(RequestLimits), Middleware(BearerToken, token=settings.token)],
         lifespan=lifespan_for(settings, open_deps),
         exception_handlers={

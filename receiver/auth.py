@@ -1,18 +1,22 @@
-"""Bearer-token access to imagedock's own API, as ASGI middleware."""
+"""Bearer-token access to imagedock's own API, as ASGI middleware; the route table says which
+paths are served without the token."""
 
 import hmac
 
 from pydantic import SecretStr
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.responses import error
+from receiver.routes import FILES, OPERATIONS
 
-# Apiframe cannot send a token, health probes and scrapers should not need one, and the
-# dashboard's page and assets hold no data (the page asks for the token itself).
-OPEN_PATHS = frozenset(
-    {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/apiframe"}
+# The route table says which operations need no token, and why. Static files are open below the
+# path they are mounted at; every other open path is open exactly as written.
+OPEN = [operation for operation in OPERATIONS if not operation.token]
+OPEN_PATHS = frozenset(op.path for op in OPEN if not isinstance(op.handler, StaticFiles))
+OPEN_PREFIXES = tuple(
+    op.path.removesuffix(FILES) + "/" for op in OPEN if isinstance(op.handler, StaticFiles)
 )
-OPEN_PREFIXES = ("/static/",)
 
 
 class BearerToken:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
@@ -27,7 +26,5 @@ async def page(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers=HEADERS)
 
 
-ROUTES: list[BaseRoute] = [
-    Route("/", page),
-    Mount("/static", StaticFiles(directory=STATIC), name="static"),
-]
+# The page's scripts, styles and icon, mounted at `/static` by the route table.
+ASSETS = StaticFiles(directory=STATIC)

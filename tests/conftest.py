@@ -1,73 +1,30 @@
 """Fixtures: the Apiframe simulator served over HTTP, a real Redis and S3 server, a webhook sink
-that records its calls, and the whole stack with its clients opened by `open_deps`."""
+that records its calls, the whole stack with its clients opened by `open_deps`, and a
+redis-server of a test's own. What they are made of lives in `tests/support`."""
 
-import asyncio
-import base64
-import json
 import os
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import stamina
-from arq.connections import ArqRedis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from imagedock.clients import open_deps
-from receiver.app import create_app
-from simulator import Simulator, SimulatorConfig
+from simulator import Simulator
 from simulator.local_s3 import LocalS3, local_s3
-from simulator.serving import bound_socket, serving, socket_url
+from simulator.serving import serving
+from tests.support.redis_server import PrivateRedis
+from tests.support.stack import API_KEY, BUCKET, Apiframe, Sink, Stack, fast_config, stack_on
 from worker.apiframe import ApiframeClient
 from worker.deps import Deps
-from worker.ledger.ledger import Ledger
-from worker.polling import poll_due
-from worker.runtime.tasks import build_worker
-from worker.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-API_KEY = "afk_test_0000000000000000000000000000000000"
-API_TOKEN = "imagedock-test-token"
-EVENT_SECRET = "whsec_" + base64.b64encode(b"imagedock-test-event-secret!").decode()
-BUCKET = "images"
-
-
-def fast_config(**changes: object) -> SimulatorConfig:
-    """Apiframe's lifecycle in milliseconds instead of seconds."""
-    config = SimulatorConfig(queued_seconds=0.01, processing_seconds=0.03, seed=1)
-    for name, value in changes.items():
-        setattr(config, name, value)
-    return config
-
-
-@dataclass
-class Apiframe:
-    sim: Simulator
-    url: str
-
-
-@dataclass
-class Sink:
-    """A webhook receiver that records every call and answers from a script of statuses (and
-    of headers to send with them)."""
-
-    url: str
-    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    answered: list[int] = field(default_factory=list)
-
-    def bodies(self) -> list[bytes]:
-        return [body for _, body in self.calls]
+from worker.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -147,172 +104,22 @@ def s3_server() -> Iterator[LocalS3]:
         yield server
 
 
-def s3_settings(server: LocalS3, **changes: Any) -> dict[str, Any]:
-    """The settings that reach the local S3 server, credentials included."""
-    return {
-        "s3_bucket": BUCKET,
-        "s3_endpoint_url": server.endpoint_url,
-        "s3_region": "us-east-1",
-        "s3_access_key_id": server.access_key,
-        "s3_secret_access_key": server.secret_key,
-        "s3_addressing_style": "path",
-        **changes,
-    }
-
-
-@dataclass
-class Stack:
-    """imagedock's receiver with the simulator behind it, a real Redis, S3 and burst workers."""
-
-    sim: Simulator
-    apiframe_url: str
-    settings: Settings
-    receiver_url: str
-    api: httpx.AsyncClient
-    deps: Deps  # a worker process's clients; the receiver opens its own, as its process would
-    events: Sink
-
-    def worker_env(self, **changes: str) -> dict[str, str]:
-        """The environment `imagedock worker` runs against this stack with, as deployed;
-        `changes` sets more settings by name (`poll_after="1"`)."""
-        settings = self.settings
-        assert settings.s3_access_key_id
-        assert settings.s3_secret_access_key
-        env = {
-            "IMAGEDOCK_REDIS_URL": settings.redis_url,
-            "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
-            "IMAGEDOCK_APIFRAME_KEY": API_KEY,
-            "IMAGEDOCK_S3_BUCKET": BUCKET,
-            "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-            "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
-            "IMAGEDOCK_S3_REGION": "us-east-1",
-            "IMAGEDOCK_S3_ACCESS_KEY_ID": settings.s3_access_key_id.get_secret_value(),
-            "IMAGEDOCK_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key.get_secret_value(),
-            "IMAGEDOCK_DOWNLOAD_HOSTS": "127.0.0.1",
-            "IMAGEDOCK_EVENT_URLS": self.events.url,
-            "IMAGEDOCK_EVENT_SECRET": EVENT_SECRET,
-            "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
-        }
-        env.update({f"IMAGEDOCK_{name.upper()}": value for name, value in changes.items()})
-        return {**os.environ, **env}
-
-    @property
-    def redis(self) -> ArqRedis:
-        return self.deps.redis
-
-    @property
-    def ledger(self) -> Ledger:
-        return self.deps.ledger
-
-    @property
-    def s3(self) -> "S3Client":
-        return self.deps.store.client
-
-    async def submit(self, prompt: str = "a red kite over dunes", **body: Any) -> dict[str, Any]:
-        response = await self.api.post("/jobs", json={"prompt": prompt, **body})
-        assert response.status_code == 202, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    async def run_worker(self, *, settle: bool = True) -> None:
-        """Let Apiframe finish, then run a burst worker until the landing queue is empty."""
-        if settle:
-            await self.sim.settle()
-        worker = build_worker(self.deps, burst=True, handle_signals=False, poll_delay=0.01)
-        try:
-            await worker.main()
-        finally:
-            await worker.release()
-
-    async def wait_until_due(self) -> None:
-        """Until the poller's first check of a job submitted now is due."""
-        await asyncio.sleep(self.settings.poll_after + 0.05)
-
-    async def poll(self) -> int:
-        """One pass of the poller over the jobs due now."""
-        return await poll_due(self.deps.polling)
-
-    def delivered(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        """The downstream events the endpoint accepted, as received."""
-        found = []
-        for (headers, body), status in zip(self.events.calls, self.events.answered, strict=True):
-            event = json.loads(body)
-            if 200 <= status < 300 and event_type in (None, event["type"]):
-                found.append({"headers": headers, "body": body, **event})
-        return found
-
-    async def job(self, job_id: str) -> dict[str, Any]:
-        answer: dict[str, Any] = (await self.api.get(f"/jobs/{job_id}")).json()
-        return answer
-
-    async def log_events(self, job_id: str) -> list[str]:
-        entries = (await self.api.get(f"/jobs/{job_id}/log")).json()["entries"]
-        return [entry["event"] for entry in entries]
-
-    def object(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-
-    def keys(self, job_id: str) -> list[str]:
-        listed = self.s3.list_objects_v2(
-            Bucket=BUCKET, Prefix=f"{self.settings.s3_prefix}{job_id}/"
-        )
-        return sorted(item["Key"] for item in listed.get("Contents", []))
-
-
-def stack_settings(
-    redis_url: str, apiframe_url: str, sock: socket.socket, s3: LocalS3, **changes: Any
-) -> Settings:
-    """What every test stack's receiver and worker are set up with, and `changes`."""
-    options: dict[str, Any] = {
-        "redis_url": redis_url,
-        "apiframe_url": apiframe_url,
-        "apiframe_key": API_KEY,
-        "public_url": socket_url(sock),
-        "api_token": API_TOKEN,
-        "download_hosts": "127.0.0.1",
-        **s3_settings(s3),
-    }
-    return load_settings(**{**options, **changes})
-
-
-@asynccontextmanager
-async def stack_on(
-    redis_url: str,
-    s3: LocalS3,
-    sink: Sink,
-    *,
-    apiframe_via: Callable[[str], Awaitable[str]] | None = None,
-    **changes: Any,
-) -> AsyncIterator[Stack]:
-    """The receiver, the simulator and a worker's clients on any Redis and S3 server;
-    `apiframe_via` (and `s3_endpoint_url` in `changes`) puts something, a proxy, between
-    imagedock and those."""
-    simulator = Simulator(fast_config())
-    async with serving(simulator.app) as apiframe_url:
-        reached = await apiframe_via(apiframe_url) if apiframe_via else apiframe_url
-        sock = bound_socket()
-        fast = {
-            "landing_backoff": 0.01,
-            "poll_after": 0.2,
-            "event_urls": sink.url,
-            "event_secret": EVENT_SECRET,
-            "event_retry_schedule": "0,0.01,0.01,0.01,0.01",
-        }
-        settings = stack_settings(redis_url, reached, sock, s3, **{**fast, **changes})
-        async with open_deps(settings) as deps:
-            await deps.redis.flushdb()
-            async with (
-                serving(create_app(settings, open_deps), sock=sock) as receiver_url,
-                httpx.AsyncClient(
-                    base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
-                ) as api,
-            ):
-                yield Stack(simulator, reached, settings, receiver_url, api, deps, sink)
-                await simulator.settle()
-            await deps.redis.flushdb()
-
-
 @pytest.fixture
 async def stack(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
     async with stack_on(redis_url, s3_server, sink) as found:
         yield found
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: scripts/with-redis installs it")
+    server = PrivateRedis(Path(tempfile.mkdtemp(prefix="imagedock-redis-")))
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait()
+        shutil.rmtree(server.directory, ignore_errors=True)

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, Apiframe
 from tests.support.apiframe import list_jobs
+from tests.support.stack import API_KEY, Apiframe
 from worker.apiframe import (
     ApiframeClient,
     ApiframeStatusError,

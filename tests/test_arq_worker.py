@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import redis as sync_redis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 from worker.ledger.keys import LANDING_QUEUE
 from worker.runtime.arq_worker import StoppableWorker
 from worker.runtime.queue import connect, enqueue_landing, landing_id

@@ -12,9 +12,9 @@ from starlette.types import Message
 from structlog.testing import capture_logs
 
 from receiver.bodies import BodyRefused, read_capped
-from tests.conftest import API_KEY, Stack
 from tests.support.ledger import recent
-from tests.test_webhooks import HOOK, post_hook, rejected, signed
+from tests.support.stack import API_KEY, Stack
+from tests.support.webhooks import HOOK, post_hook, rejected, signed
 from worker.apiframe.client import key_for
 from worker.ledger.keys import POLL_SET
 from worker.status import Status

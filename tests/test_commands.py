@@ -2,37 +2,15 @@
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import uuid
 
-from simulator.local_s3 import ACCESS_KEY, SECRET_KEY
-from tests.conftest import API_KEY, Stack
-from tests.test_house import running
+from tests.support.processes import env_of, running
+from tests.support.stack import Stack
 from worker.runtime.heartbeat import beat
-
-
-def env_of(stack: Stack, **changes: str) -> dict[str, str]:
-    """The stack's settings as the environment variables a deployment would set."""
-    settings = stack.settings
-    return {
-        **os.environ,
-        "COLUMNS": "200",
-        "IMAGEDOCK_REDIS_URL": settings.redis_url,
-        "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
-        "IMAGEDOCK_APIFRAME_KEY": API_KEY,
-        "IMAGEDOCK_PUBLIC_URL": settings.public_url,
-        "IMAGEDOCK_S3_BUCKET": settings.s3_bucket or "",
-        "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "IMAGEDOCK_S3_REGION": "us-east-1",
-        "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
-        "IMAGEDOCK_S3_ACCESS_KEY_ID": ACCESS_KEY,
-        "IMAGEDOCK_S3_SECRET_ACCESS_KEY": SECRET_KEY,
-        **changes,
-    }
 
 
 async def imagedock(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

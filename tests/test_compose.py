@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from imagedock.processes import GRACEFUL
-from tests.deployment import (
+from tests.support import ROOT
+from tests.support.deployment import (
     COMPOSE,
     ENV_EXAMPLE,
     FILLED,
     PROFILES,
-    ROOT,
     SECRETS,
     SETTINGS,
     Doc,

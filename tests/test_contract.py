@@ -15,7 +15,7 @@ import pytest
 
 from simulator import Simulator
 from simulator.serving import serving
-from tests.conftest import API_KEY, fast_config
+from tests.support.stack import API_KEY, fast_config
 
 GENERATE = "/v2/images/generate"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -23,7 +23,7 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.conftest import API_TOKEN, Stack
+from tests.support.stack import API_TOKEN, Stack
 
 CHROMIUM = "/usr/bin/chromium"
 MARKUP = 'a lighthouse at <b>dusk</b><img src="/nowhere" onerror="document.title = 1">'

@@ -16,7 +16,7 @@ import pytest
 
 from simulator.demo_faults import planned
 from simulator.local_s3 import free_port
-from tests.conftest import API_KEY, Apiframe, Sink
+from tests.support.stack import API_KEY, Apiframe, Sink
 from worker.apiframe.models import MODEL as GROK
 
 JOBS = 8

@@ -2,13 +2,12 @@
 
 import ast
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
 # The IAM action each S3 operation needs (HeadObject is GetObject's; HeadBucket, ListBucket's).
 ACTIONS = {
     "put_object": "s3:PutObject",
-    "get_object": "s3:GetObject",
     "head_object": "s3:GetObject",
     "head_bucket": "s3:ListBucket",
     "generate_presigned_url": "s3:GetObject",  # ?presign= hands out GetObject URLs

@@ -6,7 +6,7 @@ import json
 import pytest
 from standardwebhooks import Webhook
 
-from tests.conftest import EVENT_SECRET, Stack
+from tests.support.stack import EVENT_SECRET, Stack
 from worker.events import event_id
 from worker.ledger import keys
 from worker.ledger.keys import EVENTS

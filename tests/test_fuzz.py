@@ -27,7 +27,7 @@ from receiver.openapi import document
 from simulator import Simulator
 from simulator.local_s3 import LocalS3
 from simulator.serving import bound_socket, serving
-from tests.conftest import API_KEY, API_TOKEN, fast_config, stack_settings
+from tests.support.stack import API_KEY, API_TOKEN, fast_config, stack_settings
 from worker.apiframe.signatures import SIGNATURE, Variant, sign, verify_signature
 
 HOOK = "/webhooks/apiframe"

@@ -3,15 +3,12 @@ one worker process holds one set of clients, and a worker that dies takes its pr
 
 import ast
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import venv
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,10 +16,11 @@ import pytest
 import redis
 
 from simulator.local_s3 import free_port
-from tests.conftest import API_KEY, API_TOKEN
+from tests.support import ROOT
+from tests.support.processes import HEALTH_KEYS, receiver_process, running, worker_env
+from tests.support.stack import API_TOKEN
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
-HEALTH_KEYS = ("imagedock:landing:health-check", "imagedock:polling:health-check")
 PRODUCTION = (
     "imagedock.cli",
     "imagedock.clients",
@@ -33,62 +31,6 @@ PRODUCTION = (
     "worker.runtime.runner",
     "worker.runtime.tasks",
 )
-
-
-def worker_env(redis_url: str) -> dict[str, str]:
-    """What `imagedock worker` needs to start; nothing it reaches at start-up but Redis."""
-    inherited = {k: v for k, v in os.environ.items() if k == "PATH" or k.startswith("COVERAGE")}
-    return {
-        **inherited,
-        "IMAGEDOCK_REDIS_URL": redis_url,
-        "IMAGEDOCK_APIFRAME_URL": "http://127.0.0.1:9",
-        "IMAGEDOCK_APIFRAME_KEY": API_KEY,
-        "IMAGEDOCK_S3_BUCKET": "images",
-        "IMAGEDOCK_S3_ENDPOINT_URL": "http://127.0.0.1:9",
-        "IMAGEDOCK_S3_REGION": "us-east-1",
-        "IMAGEDOCK_LOG_LEVEL": "INFO",
-    }
-
-
-@contextmanager
-def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
-    ) as process:
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-
-
-def wait_for(condition: object, what: str, deadline: float = 60.0) -> None:
-    assert callable(condition)
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
-@contextmanager
-def receiver_process(
-    env: dict[str, str],
-    *options: str,
-    program: tuple[str, ...] = (sys.executable, "-m", "imagedock"),
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`imagedock receiver` on a port of its own, once it answers `/healthz`."""
-    port = free_port()
-    with running([*program, "receiver", "--port", str(port), *options], env) as receiver:
-
-        def answers() -> bool:
-            assert receiver.poll() is None, receiver.stdout and receiver.stdout.read()
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(answers, "the receiver")
-        yield receiver, port
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import re
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)")
 

@@ -3,10 +3,10 @@ state and queues the landing in arq's own format, which a real arq worker then r
 
 from arq.constants import job_key_prefix
 
-from tests.conftest import Stack
 from tests.support.ledger import counters
-from tests.test_job_list import monitoring
-from tests.test_webhooks import post_hook
+from tests.support.monitor import monitoring
+from tests.support.stack import Stack
+from tests.support.webhooks import post_hook
 from worker.ledger.keys import LANDING_QUEUE
 from worker.runtime.queue import deserialize, enqueue_landing, landing_id
 

@@ -1,10 +1,7 @@
 """`GET /jobs`: newest first, filtered by status, model, time and text, paged by an opaque
 cursor, each page one Redis command; `?presign=` hands out short-lived URLs for the objects."""
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +9,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from tests.conftest import Stack
+from tests.support.monitor import monitoring
+from tests.support.stack import Stack
 from worker.ledger.keys import BY_MODEL, BY_STATUS, BY_TIME
 from worker.ledger.ledger import Ledger
 from worker.ledger.records import JobRecord
@@ -110,38 +108,6 @@ async def test_a_page_is_one_redis_command(stack: Stack) -> None:
         assert answer.status_code == 200
         assert answer.json()["jobs"]
     assert [command[0].lower() for command in seen] == ["evalsha"]
-
-
-@asynccontextmanager
-async def monitoring(stack: Stack) -> AsyncIterator[list[list[str]]]:
-    """The commands clients of the tests' database send Redis while the block runs (not those
-    scripts run inside, which MONITOR shows as from `lua`)."""
-    url = stack.settings.redis_url
-    database = url.rsplit("/", 1)[1]
-    monitor = await asyncio.create_subprocess_exec(
-        "redis-cli", "-u", url, "monitor", stdout=asyncio.subprocess.PIPE
-    )
-    assert monitor.stdout is not None
-    assert (await monitor.stdout.readline()).strip() == b"OK"
-    seen: list[list[str]] = []
-    try:
-        yield seen
-        marker = f"end-{time.time()}"
-        await stack.redis.echo(marker)
-        while True:
-            line = (await asyncio.wait_for(monitor.stdout.readline(), 10)).decode()
-            if marker in line:
-                break
-            source, _, command = line.partition("] ")
-            words = [word.strip('"') for word in command.split()]
-            # Other databases are other tests' clients; a PING is redis-py's health check of a
-            # connection idle for 30 s, not part of the request.
-            ours = f"[{database} " in source and " lua" not in source
-            if ours and words and words[0].lower() != "ping":
-                seen.append(words)
-    finally:
-        monitor.terminate()
-        await monitor.wait()
 
 
 @pytest.mark.parametrize(

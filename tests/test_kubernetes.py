@@ -16,11 +16,11 @@ from kubernetes_validate.utils import (  # type: ignore[import-untyped]
 )
 
 from imagedock.processes import GRACEFUL
-from tests.deployment import (
+from tests.support import ROOT
+from tests.support.deployment import (
     DEPLOY,
     KUBE,
     MANIFESTS,
-    ROOT,
     SECRET,
     SECRETS,
     SETTINGS,

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import BUCKET, Stack
+from tests.support.stack import BUCKET, Stack
 from worker.runtime.queue import enqueue_landing
 
 

@@ -17,9 +17,9 @@ import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from simulator.local_s3 import free_port
-from tests.conftest import API_TOKEN, EVENT_SECRET, Stack
-from tests.test_commands import env_of
-from tests.test_house import receiver_process, running, wait_for, worker_env
+from tests.support.processes import env_of, receiver_process, running, worker_env
+from tests.support.stack import API_TOKEN, EVENT_SECRET, Stack
+from tests.support.waiting import wait_for
 from worker.ledger.keys import LANDING_QUEUE
 from worker.runtime.queue import landing_id
 

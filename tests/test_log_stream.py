@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Stack
-from tests.test_commands import env_of
+from tests.support.processes import env_of
+from tests.support.stack import Stack
 
 SSE = {"Accept": "text/event-stream"}
 

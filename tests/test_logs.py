@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from simulator.local_s3 import SECRET_KEY
-from tests.conftest import API_KEY, API_TOKEN, EVENT_SECRET, Stack
+from tests.support.stack import API_KEY, API_TOKEN, EVENT_SECRET, Stack
 from worker.apiframe.signatures import sign
 
 SECRETS = (API_KEY, API_TOKEN, EVENT_SECRET, EVENT_SECRET.removeprefix("whsec_"), SECRET_KEY)

@@ -13,8 +13,8 @@ from prometheus_client.samples import Sample
 from imagedock.clients import open_deps
 from receiver.app import create_app
 from simulator.serving import serving
-from tests.conftest import Stack
-from tests.test_alerts import METRICS
+from tests.support.metrics import METRICS
+from tests.support.stack import Stack
 from worker.runtime.heartbeat import beat
 
 AGE = "imagedock_oldest_unfinished_job_age_seconds"  # read at scrape time, so it moves

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 from worker.apiframe.catalog import MODELS
 
 

@@ -1,7 +1,7 @@
 """Jobs that would never end: each one reaches an end with its reason and a `job.failed`."""
 
-from tests.conftest import Stack
 from tests.support.ledger import recent
+from tests.support.stack import Stack
 from worker.ledger.keys import POLL_SET
 
 

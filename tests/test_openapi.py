@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from imagedock.clients import open_deps
 from receiver.app import create_app
 from receiver.openapi import document
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 JSON = {"content-type": "application/json"}
 Call = tuple[str, str, dict[str, Any]]  # method, URL path, httpx arguments
@@ -49,6 +49,27 @@ async def test_the_served_document_is_the_generated_one(stack: Stack) -> None:
         answer = await anonymous.get("/openapi.json")
     assert answer.status_code == 200
     assert answer.json() == document()
+
+
+# Apiframe cannot send the token, probes and scrapers should not need it, and the dashboard's
+# page and assets hold no data: every other operation is refused without it.
+OPEN = {
+    ("POST", "/webhooks/apiframe"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
+    ("GET", "/openapi.json"), ("GET", "/"), ("GET", "/static/{path}"),
+}  # fmt: skip
+
+
+async def test_only_the_open_operations_answer_without_the_token(stack: Stack) -> None:
+    """Without a token every operation is refused with the bearer challenge but the open ones,
+    and the document asks for the token on exactly the others."""
+    spec = document()
+    async with httpx.AsyncClient(base_url=stack.receiver_url) as anonymous:
+        for method, template in documented(spec):
+            path = template.replace("{job_id}", "no-such-job").replace("{path}", "dashboard.js")
+            answer = await anonymous.request(method, path)
+            challenged = answer.headers.get("www-authenticate", "").startswith("Bearer")
+            secured = spec["paths"][template][method.lower()]["security"] != []
+            assert challenged == secured == ((method, template) not in OPEN), (method, template)
 
 
 def template_of(spec: dict[str, Any], method: str, path: str) -> str:

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.conftest import API_KEY, BUCKET, Stack
 from tests.support.ledger import counters
+from tests.support.stack import API_KEY, BUCKET, Stack
 from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
 from worker.ledger.keys import POLL_SET

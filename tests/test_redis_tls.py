@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from simulator.local_s3 import free_port
-from tests.test_house import running, worker_env
+from tests.support.processes import running, worker_env
 
 PASSWORD = "s3cret-redis-passw0rd"
 

@@ -3,7 +3,7 @@ them, dead letters are capped and paged."""
 
 import time
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 from worker.ledger import keys
 from worker.ledger.keys import BY_TIME, DEAD_LETTERS
 

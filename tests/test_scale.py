@@ -19,9 +19,9 @@ import httpx
 from redis.asyncio import Redis
 
 from simulator.local_s3 import free_port
-from tests.conftest import API_TOKEN, EVENT_SECRET, Stack
-from tests.test_commands import env_of
-from tests.test_house import running, wait_for
+from tests.support.processes import env_of, running
+from tests.support.stack import API_TOKEN, EVENT_SECRET, Stack
+from tests.support.waiting import wait_for
 from worker.runtime.heartbeat import last_beats
 
 JOBS = 12

@@ -13,7 +13,7 @@ from simulator import Simulator, SimulatorConfig
 from simulator.command import build_parser
 from simulator.flags import config_from_args
 from simulator.serving import bound_socket, serving
-from tests.conftest import API_KEY, Apiframe, fast_config
+from tests.support.stack import API_KEY, Apiframe, fast_config
 from worker.apiframe import Job
 from worker.apiframe.models import MODEL as GROK
 

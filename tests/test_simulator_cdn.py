@@ -8,7 +8,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import Apiframe
+from tests.support.stack import Apiframe
 from worker.apiframe.models import MODEL as GROK
 
 GENERATE = "/v2/images/generate"

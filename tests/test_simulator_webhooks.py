@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simulator.serving import serving
-from tests.conftest import API_KEY, Apiframe, Sink
+from tests.support.stack import API_KEY, Apiframe, Sink
 from worker.apiframe.models import MODEL as GROK
 from worker.apiframe.signatures import verify_signature
 

@@ -8,7 +8,7 @@ import pytest
 
 from imagedock.clients import open_deps
 from simulator.local_s3 import LocalS3, local_s3
-from tests.conftest import s3_settings
+from tests.support.stack import s3_settings
 from tests.support.storage import read_object
 from worker.landing.errors import PermanentError, TransientError
 from worker.landing.storage import Blob, ObjectStore

@@ -8,8 +8,8 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import Stack
 from tests.support.ledger import recent
+from tests.support.stack import Stack
 
 
 async def test_requires_the_bearer_token(stack: Stack) -> None:

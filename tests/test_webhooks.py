@@ -2,41 +2,16 @@
 checks the S3 objects, the ledger status and the job log."""
 
 import asyncio
-import json
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import API_KEY, Stack
 from tests.support.ledger import recent
-from worker.apiframe.signatures import sign
+from tests.support.stack import API_KEY, Stack
+from tests.support.webhooks import HOOK, post_hook, rejected
 from worker.ledger.keys import POLL_SET
-
-HOOK = "/webhooks/apiframe"
-
-
-def signed(body: dict[str, Any], key: str = API_KEY) -> tuple[bytes, dict[str, str]]:
-    raw = json.dumps(body).encode()
-    return raw, {"Content-Type": "application/json", "X-Webhook-Signature": sign(raw, key)}
-
-
-async def post_hook(
-    stack: Stack, body: dict[str, Any], *, ref: str | None = None, sign_it: bool = True
-) -> httpx.Response:
-    raw, headers = signed(body)
-    if not sign_it:
-        del headers["X-Webhook-Signature"]
-    params = {"ref": ref} if ref else {}
-    return await stack.api.post(HOOK, content=raw, headers=headers, params=params)
-
-
-async def rejected(stack: Stack) -> dict[str, int]:
-    """How many webhooks were refused, by reason, as `/stats` counts them."""
-    counted: dict[str, int] = (await stack.api.get("/stats")).json()["webhooksRejected"]
-    return counted
 
 
 async def assert_landed(stack: Stack, job_id: str, images: int = 1) -> dict[str, Any]:

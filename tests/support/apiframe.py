@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.conftest import API_KEY
+from tests.support.stack import API_KEY
 from worker.apiframe.models import JobList
 
 

@@ -5,7 +5,6 @@ import argparse
 import re
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,13 +18,13 @@ from imagedock.cli import build_parser
 from imagedock.clients import open_deps
 from receiver.app import create_app
 from simulator.command import build_parser as simulator_parser
+from tests.support import ROOT
 from worker.apiframe.catalog import MODELS
 from worker.landing.job import landing_timeout
 from worker.runtime.runner import STOP_GRACE
 from worker.runtime.tasks import ARQ_MARGIN
 from worker.settings import Settings, env_name, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
