@@ -3,7 +3,7 @@ table in `receiver/routes.py` lists them."""
 
 from collections.abc import Iterable
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -13,8 +13,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from receiver.auth import BearerToken
+from receiver.headers import SecurityHeaders
 from receiver.limits import RequestLimits
-from receiver.queries import BadQuery
+from receiver.queries import BadQuery, without_query
 from receiver.rejections import Rejections
 from receiver.responses import error
 from receiver.routes import FILES, OPERATIONS, Operation
@@ -36,6 +37,11 @@ async def redis_down(request: Request, exc: Exception) -> Response:
                  headers={"Retry-After": "5"})  # fmt: skip
 
 
+async def redis_refused(request: Request, exc: Exception) -> Response:
+    """Redis answered, and refused a command: a fault of imagedock's, not an outage to wait out."""
+    return error(500, f"Redis refused a command ({exc.__class__.__name__})")
+
+
 async def bad_query(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadQuery)
     return error(400, "invalid query", details=exc.details)
@@ -55,7 +61,11 @@ def routes_of(operations: Iterable[Operation]) -> list[BaseRoute]:
             routes.append(Mount(mount, first.handler, name=mount.strip("/")))
         else:
             methods = [first.method, *(other.method for other in others)]
-            routes.append(Route(path, first.handler, methods=methods))
+            # imagedock's own API refuses what it does not read; the open routes (Apiframe's
+            # callback, probes, the page) are left as their callers send them.
+            bare = [o.method for o in (first, *others) if o.token and o.query is None]
+            handler = without_query(first.handler, bare) if bare else first.handler
+            routes.append(Route(path, handler, methods=methods))
     return routes
 
 
@@ -64,12 +74,17 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
     settings.require("apiframe_key", "api_token", "public_url")
     app = Starlette(
         routes=routes_of(OPERATIONS),
-        middleware=[Middleware(RequestLimits), Middleware(BearerToken, token=settings.token)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(RequestLimits),
+            Middleware(BearerToken, token=settings.token),
+        ],
         lifespan=lifespan_for(settings, open_deps),
         exception_handlers={
             HTTPException: http_error,
             BadQuery: bad_query,
             RedisError: redis_down,
+            ResponseError: redis_refused,
         },
     )
     app.state.rejections = Rejections()

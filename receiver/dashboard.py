@@ -7,6 +7,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
+# The page lives apart from its assets, so it is served from `/` alone, with its policy.
+PAGE = Path(__file__).parent / "page" / "index.html"
 STATIC = Path(__file__).parent / "static"
 
 # The page runs only its own script and style and talks only to the receiver; images may come
@@ -23,7 +25,7 @@ HEADERS = {
 
 
 async def page(request: Request) -> Response:
-    return FileResponse(STATIC / "index.html", headers=HEADERS)
+    return FileResponse(PAGE, headers=HEADERS)
 
 
 # The page's scripts, styles and icon, mounted at `/static` by the route table.

@@ -1,5 +1,6 @@
 """Recovery endpoints: adopt a job submitted elsewhere, replay a job, and the dead letters."""
 
+import math
 import uuid
 
 from starlette.requests import Request
@@ -17,8 +18,11 @@ from receiver.schemas import (
     TrackRequest,
 )
 from receiver.state import deps_of
+from worker.ledger import keys
 from worker.runtime.queue import enqueue_replay
 from worker.submission import track_job
+
+REPLAY_INTERVAL = 60.0  # seconds: a replay asked for again within them is refused
 
 
 async def track(request: Request) -> Response:
@@ -42,6 +46,10 @@ async def replay(request: Request) -> Response:
     record = await deps.ledger.find(request.path_params["job_id"])
     if record is None or record.job_id is None:
         return error(404, "no such job, or it has no Apiframe job id yet")
+    wait = await deps.ledger.once_within(keys.replaying(record.job_id), REPLAY_INTERVAL)
+    if wait:  # one replay lands and delivers everything again: more only repeat it
+        retry = {"Retry-After": str(math.ceil(wait))}
+        return error(429, f"this job was replayed in the last {REPLAY_INTERVAL:g} s", headers=retry)
     queued = await enqueue_replay(deps.redis, record.job_id)
     await deps.ledger.log(record.ref, record.job_id, "receiver", "job.replay_requested")
     return JSONResponse(ReplayQueued(job_id=record.job_id, queued=queued).body(), 202)

@@ -60,7 +60,7 @@ OPERATIONS = (
               {200: schemas.LogPage}, refusals=(404,)),
     Operation("POST", "/jobs/{job_id}/replay", operations.replay,
               "Land a job again and send its events again", {202: schemas.ReplayQueued},
-              tag="operations", refusals=(404,)),
+              tag="operations", refusals=(404, 429)),
     Operation("GET", "/log", jobs.global_log,
               "The job log of every job; ask for text/event-stream to follow it",
               {200: schemas.LogPage}, query=schemas.LogQuery, tag="log"),

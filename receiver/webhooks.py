@@ -3,8 +3,8 @@ and queue the landing. Nothing is downloaded here, so the answer comes in millis
 
 A signed webhook is trusted: it moves the job, in one Redis call (`worker.intake`). An unsigned
 one is only a hint: it writes nothing and moves nothing, and queues a confirmation (the landing
-asks Apiframe first), of which at most one per job is queued at a time. A refusal costs one
-counter (see `rejections`).
+asks Apiframe first), at most one per job each `CONFIRM_INTERVAL`. A signed duplicate is counted,
+not logged. A refusal costs one counter (see `rejections`).
 """
 
 import re
@@ -24,6 +24,7 @@ from worker import metrics
 from worker.apiframe import WebhookEvent
 from worker.apiframe.signatures import verify_signature
 from worker.deps import Deps
+from worker.ledger import keys
 from worker.ledger.records import JobRecord
 from worker.runtime.queue import enqueue_landing
 from worker.status import Status
@@ -31,6 +32,7 @@ from worker.validation import field_problems
 
 MAX_BODY = 1024 * 1024
 ACTOR = "receiver"
+CONFIRM_INTERVAL = 10.0  # seconds between confirmations that unsigned webhooks may cause
 REF = re.compile(r"[0-9a-f]{32}")  # the shape of every ref imagedock mints
 
 
@@ -115,7 +117,10 @@ async def hint(deps: Deps, ref: str | None, event: WebhookEvent) -> Answered:
         return await keep_early(deps, record.ref, event, trusted=False)
     if record.job_id != event.job_id:
         raise other_job(record.ref, event)
-    queued = await enqueue_landing(deps.redis, event.job_id)  # the landing confirms first
+    # Anyone who saw a job id can send these: at most one an interval costs a call to Apiframe.
+    queued = False
+    if not await deps.ledger.once_within(keys.confirming(event.job_id), CONFIRM_INTERVAL):
+        queued = await enqueue_landing(deps.redis, event.job_id)  # the landing confirms first
     return Answered(202, "unsigned", WebhookAnswer(accepted=True, confirming=queued))
 
 
@@ -163,7 +168,8 @@ async def keep_early(deps: Deps, ref: str, event: WebhookEvent, trusted: bool) -
     if attached:  # the 202 was recorded in the meantime: a confirmation will settle it
         await enqueue_landing(deps.redis, attached)
         return Answered(202, "early", WebhookAnswer(accepted=True))
-    await deps.ledger.log(ref, event.job_id, ACTOR, "webhook.early", status=event.status)
+    if trusted:  # an unsigned one is counted, never logged: anyone may send thousands
+        await deps.ledger.log(ref, event.job_id, ACTOR, "webhook.early", status=event.status)
     return Answered(202, "early", WebhookAnswer(accepted=True, early=True))
 
 

@@ -165,7 +165,8 @@ async def test_ten_thousand_duplicate_and_forged_webhooks_land_each_real_job_onc
         ].image_urls
         assert len(stack.keys(answer["jobId"])) == 2
         events = await stack.log_events(answer["jobId"])
-        assert events.count("webhook.accepted") == copies[answer["jobId"]]
+        assert copies[answer["jobId"]] > 1
+        assert events.count("webhook.accepted") == 1  # the copies were counted, not logged
         assert (events.count("image.stored"), events.count("job.landed")) == (1, 1)
     strangers = {hook.job_id for hook in hooks if hook.kind.startswith("unknown")}
     for stranger in strangers:

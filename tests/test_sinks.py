@@ -1,29 +1,35 @@
 """Sinks: every kind gets the same schedule, attempts and dead letters, keyed by its own name, and
 no log line, job-log entry or dead letter names an endpoint by more than its origin."""
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
+from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from simulator.local_s3 import LocalS3
 from simulator.serving import serving
-from tests.support.stack import Sink, Stack, stack_on
+from tests.support.stack import EVENT_SECRET, Sink, Stack, stack_on
 from worker.deps import Deps
 from worker.events import event_id
 from worker.ledger import keys
 from worker.runtime.tasks import build_worker
-from worker.sinks.base import Sent
+from worker.sinks.base import EXCERPT, Sent
+from worker.sinks.webhook import WebhookSink
 
 SECRET_PATH, SECRET_QUERY = "s3cr3t-path-0123456789", "s3cr3t-query-9876543210"
+CHUNK, MIB = 64 * 1024, 1024 * 1024
 
 
 @dataclass
@@ -146,3 +152,49 @@ async def test_no_line_names_an_endpoint_by_its_path_or_query(
         assert SECRET_PATH not in text
         assert SECRET_QUERY not in text
     assert any(line.get("sink", "").startswith("http://127.0.0.1#") for line in logs)
+
+
+async def answer_with(body: StreamingResponse) -> tuple[Sent, WebhookSink]:
+    """One attempt of a webhook sink (a half-second deadline) at an endpoint answering `body`."""
+    app = Starlette(routes=[Route("/hook", lambda request: body, methods=["POST"])])
+    async with serving(app) as url, httpx.AsyncClient() as http:
+        sink = WebhookSink(f"{url}/hook", http, Webhook(EVENT_SECRET), deadline=0.5)
+        return await sink.send("evt_test", "{}"), sink
+
+
+async def test_a_huge_answer_costs_one_excerpt() -> None:
+    """An endpoint answering 500 with 200 MiB is read for its first bytes only: the server,
+    writing only as fast as the sink reads, gets no further than the sockets' buffers."""
+    total, written = 200 * MIB, 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n" % total)
+        with contextlib.suppress(ConnectionError):
+            while written < total:
+                writer.write(b"x" * CHUNK)
+                await writer.drain()  # waits while the reader does not read
+                written += CHUNK
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, httpx.AsyncClient() as http:
+        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", http, Webhook(EVENT_SECRET))
+        sent = await sink.send("evt_test", "{}")
+    assert (sent.ok, sent.status, sent.excerpt) == (False, 500, "x" * EXCERPT)
+    assert written < 64 * MIB
+
+
+async def test_an_answer_that_never_ends_is_cut_at_the_deadline() -> None:
+    """An endpoint dripping its answer a byte at a time ends the attempt at the deadline."""
+
+    async def drip() -> AsyncIterator[bytes]:
+        for _ in range(6000):
+            yield b"x"
+            await asyncio.sleep(0.1)
+
+    sent, sink = await answer_with(StreamingResponse(drip(), status_code=500))
+    assert sent.ok is False
+    assert sent.excerpt == f"no whole answer from {sink.name} in 0.5 s"

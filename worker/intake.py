@@ -65,7 +65,7 @@ class Intake:
         ]
         outcome, found, before, queued = await self._script(args)
         taken = Taken(text(outcome), text(found) or "", bool(int(queued)))  # type: ignore[arg-type]
-        if taken.outcome in ("accepted", "duplicate", "finish"):
+        if taken.outcome in ("accepted", "finish"):  # as the script logged it
             detail = {"status": event.status, "variant": variant}
             echo("webhook.accepted", taken.ref, event.job_id, ACTOR, detail)
         if taken.outcome == "accepted" and text(before) != status.value:

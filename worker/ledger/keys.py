@@ -23,6 +23,9 @@ BY_MODEL = PREFIX + "jobs:model:"
 MODELS_SEEN = PREFIX + "models"  # the models with an index, so the retention can trim each
 
 GLOBAL_LOG = PREFIX + "log"  # every job's log entries, for dashboards
+# + job id: marks that expire, so what anyone may ask for often happens once an interval.
+CONFIRMING = PREFIX + "confirming:"  # an unsigned webhook's confirmation with Apiframe
+REPLAYING = PREFIX + "replaying:"  # a replay of the job's landing and events
 POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
 STATS = PREFIX + "stats"  # hash: every counter of `worker.metrics`
 HISTOGRAM = PREFIX + "histogram:"  # + a histogram's name: a hash of its buckets and sum
@@ -54,6 +57,14 @@ def job_log(ref: str) -> str:
 
 def job_id(apiframe_job_id: str) -> str:
     return JOB_ID + apiframe_job_id
+
+
+def confirming(apiframe_job_id: str) -> str:
+    return CONFIRMING + apiframe_job_id
+
+
+def replaying(apiframe_job_id: str) -> str:
+    return REPLAYING + apiframe_job_id
 
 
 def idempotency(key: str) -> str:

@@ -222,6 +222,14 @@ class Ledger:
     async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
         await self.redis.zadd(keys.POLL_SET, {ref: at}, xx=only_if_tracked)
 
+    async def once_within(self, key: str, seconds: float) -> float:
+        """0 if nothing marked `key` in the last `seconds` (it is marked now), else the seconds
+        until it may be again: what anyone may ask for often is done once an interval."""
+        if await self.redis.set(key, 1, nx=True, px=max(1, round(seconds * 1000))):
+            return 0.0
+        left = int(await self.redis.pttl(key))
+        return max(left, 1) / 1000
+
     async def count_failure(self, ref: str) -> int:
         """One more failed landing attempt for the job; returns how many so far."""
         return int(await self.redis.hincrby(keys.job(ref), "landing_failures", 1))  # type: ignore[misc]

@@ -9,6 +9,7 @@ it may then hold fewer than `limit` jobs, with `has_more` set and a cursor to go
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,8 @@ from redis.commands.core import AsyncScript
 from worker.ledger.records import JobRecord, StoredObject, text
 from worker.status import Status
 
+SCORE = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?")  # as Redis writes one
+REF = re.compile(r"[0-9a-f]{32}")
 SCAN_BUDGET = 5_000
 BATCH = 200
 
@@ -49,9 +52,13 @@ def encode_cursor(score: str, ref: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[float, str, str]:
-    """The score (as a number and as Redis wrote it) and the ref a page ended at."""
+    """The score (as a number and as Redis wrote it) and the ref a page ended at. Anything but
+    a number as Redis writes one (`nan`, `1_000`, which Python reads and Redis refuses) and a
+    ref's shape is refused here, as the caller's mistake it is."""
     try:
         score, ref = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (SCORE.fullmatch(str(score)) and REF.fullmatch(str(ref))):
+            raise ValueError(cursor)
         return float(score), str(score), str(ref)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadCursor("cursor is not one this service handed out") from exc

@@ -1,6 +1,12 @@
 """A sink that POSTs each event to an HTTP endpoint, signed per the Standard Webhooks
-specification. Any 2xx is success; a 429 or 503 may say when to try again (`Retry-After`)."""
+specification. Any 2xx is success; a 429 or 503 may say when to try again (`Retry-After`).
 
+An attempt costs a bounded amount whatever the endpoint does: the answer's body is streamed and
+only its first `EXCERPT` bytes are read (a 2xx's not at all), and the whole attempt, from
+connecting to the last byte read, ends after `deadline` seconds.
+"""
+
+import asyncio
 import hashlib
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -10,6 +16,8 @@ from standardwebhooks import Webhook
 
 from worker.apiframe.client import parse_retry_after
 from worker.sinks.base import EXCERPT, Sent
+
+DEADLINE = 30.0  # seconds one attempt may take in all
 
 
 def endpoint_name(url: str) -> str:
@@ -21,12 +29,20 @@ def endpoint_name(url: str) -> str:
 
 
 class WebhookSink:
-    def __init__(self, url: str, http: httpx.AsyncClient, signer: Webhook | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        http: httpx.AsyncClient,
+        signer: Webhook | None,
+        *,
+        deadline: float = DEADLINE,
+    ) -> None:
         self.url = url
         self.name = endpoint_name(url)
         self.blocked_by = None if signer is not None else "IMAGEDOCK_EVENT_SECRET"
         self._http = http
         self._signer = signer
+        self._deadline = deadline
 
     async def send(self, event_id: str, body: str) -> Sent:
         assert self._signer is not None, "a sink blocked by a setting is never sent to"
@@ -34,18 +50,42 @@ class WebhookSink:
         headers = {
             "content-type": "application/json",
             "user-agent": "imagedock-events",
+            "accept-encoding": "identity",  # the excerpt is read raw: nothing to inflate
             "webhook-id": event_id,
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self._signer.sign(event_id, now, body),
         }
         try:
-            response = await self._http.post(self.url, content=body, headers=headers)
+            async with asyncio.timeout(self._deadline):
+                return await self._post(body, headers)
+        except TimeoutError:
+            return Sent(False, excerpt=f"no whole answer from {self.name} in {self._deadline:g} s")
         except httpx.HTTPError as exc:
             # httpx's message may hold the URL; the sink's name stands in for it.
             said = str(exc).replace(self.url, self.name)
             return Sent(False, excerpt=f"{exc.__class__.__name__}: {said}"[:EXCERPT])
-        status = response.status_code
-        retry_after = None
-        if status in (429, 503):
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return Sent(200 <= status < 300, status, response.text[:EXCERPT], retry_after)
+
+    async def _post(self, body: str, headers: dict[str, str]) -> Sent:
+        request = self._http.build_request("POST", self.url, content=body, headers=headers)
+        response = await self._http.send(request, stream=True)
+        try:
+            status = response.status_code
+            if 200 <= status < 300:
+                return Sent(True, status)
+            retry_after = None
+            if status in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            return Sent(False, status, await excerpt_of(response), retry_after)
+        finally:
+            await response.aclose()
+
+
+async def excerpt_of(response: httpx.Response) -> str:
+    """The first `EXCERPT` bytes of the body as text; the rest is never read. Raw bytes, so a
+    compressed body cannot inflate in memory."""
+    head = b""
+    async for chunk in response.aiter_raw():
+        head += chunk[: EXCERPT - len(head)]
+        if len(head) >= EXCERPT:
+            break
+    return head.decode(response.encoding or "utf-8", errors="replace")

@@ -4,15 +4,28 @@
 -- retention, then Redis forgets it: the manifest in S3 is the permanent record.
 -- Returns {1 moved | 2 progress raised | 0 nothing | -1 no record, status before, job id}.
 -- uses: log_entry
-local function move(ref, new, progress, actor, now, fields, c)
-  local job = c.job .. ref
+
+-- What moving the job at `job` to `new` (with `progress`, or '') would do: 1 move, 2 raise the
+-- progress, 0 nothing, -1 no record; and the status it has now.
+local function movable(job, new, progress, c)
   local current = redis.call('HGET', job, 'status')
-  if not current then return {-1, '', ''} end
-  local job_id = redis.call('HGET', job, 'job_id') or ''
-  if c.final[current] or c.ranks[new] < c.ranks[current] then return {0, current, job_id} end
+  if not current then return -1, '' end
+  if c.final[current] or c.ranks[new] < c.ranks[current] then return 0, current end
   if c.ranks[new] == c.ranks[current] then
     local had = tonumber(redis.call('HGET', job, 'progress')) or -1
-    if progress == '' or tonumber(progress) <= had then return {0, current, job_id} end
+    if progress == '' or tonumber(progress) <= had then return 0, current end
+    return 2, current
+  end
+  return 1, current
+end
+
+local function move(ref, new, progress, actor, now, fields, c)
+  local job = c.job .. ref
+  local will, current = movable(job, new, progress, c)
+  if will == -1 then return {-1, '', ''} end
+  local job_id = redis.call('HGET', job, 'job_id') or ''
+  if will == 0 then return {0, current, job_id} end
+  if will == 2 then
     redis.call('HSET', job, 'progress', progress, 'updated_at', now)
     return {2, current, job_id}
   end

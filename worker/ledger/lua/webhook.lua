@@ -23,9 +23,16 @@ if attached ~= job_id then
 end
 redis.call('HSET', job, 'last_webhook_at', now, 'poll_interval', 0)
 redis.call('ZADD', c.poll_set, 'XX', poll_at, ref)
-append_log(c, ref, job_id, 'receiver', 'webhook.accepted',
-  cjson.encode({status = status, variant = variant}), now)
-if status == 'FAILED' or status == 'CANCELLED' then return {'finish', ref, '', 0} end
+-- A webhook that changes nothing (a duplicate, a replay, a stale progress) is counted, never
+-- logged: a flood of them must not push a job's history, or everyone's, out of the logs.
+local ends = status == 'FAILED' or status == 'CANCELLED'
+local will, current = movable(job, status, progress, c)
+if ends and c.final[current] then will = 0 end
+if will > 0 then
+  append_log(c, ref, job_id, 'receiver', 'webhook.accepted',
+    cjson.encode({status = status, variant = variant}), now)
+end
+if ends and will > 0 then return {'finish', ref, '', 0} end
 local moved = move(ref, status, progress, 'receiver', now, fields, c)
 -- Queued again while the job waits to land (a lost landing comes back; a queued one collapses),
 -- not once it has ended.

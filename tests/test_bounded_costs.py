@@ -1,0 +1,124 @@
+"""What careless or hostile requests cost: copies of a webhook, unsigned hints, repeated replays
+and tampered cursors each cost a counter or a refusal, never history, calls out or an outage."""
+
+import asyncio
+import base64
+import json
+
+import pytest
+
+from tests.support.stack import Stack
+from tests.support.webhooks import post_hook
+from worker.ledger import keys
+
+COPIES = 40
+
+
+def job_body(job_id: str, status: str, **more: object) -> dict[str, object]:
+    return {"jobId": job_id, "status": status, "model": "grok-imagine-image", **more}
+
+
+async def test_copies_of_a_signed_webhook_are_counted_not_logged(stack: Stack) -> None:
+    """A captured signed webhook sent again and again leaves one entry in the job's log; the
+    copies are counted as duplicates."""
+    stack.sim.config.stall = True
+    answer = await stack.submit()
+    await stack.sim.settle()
+    body = job_body(answer["jobId"], "PROCESSING", progress=40)
+    sent = await asyncio.gather(*(post_hook(stack, body) for _ in range(COPIES)))
+    assert {response.status_code for response in sent} == {200}
+    events = await stack.log_events(answer["jobId"])
+    assert events.count("webhook.accepted") == 1
+    stats = (await stack.api.get("/metrics")).text
+    assert f'imagedock_webhooks_received_total{{outcome="duplicate"}} {COPIES - 1}.0' in stats
+
+
+async def test_unsigned_hints_confirm_a_job_once_an_interval(stack: Stack) -> None:
+    """Unsigned webhooks naming a running job ask Apiframe about it once, and write nothing."""
+    stack.sim.config.stall = True
+    answer = await stack.submit()
+    await stack.sim.settle()
+    before = await stack.log_events(answer["jobId"])
+    body = job_body(answer["jobId"], "COMPLETED")
+    confirming = []
+    for _ in range(4):  # a worker between the rounds: each round's confirmation has ended
+        sent = [await post_hook(stack, body, sign_it=False) for _ in range(COPIES // 4)]
+        assert {response.status_code for response in sent} == {202}
+        confirming += [response.json().get("confirming") for response in sent]
+        await stack.run_worker(settle=False)
+    assert confirming.count(True) == 1
+    asked = [r for r in stack.sim.received if r.path == f"/v2/jobs/{answer['jobId']}"]
+    assert len(asked) == 1
+    added = (await stack.log_events(answer["jobId"]))[len(before) :]
+    assert added.count("job.confirmed") == 1
+    assert [event for event in added if event.startswith("webhook.")] == []
+
+
+async def test_unsigned_early_webhooks_write_nothing(stack: Stack) -> None:
+    """Unsigned webhooks on a submission with no job id yet (its ref known) write no entry."""
+    stack.sim.config.stall = True
+    answer = await stack.submit()
+    await stack.sim.settle()
+    ref = answer["ref"]
+    await stack.redis.hdel(keys.job(ref), "job_id")  # type: ignore[misc]  # as if no 202 yet
+    before = (await stack.api.get(f"/jobs/{ref}/log")).json()["entries"]
+    for _ in range(COPIES):
+        sent = await post_hook(stack, job_body(answer["jobId"], "QUEUED"), ref=ref, sign_it=False)
+        assert sent.status_code == 202
+    assert (await stack.api.get(f"/jobs/{ref}/log")).json()["entries"] == before
+
+
+async def test_a_replay_asked_for_again_is_refused_until_the_interval_ends(stack: Stack) -> None:
+    """The first replay is queued and logged; the next ones are 429 with `Retry-After`."""
+    job_id = (await stack.submit())["jobId"]
+    await stack.run_worker()
+    first = await stack.api.post(f"/jobs/{job_id}/replay")
+    again = [await stack.api.post(f"/jobs/{job_id}/replay") for _ in range(5)]
+    assert first.status_code == 202
+    assert {response.status_code for response in again} == {429}
+    assert all(0 < int(r.headers["retry-after"]) <= 60 for r in again)
+    assert (await stack.log_events(job_id)).count("job.replay_requested") == 1
+    await stack.run_worker()
+    assert len(stack.delivered("job.landed")) == 2  # the landing's, and the one replay's
+
+
+@pytest.mark.parametrize("score", ["nan", "1_000", "inf", " 17", "1e999999"])
+async def test_a_tampered_cursor_is_the_callers_mistake(stack: Stack, score: str) -> None:
+    """A cursor whose score Python would read but Redis refuses is a 400, not an outage."""
+    cursor = base64.urlsafe_b64encode(json.dumps([score, "0" * 32]).encode()).decode()
+    answer = await stack.api.get("/jobs", params={"cursor": cursor})
+    assert answer.status_code == 400, answer.text
+    assert "cursor" in answer.text
+
+
+async def test_a_route_that_takes_no_query_refuses_one(stack: Stack) -> None:
+    """`POST /events/redrive?dry_run=1` is refused by name and redrives nothing."""
+    stack.events.statuses = [503] * 5
+    await stack.submit()
+    await stack.run_worker()
+    refused = await stack.api.post("/events/redrive", params={"dry_run": "1"})
+    assert refused.status_code == 400
+    assert refused.json()["details"] == {"dry_run": "this route takes none"}
+    assert len((await stack.api.get("/events/dead")).json()["deadLetters"]) == 1
+
+
+async def test_every_answer_refuses_to_be_framed(stack: Stack) -> None:
+    """The page, its assets, the API, refusals and probes all carry the frame protections;
+    the page is served from `/` alone."""
+    anonymous = stack.api.headers.copy()
+    del anonymous["Authorization"]
+    answers = [
+        await stack.api.get("/"),
+        await stack.api.get("/static/dashboard.js"),
+        await stack.api.get("/jobs"),
+        await stack.api.get("/healthz"),
+        await stack.api.get("/metrics"),
+        await stack.api.get("/jobs", headers=anonymous),
+        await stack.api.get("/no/such/route"),
+    ]
+    for answer in answers:
+        assert answer.headers["x-frame-options"] == "DENY", answer.url
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'self'" in answers[0].headers["content-security-policy"]
+    assert (await stack.api.get("/static/index.html")).status_code == 404
