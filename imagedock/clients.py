@@ -33,7 +33,7 @@ async def open_deps(settings: Settings, *, sinks: tuple[Sink, ...] = ()) -> Asyn
     """Every client `settings` allows for: Apiframe's only with a key, S3's only with a bucket.
     Events go to a webhook sink per `IMAGEDOCK_EVENT_URLS` entry, and to `sinks`."""
     async with AsyncExitStack() as stack:
-        redis = await connect(settings.redis_url)
+        redis = await connect(settings.redis_url, max_connections=settings.redis_max_connections)
         stack.push_async_callback(redis.aclose, close_connection_pool=True)
         http = await stack.enter_async_context(http_client())
         hosts = HostClients(http_client)

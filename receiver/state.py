@@ -8,12 +8,14 @@ from typing import TypedDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from receiver.live_log import LogFanout
 from worker.deps import Deps, DepsOpener
 from worker.settings import Settings
 
 
 class State(TypedDict):
     deps: Deps
+    fanout: LogFanout
 
 
 def lifespan_for(
@@ -24,11 +26,13 @@ def lifespan_for(
         async with open_deps(settings) as deps:
             # What start-up made (modules, clients) lives as long as the process: out of the
             # collector's sight, a full collection under load walks only what requests made.
+            fanout = LogFanout(deps.ledger, settings.streams_max)
             gc.freeze()
             try:
-                yield {"deps": deps}
+                yield {"deps": deps, "fanout": fanout}
             finally:
                 gc.unfreeze()
+                await fanout.aclose()
 
     return lifespan
 
@@ -36,3 +40,8 @@ def lifespan_for(
 def deps_of(request: Request) -> Deps:
     deps: Deps = request.state.deps
     return deps
+
+
+def fanout_of(request: Request) -> LogFanout:
+    fanout: LogFanout = request.state.fanout
+    return fanout

@@ -1,22 +1,19 @@
 """`GET /log` as Server-Sent Events: each job-log entry once, in order, its stream id as the
 event's `id`, so a client that reconnects with `Last-Event-ID` resumes without loss or repeat.
-Entries arrive through a blocking XREAD; a comment every few seconds keeps proxies from closing
-an idle stream."""
-
-import json
-from collections.abc import AsyncIterator
+Entries come from the process's one reader (`live_log`); a comment every few seconds keeps
+proxies from closing an idle stream."""
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
+from receiver.live_log import Full
 from receiver.responses import error
-from receiver.state import deps_of
-from worker.ledger.ledger import Ledger
+from receiver.state import fanout_of
 from worker.ledger.log import is_log_id
 
-WAIT_MS = 5_000  # under the Redis client's 10 s socket timeout
 HEARTBEAT = 15.0
+RETRY_AFTER = "5"  # seconds, for a client refused because every stream is taken
 
 
 def wants_stream(request: Request) -> bool:
@@ -28,14 +25,8 @@ async def log_stream(request: Request) -> Response:
     start = request.headers.get("last-event-id") or request.query_params.get("after")
     if start is not None and not is_log_id(start):
         return error(400, "Last-Event-ID (or after) must be a log entry id, like 1700000000000-0")
-    ledger = deps_of(request).ledger
-    return EventSourceResponse(
-        entries(ledger, start or await ledger.history.last_id()), ping=HEARTBEAT
-    )
-
-
-async def entries(ledger: Ledger, after: str) -> AsyncIterator[dict[str, str]]:
-    while True:
-        for entry in await ledger.history.follow(after, block_ms=WAIT_MS):
-            after = entry.id
-            yield {"id": entry.id, "event": "entry", "data": json.dumps(entry.public())}
+    try:
+        events = fanout_of(request).stream(start)
+    except Full as exc:
+        return error(503, str(exc), headers={"Retry-After": RETRY_AFTER})
+    return EventSourceResponse(events, ping=HEARTBEAT)

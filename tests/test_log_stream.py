@@ -3,25 +3,35 @@
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
+from receiver.live_log import QUEUE, LogFanout
 from tests.support.processes import env_of
 from tests.support.stack import Stack
+from worker.deps import Deps
+from worker.ledger.log import queue_entry
 
 SSE = {"Accept": "text/event-stream"}
 
 
 async def read_events(
-    api: httpx.AsyncClient, until: str, headers: dict[str, str] | None = None
+    api: httpx.AsyncClient,
+    until: str,
+    headers: dict[str, str] | None = None,
+    opened: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """The stream's events up to and including the first entry named `until`."""
+    """The stream's events up to and including the first entry named `until`; `opened` is
+    called once the stream is answered."""
     events: list[dict[str, Any]] = []
     current: dict[str, Any] = {}
     async with api.stream("GET", "/log", headers={**SSE, **(headers or {})}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        if opened is not None:
+            opened()
         async for line in response.aiter_lines():
             if line.startswith("id: "):
                 current["id"] = line[4:]
@@ -95,3 +105,78 @@ async def test_tail_follows_the_log(stack: Stack) -> None:
     finally:
         process.kill()
         await process.wait()
+
+
+async def connected_clients(stack: Stack) -> int:
+    return int((await stack.redis.info("clients"))["connected_clients"])
+
+
+async def test_three_hundred_streams_share_one_reader(stack: Stack) -> None:
+    """300 live streams hold no Redis connection each, and take no connection webhooks need:
+    the job lands, probes answer, every stream gets the job's entries in order, and one
+    stream more is refused with 503 and `Retry-After`."""
+    streams = stack.settings.streams_max
+    assert streams == 300
+    before = await connected_clients(stack)
+    opened = asyncio.Semaphore(0)
+    limits = httpx.Limits(max_connections=streams + 10)
+    async with httpx.AsyncClient(
+        base_url=stack.receiver_url, headers=stack.api.headers, limits=limits, timeout=60
+    ) as many:
+        listening = [
+            asyncio.create_task(read_events(many, "job.landed", opened=opened.release))
+            for _ in range(streams)
+        ]
+        for _ in range(streams):
+            await asyncio.wait_for(opened.acquire(), 60)
+        refused = await many.get("/log", headers=SSE)
+        assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+        assert (await many.get("/healthz")).status_code == 200
+        assert await connected_clients(stack) - before < 10
+        job_id = (await stack.submit())["jobId"]
+        await stack.run_worker()
+        received = await asyncio.wait_for(asyncio.gather(*listening), 60)
+    logged = [entry.id for entry in await stack.ledger.history.after(count=1000)]
+    for events in received:
+        start = logged.index(events[0]["id"])
+        assert [event["id"] for event in events] == logged[start : start + len(events)]
+        assert events[-1]["entry"]["job_id"] == job_id
+
+
+async def test_a_stream_that_falls_behind_is_dropped(deps: Deps) -> None:
+    """A stream nobody reads is dropped once its queue is full: it ends (its client resumes
+    with `Last-Event-ID`), and the one that keeps up gets everything."""
+    fanout = LogFanout(deps.ledger, most=5)
+    slow, steady = fanout.stream(None), fanout.stream(None)
+    firsts = [asyncio.create_task(anext(stream)) for stream in (slow, steady)]
+    while not all(first.done() for first in firsts):  # until both follow the log
+        await write_entries(deps, 1, "test.warm_up")
+        await asyncio.sleep(0.05)
+    keeping_up = asyncio.create_task(read_until(steady, "test.last"))
+    for _ in range(QUEUE // 100 + 1):  # more than the slow one's queue holds
+        await write_entries(deps, 100, "test.bulk")
+        await asyncio.sleep(0.01)
+    await write_entries(deps, 1, "test.last")
+    kept = [firsts[1].result(), *await asyncio.wait_for(keeping_up, 30)]
+    assert [event async for event in slow] == []
+    assert fanout.open == 1
+    bulk = [event for event in kept if json.loads(event["data"])["event"] == "test.bulk"]
+    assert len(bulk) == (QUEUE // 100 + 1) * 100
+    await steady.aclose()
+    await fanout.aclose()
+
+
+async def read_until(stream: AsyncIterator[dict[str, str]], event: str) -> list[dict[str, str]]:
+    found = []
+    async for each in stream:
+        found.append(each)
+        if json.loads(each["data"])["event"] == event:
+            return found
+    raise AssertionError(f"the stream ended before {event}")
+
+
+async def write_entries(deps: Deps, count: int, event: str) -> None:
+    async with deps.redis.pipeline(transaction=False) as pipe:
+        for n in range(count):
+            queue_entry(pipe, None, None, "test", event, {"n": n})
+        await pipe.execute()

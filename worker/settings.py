@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Connections one process opens to Redis at most; a command past them waits for one.
+    redis_max_connections: int = Field(default=64, ge=4, le=10_000)
     apiframe_url: str = "https://api.apiframe.ai"
     # Several keys allow rotation: the first submits, all of them verify webhook signatures.
     apiframe_key: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -80,6 +82,9 @@ class Settings(BaseSettings):
 
     # Seconds a request body may take to arrive, so a slow client cannot hold a connection.
     body_deadline: float = Field(default=10.0, gt=0)
+    # Live log streams one receiver process serves at once; past it a stream gets 503, so the
+    # connections and tasks webhooks and probes need stay free (uvicorn takes 1,000 in all).
+    streams_max: int = Field(default=300, ge=1, le=900)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -15,13 +15,14 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import Job, serialize_job
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ConnectionError, TimeoutError
 
 from worker.ledger.keys import LANDING_QUEUE, digest
 from worker.runtime.connections import BOUNDED
 
 SOCKET_TIMEOUT = 10.0
+MAX_CONNECTIONS = 64
 LAND = "land"
 DELIVER = "deliver"
 REPLAY = "replay"
@@ -35,15 +36,20 @@ def deserialize(raw: bytes) -> Any:
     return json.loads(raw)
 
 
-async def connect(url: str) -> ArqRedis:
+async def connect(url: str, *, max_connections: int = MAX_CONNECTIONS) -> ArqRedis:
     """A Redis pool that can also enqueue arq jobs; `open_deps` makes the process's one.
 
     Reads time out and idle sockets are probed, so a Redis that vanishes without closing its
     connections (a partition, a failed-over node) is noticed in seconds, not when the kernel
-    gives up on the socket a quarter of an hour later. No command imagedock sends blocks.
+    gives up on the socket a quarter of an hour later. At most `max_connections` are open: a
+    command past them waits for one (up to the socket timeout), so however many requests a
+    process takes, its share of Redis's `maxclients` is fixed. No command imagedock sends blocks
+    but the live log's one reader.
     """
-    connections = ConnectionPool.from_url(
+    connections = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=SOCKET_TIMEOUT,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=SOCKET_TIMEOUT,
         socket_keepalive=True,
