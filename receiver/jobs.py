@@ -6,6 +6,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.admission import Busy
 from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.queries import BadQuery, query_of
 from receiver.responses import error
@@ -18,7 +19,7 @@ from receiver.schemas import (
     LogPage,
     LogQuery,
 )
-from receiver.state import deps_of
+from receiver.state import deps_of, lists_of
 from receiver.stream import log_stream, wants_stream
 from worker.apiframe import (
     ApiframeError,
@@ -37,6 +38,8 @@ from worker.ledger.records import JobRecord
 from worker.submission import submit_job
 from worker.validation import field_problems
 
+PRESIGN_MOST = 500  # objects an answer presigns; past them, an object comes without a URL
+LIST_PROMPT = 300  # characters of a prompt a job list shows; `GET /jobs/{id}` shows it whole
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
 
@@ -128,25 +131,31 @@ async def list_jobs(request: Request) -> Response:
         cursor=query.cursor,
     )
     try:
-        page = await deps.ledger.page(wanted)
+        async with lists_of(request).place():
+            page = await deps.ledger.page(wanted)
+            jobs = await views_of(deps, page.records, query.presign, clip=LIST_PROMPT)
     except BadCursor as exc:
         return error(400, str(exc), details={"cursor": str(exc)})
-    jobs = await views_of(deps, page.records, query.presign)
+    except Busy as exc:
+        return error(429, f"job lists: {exc}", headers={"Retry-After": "1"})
     return JSONResponse(
         JobPage(jobs=jobs, next_cursor=page.next_cursor, has_more=page.has_more).body()
     )
 
 
-async def views_of(deps: Deps, records: list[JobRecord], presign: int | None) -> list[JobView]:
+async def views_of(
+    deps: Deps, records: list[JobRecord], presign: int | None, *, clip: int | None = None
+) -> list[JobView]:
     """The records as the API shows them; with `presign`, each object with a URL that lasts
-    that many seconds (signed in one call, never logged)."""
+    that many seconds (signed in one call, never logged), the first `PRESIGN_MOST` of them;
+    with `clip`, prompts cut to that many characters."""
     urls: dict[str, str] = {}
     if presign is not None:
         if deps.object_store is None:
             raise BadQuery({"presign": "this receiver has no S3 bucket configured"})
         keys = [stored.key for record in records for stored in record.objects]
-        urls = await deps.object_store.presign(keys, presign)
-    return [JobView.of(record, urls) for record in records]
+        urls = await deps.object_store.presign(keys[:PRESIGN_MOST], presign)
+    return [JobView.of(record, urls, clip=clip) for record in records]
 
 
 async def job_log(request: Request) -> Response:

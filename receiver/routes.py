@@ -49,7 +49,7 @@ OPERATIONS = (
     Operation("POST", "/jobs", jobs.jobs, "Submit a job to Apiframe", {202: schemas.JobAccepted},
               body=JobRequest, refusals=(400, 402, 409, 413, 429, 502, 503)),
     Operation("GET", "/jobs", jobs.jobs, "List jobs, newest first, a page at a time",
-              {200: schemas.JobPage}, query=schemas.JobsQuery),
+              {200: schemas.JobPage}, query=schemas.JobsQuery, refusals=(400, 429)),
     # Before `/jobs/{job_id}`, so that another method on it is refused with `Allow: POST`.
     Operation("POST", "/jobs/track", operations.track, "Track a job submitted elsewhere",
               {200: schemas.TrackAccepted, 202: schemas.TrackAccepted},

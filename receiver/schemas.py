@@ -87,14 +87,19 @@ class JobView(Answer):
     via: str | None = Field(description="how imagedock learned the job finished: webhook or poll")
 
     @classmethod
-    def of(cls, record: JobRecord, urls: dict[str, str] | None = None) -> "JobView":
+    def of(
+        cls, record: JobRecord, urls: dict[str, str] | None = None, *, clip: int | None = None
+    ) -> "JobView":
         urls = urls or {}
+        prompt = record.prompt
+        if clip is not None and len(prompt) > clip:
+            prompt = prompt[:clip] + "…"
         return cls(
             ref=record.ref,
             job_id=record.job_id,
             status=record.status,
             model=record.model,
-            prompt=record.prompt,
+            prompt=prompt,
             params=record.params,
             metadata=record.metadata,
             source=record.source,

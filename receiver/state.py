@@ -8,14 +8,19 @@ from typing import TypedDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from receiver.admission import Admission
 from receiver.live_log import LogFanout
 from worker.deps import Deps, DepsOpener
 from worker.settings import Settings
+
+LISTS_AT_ONCE = 4  # job lists one process serves at once
+LIST_WAIT = 1.0  # seconds a list waits for a place before it is refused
 
 
 class State(TypedDict):
     deps: Deps
     fanout: LogFanout
+    lists: Admission
 
 
 def lifespan_for(
@@ -29,7 +34,7 @@ def lifespan_for(
             fanout = LogFanout(deps.ledger, settings.streams_max)
             gc.freeze()
             try:
-                yield {"deps": deps, "fanout": fanout}
+                yield {"deps": deps, "fanout": fanout, "lists": Admission(LISTS_AT_ONCE, LIST_WAIT)}
             finally:
                 gc.unfreeze()
                 await fanout.aclose()
@@ -40,6 +45,11 @@ def lifespan_for(
 def deps_of(request: Request) -> Deps:
     deps: Deps = request.state.deps
     return deps
+
+
+def lists_of(request: Request) -> Admission:
+    lists: Admission = request.state.lists
+    return lists
 
 
 def fanout_of(request: Request) -> LogFanout:

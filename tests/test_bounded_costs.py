@@ -7,9 +7,12 @@ import json
 
 import pytest
 
+from receiver.admission import Admission, Busy
+from receiver.jobs import LIST_PROMPT, PRESIGN_MOST
 from tests.support.stack import Stack
 from tests.support.webhooks import post_hook
 from worker.ledger import keys
+from worker.ledger.records import StoredObject
 
 COPIES = 40
 
@@ -122,3 +125,51 @@ async def test_every_answer_refuses_to_be_framed(stack: Stack) -> None:
         assert answer.headers["x-content-type-options"] == "nosniff"
     assert "script-src 'self'" in answers[0].headers["content-security-policy"]
     assert (await stack.api.get("/static/index.html")).status_code == 404
+
+
+async def test_a_place_is_waited_for_then_refused() -> None:
+    """With every place taken, a request waits its moment and is refused; once one is given
+    back, the next is served."""
+    admission = Admission(most=2, wait=0.2)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with admission.place():
+            held.set()
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+    await held.wait()
+    await asyncio.sleep(0)  # the second holder takes its place too
+    with pytest.raises(Busy):
+        async with admission.place():
+            pass
+    release.set()
+    await asyncio.gather(*holders)
+    async with admission.place():
+        pass
+
+
+async def test_a_list_presigns_a_bounded_number_of_objects(stack: Stack) -> None:
+    """A page whose records hold more objects than an answer presigns gives URLs to the first
+    `PRESIGN_MOST` only."""
+    for n in range(PRESIGN_MOST // 10 + 1):
+        record, _ = await stack.ledger.create(prompt=f"job {n}", model="grok-imagine-image")
+        for index in range(1, 11):
+            key = f"apiframe/{record.ref}/{index}.png"
+            stored = StoredObject(index, "images", key, 1, "0" * 64, "image/png", "http://x/")
+            await stack.ledger.add_object(record.ref, "", stored, "test", "image.stored")
+    page = (await stack.api.get("/jobs", params={"limit": "100", "presign": "60"})).json()
+    objects = [stored for job in page["jobs"] for stored in job["objects"]]
+    assert len(objects) > PRESIGN_MOST
+    assert sum("url" in stored for stored in objects) == PRESIGN_MOST
+
+
+async def test_a_list_clips_long_prompts(stack: Stack) -> None:
+    """A job list shows the start of a long prompt; the job itself shows it whole."""
+    prompt = "a long prompt " * 100
+    answer = await stack.submit(prompt)
+    [listed] = (await stack.api.get("/jobs")).json()["jobs"]
+    assert listed["prompt"] == prompt[:LIST_PROMPT] + "…"
+    assert (await stack.job(answer["ref"]))["prompt"] == prompt

@@ -13,6 +13,7 @@ from tests.support.monitor import monitoring
 from tests.support.stack import Stack
 from worker.ledger.keys import BY_MODEL, BY_STATUS, BY_TIME
 from worker.ledger.ledger import Ledger
+from worker.ledger.paging import CALL_BUDGET
 from worker.ledger.records import JobRecord
 from worker.status import Status
 
@@ -108,6 +109,17 @@ async def test_a_page_is_one_redis_command(stack: Stack) -> None:
         assert answer.status_code == 200
         assert answer.json()["jobs"]
     assert [command[0].lower() for command in seen] == ["evalsha"]
+
+
+async def test_a_long_search_is_several_short_script_calls(stack: Stack) -> None:
+    """A page that passes over more records than one call may sends a call per `CALL_BUDGET`
+    records, so Redis serves everyone else between them; the answer is the same."""
+    await make_jobs(stack.ledger, 2 * CALL_BUDGET + 100)
+    async with monitoring(stack) as seen:
+        answer = await stack.api.get("/jobs", params={"q": "no record says this"})
+        assert answer.status_code == 200
+        assert (answer.json()["jobs"], answer.json()["hasMore"]) == ([], False)
+    assert [command[0].lower() for command in seen] == ["evalsha"] * 3
 
 
 @pytest.mark.parametrize(

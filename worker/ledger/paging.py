@@ -21,7 +21,8 @@ from worker.status import Status
 
 SCORE = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?")  # as Redis writes one
 REF = re.compile(r"[0-9a-f]{32}")
-SCAN_BUDGET = 5_000
+SCAN_BUDGET = 5_000  # records a page passes over at most
+CALL_BUDGET = 500  # of them, in one script call
 BATCH = 200
 
 
@@ -79,26 +80,30 @@ def bounds(query: PageQuery) -> tuple[str, str, str]:
 async def read_page(
     script: AsyncScript, query: PageQuery, *, index: str, job_prefix: str, objects_prefix: str
 ) -> Page:
-    """One page, by `script` (the registered `page.lua`), from the sorted set `index`."""
+    """One page, by `script` (the registered `page.lua`), from the sorted set `index`: a call
+    passes over at most `CALL_BUDGET` records, so Redis serves others between them."""
     top, bottom, after = bounds(query)
-    args: list[Any] = [
-        index,
-        top,
-        bottom,
-        after,
-        query.limit,
-        SCAN_BUDGET,
-        BATCH,
+    filters = [
         query.status.value if query.status else "",
         query.model or "",
         (query.text or "").lower(),
         job_prefix,
         objects_prefix,
     ]
-    found, score, ref, more = await script(args=args)
-    records = [record_of(job, objects) for job, objects in found]
-    cursor = encode_cursor(text(score) or "", text(ref) or "") if int(more) else None
-    return Page(records, cursor, bool(int(more)))
+    records: list[JobRecord] = []
+    scanned, more = 0, False
+    while True:
+        budget = min(CALL_BUDGET, SCAN_BUDGET - scanned)
+        wanted = query.limit - len(records)
+        args: list[Any] = [index, top, bottom, after, wanted, budget, BATCH, *filters]
+        found, score, ref, has_more, passed = await script(args=args)
+        records += [record_of(job, objects) for job, objects in found]
+        scanned, more = scanned + int(passed), bool(int(has_more))
+        if int(passed):  # on from where this call stopped
+            top, after = text(score) or "", text(ref) or ""
+        if not (more and int(passed)) or len(records) == query.limit or scanned >= SCAN_BUDGET:
+            break
+    return Page(records, encode_cursor(top, after) if more else None, more)
 
 
 def record_of(job: list[bytes], objects: list[bytes]) -> JobRecord:

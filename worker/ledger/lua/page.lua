@@ -3,7 +3,8 @@
 -- scan budget, batch, status filter, model filter, lowercased text filter ('' for none), job
 -- hash key prefix, objects hash key prefix. Entries scored like the cursor are taken only below
 -- its ref, so ties are neither skipped nor repeated.
--- Returns {records, last score, last ref, has more}, each record as {flat job hash, objects}.
+-- Returns {records, last score, last ref, has more, records passed over}, each record as
+-- {flat job hash, objects}.
 local index, top, bottom, after = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local limit, budget, batch = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local status, model, text = ARGV[8], ARGV[9], ARGV[10]
@@ -22,7 +23,7 @@ local found, scanned, offset, last_score, last_ref = {}, 0, 0, '', ''
 while #found < limit and scanned < budget do
   local rows = redis.call(
     'ZREVRANGEBYSCORE', index, top, bottom, 'WITHSCORES', 'LIMIT', offset, batch)
-  if #rows == 0 then return {found, last_score, last_ref, 0} end
+  if #rows == 0 then return {found, last_score, last_ref, 0, scanned} end
   for i = 1, #rows, 2 do
     local ref, score = rows[i], rows[i + 1]
     offset = offset + 1
@@ -38,4 +39,4 @@ while #found < limit and scanned < budget do
   end
 end
 local more = redis.call('ZREVRANGEBYSCORE', index, top, bottom, 'LIMIT', offset, 1)
-return {found, last_score, last_ref, #more}
+return {found, last_score, last_ref, #more, scanned}
