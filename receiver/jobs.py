@@ -1,8 +1,9 @@
 """imagedock's own API: submit jobs, read their ledger records and their logs."""
 
+import json
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -38,6 +39,8 @@ from worker.ledger.records import JobRecord
 from worker.submission import submit_job
 from worker.validation import field_problems
 
+METADATA_BYTES = 4 * 1024  # what a record keeps of a caller's metadata, and sends in events
+PARAMS_BYTES = 8 * 1024
 PRESIGN_MOST = 500  # objects an answer presigns; past them, an object comes without a URL
 LIST_PROMPT = 300  # characters of a prompt a job list shows; `GET /jobs/{id}` shows it whole
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -51,11 +54,25 @@ def hide_webhook_fields(schema: dict[str, Any]) -> None:
 
 
 class JobRequest(GenerateRequest):
-    """`POST /jobs`: a submission plus the caller's metadata, which comes back in every event."""
+    """`POST /jobs`: a submission plus the caller's metadata, which comes back in every event.
+    What the record keeps is capped: metadata at 4 KiB and params at 8 KiB, as JSON."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=hide_webhook_fields)
 
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=32)
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict, max_length=32, description="at most 4 KiB as JSON"
+    )
+
+    @model_validator(mode="after")
+    def _kept_small(self) -> "JobRequest":
+        for name, value, most in (
+            ("metadata", self.metadata, METADATA_BYTES),
+            ("params", self.params, PARAMS_BYTES),
+        ):
+            size = len(json.dumps(value or {}).encode())
+            if size > most:
+                raise ValueError(f"{name} is {size} bytes as JSON; at most {most} are kept")
+        return self
 
 
 async def jobs(request: Request) -> Response:

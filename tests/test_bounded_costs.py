@@ -9,9 +9,11 @@ import pytest
 
 from receiver.admission import Admission, Busy
 from receiver.jobs import LIST_PROMPT, PRESIGN_MOST
+from tests.support.ledger import recent
 from tests.support.stack import Stack
 from tests.support.webhooks import post_hook
 from worker.ledger import keys
+from worker.ledger.ledger import UNSENT_RETENTION
 from worker.ledger.records import StoredObject
 
 COPIES = 40
@@ -173,3 +175,31 @@ async def test_a_list_clips_long_prompts(stack: Stack) -> None:
     [listed] = (await stack.api.get("/jobs")).json()["jobs"]
     assert listed["prompt"] == prompt[:LIST_PROMPT] + "…"
     assert (await stack.job(answer["ref"]))["prompt"] == prompt
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"metadata": {f"key{n}": "v" * 200 for n in range(32)}}, "metadata"),
+        ({"model": "flux-2-pro", "params": {"prompt_upsampling": "x" * 9000}}, "params"),
+    ],
+)
+async def test_what_a_record_keeps_is_capped(
+    stack: Stack, body: dict[str, object], named: str
+) -> None:
+    """Metadata over 4 KiB or params over 8 KiB are refused by name, and nothing is kept."""
+    answer = await stack.api.post("/jobs", json={"prompt": "a gull", **body})
+    assert answer.status_code == 400
+    assert named in json.dumps(answer.json())
+    assert await recent(stack.ledger) == []
+
+
+async def test_a_submission_apiframe_refused_is_kept_a_day(stack: Stack) -> None:
+    """A job Apiframe refused (nothing billed) expires after a day, not the retention."""
+    stack.sim.fail_next(400, path="/v2/images/generate")
+    answer = await stack.api.post("/jobs", json={"prompt": "a gull"})
+    assert answer.status_code == 400
+    [record] = await recent(stack.ledger)
+    assert record.status == "FAILED"
+    for key in (keys.job(record.ref), keys.job_log(record.ref)):
+        assert 0 < await stack.redis.ttl(key) <= UNSENT_RETENTION

@@ -26,6 +26,7 @@ from worker.ledger.scripts import source
 from worker.status import FINAL, RANK, Status
 
 DEFAULT_RETENTION = 30 * 24 * 3600
+UNSENT_RETENTION = 24 * 3600  # a finished job that never reached Apiframe: kept a day
 
 
 class Conflict(Exception):
@@ -313,6 +314,7 @@ def script_config(retention: float) -> str:
             "job_log_max": JOB_LOG_MAXLEN,
             "global_log_max": GLOBAL_LOG_MAXLEN,
             "retention": round(retention),
+            "unsent_retention": round(min(retention, UNSENT_RETENTION)),
             "counters": metrics.script_fields(),
         }
     )

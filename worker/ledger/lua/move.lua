@@ -37,10 +37,13 @@ local function move(ref, new, progress, actor, now, fields, c)
   append_log(c, ref, job_id, actor, 'status.changed', cjson.encode({from = current, to = new}),
     now)
   if c.final[new] then
+    -- A job Apiframe never took (refused, or never reached) cost nothing and keeps little.
+    local keep = c.retention
+    if job_id == '' then keep = c.unsent_retention end
     for _, key in ipairs({job, c.job_log .. ref, c.objects .. ref}) do
-      redis.call('EXPIRE', key, c.retention)
+      redis.call('EXPIRE', key, keep)
     end
-    if job_id ~= '' then redis.call('EXPIRE', c.job_id .. job_id, c.retention) end
+    if job_id ~= '' then redis.call('EXPIRE', c.job_id .. job_id, keep) end
   end
   return {1, current, job_id}
 end
