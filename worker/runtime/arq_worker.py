@@ -33,8 +33,13 @@ log = structlog.get_logger("worker")
 
 
 class StoppableWorker(Worker):
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, claim: float | None = None, **options: Any) -> None:
         super().__init__(**options)
+        if claim is not None:
+            # arq's claim lasts the longest timeout on the worker, so a job of a worker that
+            # died waits that long; here it lasts `claim` and is renewed while the job runs.
+            self.in_progress_timeout_s = claim
+        self.claim = claim
         self.stop_wait: float = options.get("job_completion_wait", 0)
         self._cut = False  # running jobs have been cancelled: any job started now is too
         self._finishing: set[str] = set()  # jobs whose end arq is writing: never cut, nor unclaimed
@@ -50,6 +55,32 @@ class StoppableWorker(Worker):
         running = sum(not task.done() for task in self.tasks.values())
         log.info("worker.stopping", queue=self.queue_name, signal=signum.name, running=running)
         return self._hold(self._cut_after(wait))
+
+    async def main(self) -> None:
+        if self.claim is None:
+            await super().main()
+            return
+        renewing = asyncio.create_task(self._renew_claims(self.claim))
+        try:
+            await super().main()
+        finally:
+            await cancel_until_done([renewing])
+
+    async def _renew_claims(self, claim: float) -> None:
+        """Every third of `claim`, extend the claim of each job still running: only a worker
+        that stopped renewing (killed, cut off) loses its jobs, and within `claim` seconds."""
+        while True:
+            await asyncio.sleep(claim / 3)
+            running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+            if not running:
+                continue
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:  # a claim already given up is not made again
+                        pipe.pexpire(in_progress_key_prefix + job_id, round(claim * 1000))
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:  # the next turn tries again
+                log.warning("worker.claims_not_renewed", jobs=len(running), error=repr(exc))
 
     def handle_sig(self, signum: int) -> None:  # arq's own signal handling, made this stop
         self.stop(signal.Signals(signum), wait=0)

@@ -3,14 +3,15 @@
 Two queues, so that polling's longer timeout never slows crash recovery for landings:
 - landing (`land`, `deliver`, `replay`): a landing's own deadline is 90 s for four images
   (`IMAGEDOCK_LANDING_TIMEOUT`), more for models that return more (225 s for ten); arq's
-  `job_timeout` is the longest of them plus a margin, 230 s, and a worker that dies mid-landing
-  has its job re-run when arq's claim expires, timeout + 10 s later: four minutes. `max_tries`
-  30 with backoff from 5 s to 5 min rides out about two hours of outage, and arq counts every
-  restart as a try, so a run of deploys cannot exhaust it. `keep_result` 0: an enqueue after a
-  task finished runs a cheap no-op instead of being refused for an hour.
+  `job_timeout` is the longest of them plus a margin, 230 s. arq's claim on a job would last as
+  long (plus 10 s) for every function on the queue; here it lasts `CLAIM` (30 s) and is renewed
+  while the job runs, so the job of a worker that died (a delivery, a landing) is run again by
+  another within 30 s. `max_tries` 30 with backoff from 5 s to 5 min rides out about two hours
+  of outage, and arq counts every restart as a try, so a run of deploys cannot exhaust it.
+  `keep_result` 0: an enqueue after a task finished runs a cheap no-op instead of being refused
+  for an hour.
 - polling: the `poll` cron, every 2 s, once per tick across workers (`unique`), and at start-up.
-No landing-queue function sets a longer timeout of its own: arq's claim lasts the longest timeout
-on the worker, so one slow function would slow crash recovery for all.
+No landing-queue function sets a longer timeout of its own: arq's `job_timeout` is the bound.
 The landing worker polls its queue every 0.01 s (arq's 0.5 s default caps a worker near 200
 jobs/s, and the wait is most of a webhook's time to landing: 27 ms at 0.05 s, BENCHMARKS.md),
 at 100 idle commands a second; the polling worker every 0.05 s. Both speak JSON.
@@ -36,6 +37,7 @@ from worker.settings import Settings
 from worker.sinks.delivery import DeliveryRetry, deliver_event
 from worker.status import Status
 
+CLAIM = 30.0  # seconds a landing-queue job's claim lasts unrenewed: a dead worker's job resumes
 ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's always fires first
 NOT_READY_TRIES = 5
 POLL_TIMEOUT = 60
@@ -162,6 +164,7 @@ def build_worker(deps: Deps, **overrides: Any) -> StoppableWorker:
         "max_jobs": 20,
         "poll_delay": LANDING_POLL_DELAY,
         "job_completion_wait": settings.stop_wait,
+        "claim": CLAIM,
         **overrides,
     }
     return StoppableWorker(**options)

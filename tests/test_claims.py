@@ -1,0 +1,95 @@
+"""A worker killed with work in hand: its claims lapse within `CLAIM` seconds, not arq's four
+minutes, and another worker finishes a delivery and a landing it held."""
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from simulator.local_s3 import LocalS3
+from simulator.serving import serving
+from tests.support.stack import Sink, Stack, stack_on
+from tests.support.waiting import eventually
+from worker.events import event_id
+from worker.runtime.tasks import CLAIM
+
+MARGIN = 20.0  # seconds past the claim for the next worker to pick the job up and finish it
+
+
+@pytest.fixture
+async def hanging_sink() -> AsyncIterator[Sink]:
+    """An endpoint that holds its first call open, then answers every other one at once."""
+    state = Sink(url="")
+    released, held = asyncio.Event(), []
+
+    async def record(request: Request) -> Response:
+        body = await request.body()
+        if not held:
+            held.append(body)
+            await released.wait()
+        state.calls.append((dict(request.headers), body))  # recorded as it is answered
+        state.answered.append(200)
+        return Response(status_code=200)
+
+    async with serving(Starlette(routes=[Route("/hook", record, methods=["POST"])])) as url:
+        state.url = f"{url}/hook"
+        yield state
+        released.set()
+
+
+@contextmanager
+def worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imagedock.cli", "worker"],
+        env=stack.worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+async def claimed(stack: Stack, pattern: str) -> bool:
+    return bool([key async for key in stack.redis.scan_iter(f"arq:in-progress:{pattern}")])
+
+
+async def test_a_killed_workers_delivery_and_landing_are_finished_within_the_claim(
+    redis_url: str, s3_server: LocalS3, hanging_sink: Sink
+) -> None:
+    """SIGKILL while a delivery waits on its endpoint and a landing downloads: the next worker
+    delivers the event and lands the job, each once, before arq's own claim would have let it
+    start."""
+    async with stack_on(redis_url, s3_server, hanging_sink) as stack:
+        first = (await stack.submit("the first"))["jobId"]
+        await stack.sim.settle()
+        with worker(stack) as doomed:
+            await eventually(lambda: claimed(stack, "deliver:*"), "a delivery in hand")
+            stack.sim.config.image_bytes = 2_000_000
+            stack.sim.config.cdn_chunk_delay = 0.5  # a landing that takes its time
+            second = (await stack.submit("the second"))["jobId"]
+            await stack.sim.settle()
+            await eventually(lambda: claimed(stack, f"land:{second}"), "a landing in hand")
+            doomed.send_signal(signal.SIGKILL)
+        stack.sim.config.cdn_chunk_delay = 0
+        with worker(stack):
+
+            async def finished() -> bool:
+                sent = {event["id"] for event in stack.delivered("job.landed")}
+                return sent == {event_id(job, "job.landed") for job in (first, second)}
+
+            await eventually(finished, "both jobs delivered", deadline=CLAIM + MARGIN)
+        job = await stack.job(second)
+        assert (job["status"], len(job["objects"])) == ("LANDED", 1)
+        assert (await stack.log_events(second)).count("job.landed") == 1
