@@ -132,6 +132,21 @@ async def test_replay_restores_objects_and_redelivers_the_same_event(stack: Stac
     assert ids == [event_id(job_id, "job.landed")] * 2
 
 
+async def test_a_replay_asked_for_during_the_landing_fetches_nothing_twice(stack: Stack) -> None:
+    """A replay queued while the job's landing is queued or running waits for it to end: each
+    image is fetched once, and the event is delivered once more."""
+    stack.sim.config.images_per_job = 2
+    stack.sim.config.image_bytes = 500_000
+    stack.sim.config.cdn_chunk_delay = 0.05  # a landing that takes a moment
+    job_id = (await stack.submit())["jobId"]
+    await stack.sim.settle()  # its landing is queued
+    assert (await stack.api.post(f"/jobs/{job_id}/replay")).status_code == 202
+    await stack.run_worker(settle=False)
+    assert (await stack.job(job_id))["status"] == "LANDED"
+    assert sorted(stack.sim.cdn_requests.values()) == [1, 1]
+    assert [e["id"] for e in stack.delivered()] == [event_id(job_id, "job.landed")] * 2
+
+
 @contextmanager
 def worker_process(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
     env = stack.worker_env()

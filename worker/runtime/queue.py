@@ -15,7 +15,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import Job, serialize_job
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError, TimeoutError
 
 from worker.ledger.keys import LANDING_QUEUE, digest
@@ -92,6 +92,11 @@ async def enqueue_landing(redis: ArqRedis, job_id: str, *, defer: float = 0) -> 
         _defer_by=timedelta(seconds=defer) if defer else None,
     )
     return job is not None
+
+
+async def landing_pending(redis: Redis, job_id: str) -> bool:
+    """Whether the landing of `job_id` is queued or running (arq keeps its job until the end)."""
+    return bool(await redis.exists(job_key_prefix + landing_id(job_id)))
 
 
 async def enqueue_delivery(redis: ArqRedis, event_id: str, sink: str) -> bool:

@@ -32,7 +32,7 @@ from worker.landing.job import LandingDeps, NotReady, land_job, landing_timeout
 from worker.ledger.keys import LANDING_QUEUE, POLLING_QUEUE, digest
 from worker.polling import poll_due
 from worker.runtime.arq_worker import StoppableWorker
-from worker.runtime.queue import DELIVER, LAND, REPLAY, deserialize, serialize
+from worker.runtime.queue import DELIVER, LAND, REPLAY, deserialize, landing_pending, serialize
 from worker.settings import Settings
 from worker.sinks.delivery import DeliveryRetry, deliver_event
 from worker.status import Status
@@ -40,6 +40,7 @@ from worker.status import Status
 CLAIM = 30.0  # seconds a landing-queue job's claim lasts unrenewed: a dead worker's job resumes
 ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's always fires first
 NOT_READY_TRIES = 5
+REPLAY_WAIT = 5.0  # seconds a replay waits, each time, for the job's own landing to end
 POLL_TIMEOUT = 60
 log = structlog.get_logger("worker")
 LANDING_POLL_DELAY = 0.01  # seconds between the landing worker's reads of its queue
@@ -96,8 +97,11 @@ async def retry_or_fail(
 
 
 async def replay(ctx: dict[str, Any], job_id: str) -> str:
-    """Land again (restoring anything missing from S3) and deliver the events again."""
+    """Land again (restoring anything missing from S3) and deliver the events again; after the
+    job's own landing, if one is queued or running, so that the two never download twice."""
     deps: LandingDeps = ctx["deps"].landing
+    if await landing_pending(deps.ledger.redis, job_id):
+        raise Retry(defer=REPLAY_WAIT)
     status = await land(ctx, job_id)
     record = await deps.ledger.by_job_id(job_id)
     if record is not None and record.status == Status.LANDED:
