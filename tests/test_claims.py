@@ -28,7 +28,7 @@ MARGIN = 20.0  # seconds past the claim for the next worker to pick the job up a
 async def hanging_sink() -> AsyncIterator[Sink]:
     """An endpoint that holds its first call open, then answers every other one at once."""
     state = Sink(url="")
-    released, held = asyncio.Event(), []
+    released, held = asyncio.Event(), list[bytes]()
 
     async def record(request: Request) -> Response:
         body = await request.body()
