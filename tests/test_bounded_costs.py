@@ -9,7 +9,7 @@ import pytest
 
 from receiver.admission import Admission, Busy
 from receiver.jobs import LIST_PROMPT, PRESIGN_MOST
-from tests.support.ledger import recent
+from tests.support.ledger import counters, recent
 from tests.support.stack import Stack
 from tests.support.webhooks import post_hook
 from worker.ledger import keys
@@ -203,3 +203,35 @@ async def test_a_submission_apiframe_refused_is_kept_a_day(stack: Stack) -> None
     assert record.status == "FAILED"
     for key in (keys.job(record.ref), keys.job_log(record.ref)):
         assert 0 < await stack.redis.ttl(key) <= UNSENT_RETENTION
+
+
+async def test_copies_of_a_keyed_submit_at_once_call_apiframe_once(stack: Stack) -> None:
+    """Twenty copies of one keyed `POST /jobs` at once make one record, one `job.created` and
+    one call to Apiframe; each copy is told the job's ref, or to retry (409)."""
+    key = {"Idempotency-Key": "burst-1"}
+    answers = await asyncio.gather(
+        *(stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key) for _ in range(20))
+    )
+    assert {answer.status_code for answer in answers} <= {202, 409}
+    accepted = {answer.json()["ref"] for answer in answers if answer.status_code == 202}
+    assert len(accepted) == 1
+    [ref] = accepted
+    assert len(stack.sim.submissions()) == 1
+    entries = (await stack.api.get(f"/jobs/{ref}/log")).json()["entries"]
+    assert [entry["event"] for entry in entries].count("job.created") == 1
+    assert (await counters(stack.redis))["submitted"] == 1
+
+
+async def test_apiframe_answering_409_to_a_key_in_flight_fails_nothing(stack: Stack) -> None:
+    """A 409 from Apiframe for imagedock's own key (still in flight on its side) leaves the job
+    to a retry of the caller's key, which then goes through."""
+    stack.sim.fail_next(409, path="/v2/images/generate")
+    key = {"Idempotency-Key": "in-flight-1"}
+    first = await stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key)
+    assert first.status_code == 409
+    [record] = await recent(stack.ledger)
+    assert record.status == "SUBMITTING"
+    again = await stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key)
+    assert again.status_code == 202
+    await stack.run_worker()
+    assert (await stack.job(again.json()["jobId"]))["status"] == "LANDED"

@@ -1,7 +1,8 @@
 """Submitting a job: record it first, then call Apiframe with a webhook URL naming the record.
 
 The Apiframe Idempotency-Key derives from the record's ref, so a submit retried after a lost answer,
-or by a caller repeating its own Idempotency-Key, never creates or bills a second job.
+or by a caller repeating its own Idempotency-Key, never creates or bills a second job; and one
+submit at a time is in flight for a record, however many copies of a request arrive at once.
 """
 
 import hashlib
@@ -11,14 +12,22 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 
-from worker.apiframe import ApiframeClient, ApiframeError, GenerateRequest
+from worker.apiframe import (
+    ApiframeClient,
+    ApiframeError,
+    GenerateRequest,
+    IdempotencyConflict,
+    Submission,
+)
 from worker.events import Events
-from worker.ledger.ledger import Conflict, Ledger
+from worker.ledger import keys
+from worker.ledger.ledger import Attached, Conflict, Ledger
 from worker.ledger.records import JobRecord
 from worker.runtime.queue import enqueue_landing
 from worker.status import FINAL, Status, from_apiframe
 
 SUBSCRIBED = ["completed", "failed"]
+SUBMIT_LEASE = 90.0  # seconds: longer than a submit can take, its in-call retries included
 
 
 @dataclass(frozen=True)
@@ -56,30 +65,12 @@ async def submit_job(
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
     if created:  # watched from the start, so an outage cannot leave it SUBMITTING for ever
         await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
-    wire = request.model_copy(
-        update={"webhook_url": deps.webhook_url(record.ref), "webhook_events": SUBSCRIBED}
-    )
-    try:
-        submission = await deps.apiframe.submit(wire, idempotency_key=f"imagedock-{record.ref}")
-    except ApiframeError as exc:
-        await deps.ledger.log(record.ref, None, actor, "submit.error", error=str(exc))
-        if exc.transient:  # kept SUBMITTING: the caller may retry with its Idempotency-Key
-            await deps.ledger.set_fields(record.ref, error=str(exc))
-        else:
-            await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
-        raise
+    # One submit in flight per record: a caller's key sent again at once waits its turn.
+    async with deps.ledger.leased(keys.submitting(record.ref), SUBMIT_LEASE) as held:
+        if not held:
+            raise Conflict("that Idempotency-Key is being submitted right now; retry shortly")
+        submission, attached = await send(deps, record, request, actor)
     job_id = submission.job_id
-    attached = await deps.ledger.attach(record.ref, job_id)
-    if attached.job_id != job_id:
-        await deps.ledger.log(
-            record.ref,
-            job_id,
-            actor,
-            "submit.conflict",
-            attached=attached.job_id,
-            owner=attached.owner,
-        )
-        raise Conflict(f"Apiframe answered with job {job_id}, which another submission holds")
     early = attached.early
     await deps.ledger.transition(record.ref, from_apiframe(submission.status), actor, error="")
     await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
@@ -96,6 +87,40 @@ async def submit_job(
     final = await deps.ledger.get(record.ref)
     assert final is not None
     return final
+
+
+async def send(
+    deps: SubmitDeps, record: JobRecord, request: GenerateRequest, actor: str
+) -> tuple[Submission, Attached]:
+    """Submit the record to Apiframe and attach the job id it answers with."""
+    wire = request.model_copy(
+        update={"webhook_url": deps.webhook_url(record.ref), "webhook_events": SUBSCRIBED}
+    )
+    try:
+        submission = await deps.apiframe.submit(wire, idempotency_key=f"imagedock-{record.ref}")
+    except ApiframeError as exc:
+        await deps.ledger.log(record.ref, None, actor, "submit.error", error=str(exc))
+        # Kept SUBMITTING, for the caller to retry with its Idempotency-Key: what may pass, and
+        # a 409, which Apiframe answers while the same key is still in flight on its side.
+        if exc.transient or isinstance(exc, IdempotencyConflict):
+            await deps.ledger.set_fields(record.ref, error=str(exc))
+        else:
+            await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
+        raise
+    attached = await deps.ledger.attach(record.ref, submission.job_id)
+    if attached.job_id != submission.job_id:
+        await deps.ledger.log(
+            record.ref,
+            submission.job_id,
+            actor,
+            "submit.conflict",
+            attached=attached.job_id,
+            owner=attached.owner,
+        )
+        raise Conflict(
+            f"Apiframe answered with job {submission.job_id}, which another submission holds"
+        )
+    return submission, attached
 
 
 def caller_ref(idempotency_key: str) -> str:

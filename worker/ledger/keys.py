@@ -26,6 +26,7 @@ GLOBAL_LOG = PREFIX + "log"  # every job's log entries, for dashboards
 # + job id: marks that expire, so what anyone may ask for often happens once an interval.
 CONFIRMING = PREFIX + "confirming:"  # an unsigned webhook's confirmation with Apiframe
 REPLAYING = PREFIX + "replaying:"  # a replay of the job's landing and events
+SUBMITTING = PREFIX + "submitting:"  # + ref: the lease of the one submit in flight for a record
 POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
 STATS = PREFIX + "stats"  # hash: every counter of `worker.metrics`
 HISTOGRAM = PREFIX + "histogram:"  # + a histogram's name: a hash of its buckets and sum
@@ -61,6 +62,10 @@ def job_id(apiframe_job_id: str) -> str:
 
 def confirming(apiframe_job_id: str) -> str:
     return CONFIRMING + apiframe_job_id
+
+
+def submitting(ref: str) -> str:
+    return SUBMITTING + ref
 
 
 def replaying(apiframe_job_id: str) -> str:

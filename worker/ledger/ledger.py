@@ -10,11 +10,13 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from worker import metrics
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
@@ -49,6 +51,7 @@ class Ledger:
         self._attach = redis.register_script(source("attach"))
         self._stash = redis.register_script(source("stash"))
         self._page = redis.register_script(source("page"))
+        self._release = redis.register_script(source("release"))
 
     # Creating and finding records.
 
@@ -95,6 +98,12 @@ class Ledger:
             elif await self.redis.exists(keys.job(ref)):  # a derived ref outlived its claim
                 return await self._earlier(ref, fingerprint)
         async with self.redis.pipeline(transaction=True) as pipe:
+            # Two creates for one ref (a caller's key, sent twice at once) make one record: the
+            # one whose transaction sees the record appear is refused, and takes the other's.
+            await pipe.watch(keys.job(ref))
+            if await pipe.exists(keys.job(ref)):  # leaving the block unwatches it
+                return await self._earlier(ref, fingerprint)
+            pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hset(keys.job(ref), mapping=fields)
             pipe.zadd(keys.BY_TIME, {ref: now})
             pipe.zadd(keys.by_status(status.value), {ref: now})
@@ -105,7 +114,10 @@ class Ledger:
                 pipe.hset(keys.job(ref), mapping={"job_id": job_id, "submitted_at": now})
                 pipe.set(keys.job_id(job_id), ref)
             queue_entry(pipe, ref, job_id, "receiver", "job.created", {"source": source})
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except WatchError:
+                return await self._earlier(ref, fingerprint)
         echo("job.created", ref, job_id, "receiver", {"source": source})
         record = await self.get(ref)
         assert record is not None
@@ -230,6 +242,18 @@ class Ledger:
             return 0.0
         left = int(await self.redis.pttl(key))
         return max(left, 1) / 1000
+
+    @asynccontextmanager
+    async def leased(self, key: str, seconds: float) -> AsyncIterator[bool]:
+        """Hold `key` while the block runs (for `seconds` at most, should the holder die): True
+        if this caller holds it, False if another does."""
+        token = uuid.uuid4().hex
+        held = bool(await self.redis.set(key, token, nx=True, px=round(seconds * 1000)))
+        try:
+            yield held
+        finally:
+            if held:
+                await self._release(keys=[key], args=[token])
 
     async def count_failure(self, ref: str) -> int:
         """One more failed landing attempt for the job; returns how many so far."""
