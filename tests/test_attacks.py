@@ -254,12 +254,13 @@ async def test_a_client_that_leaves_mid_body_is_refused_not_a_500() -> None:
 async def test_a_claim_left_without_its_record_does_not_block_the_key(stack: Stack) -> None:
     """A create that died between claiming the caller's key and writing the record leaves the
     key usable: the retry makes the record, instead of a day of 409s."""
-    await stack.redis.set("imagedock:idem:submit:left", caller_ref("left"), ex=3600)
+    ref = caller_ref("left", stack.deps.submitting.ref_secret)
+    await stack.redis.set("imagedock:idem:submit:left", ref, ex=3600)
     response = await stack.api.post(
         "/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "left"}
     )
     assert response.status_code == 202, response.text
-    assert response.json()["ref"] == caller_ref("left")
+    assert response.json()["ref"] == ref
 
 
 def test_a_respelled_body_alone_gets_a_derived_key() -> None:

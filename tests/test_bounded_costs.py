@@ -3,6 +3,7 @@ and tampered cursors each cost a counter or a refusal, never history, calls out 
 
 import asyncio
 import base64
+import hashlib
 import json
 
 import pytest
@@ -235,3 +236,13 @@ async def test_apiframe_answering_409_to_a_key_in_flight_fails_nothing(stack: St
     assert again.status_code == 202
     await stack.run_worker()
     assert (await stack.job(again.json()["jobId"]))["status"] == "LANDED"
+
+
+async def test_a_callers_ref_cannot_be_computed_from_its_key(stack: Stack) -> None:
+    """The ref a caller's Idempotency-Key is given is stable, and not the key's plain digest."""
+    key = {"Idempotency-Key": "known-to-many"}
+    first = await stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key)
+    again = await stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key)
+    assert first.json()["ref"] == again.json()["ref"]
+    plain = hashlib.sha256(b"submit:known-to-many").hexdigest()[:32]
+    assert first.json()["ref"] != plain

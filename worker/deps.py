@@ -5,6 +5,7 @@ commands and the tests all take theirs from it, so a process never holds two Red
 S3 clients or two Apiframe clients, however many arq workers it runs.
 """
 
+import hashlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class Deps:
             self.events,
             settings.public_url,
             settings.poll_after,
+            # Stable while the submitting key is: a rotation starts fresh refs for new keys.
+            hashlib.sha256(f"imagedock-ref:{settings.api_keys[0]}".encode()).digest(),
         )
 
     @cached_property

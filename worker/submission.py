@@ -6,6 +6,7 @@ submit at a time is in flight for a record, however many copies of a request arr
 """
 
 import hashlib
+import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class SubmitDeps:
     events: Events
     public_url: str
     poll_after: float
+    ref_secret: bytes  # keys caller refs (`caller_ref`); derived from imagedock's Apiframe key
 
     def webhook_url(self, ref: str) -> str:
         return f"{self.public_url}/webhooks/apiframe?ref={ref}"
@@ -59,7 +61,7 @@ async def submit_job(
         params=params,
         metadata=metadata,
         idempotency_key=f"submit:{idempotency_key}" if idempotency_key else None,
-        ref=caller_ref(idempotency_key) if idempotency_key else None,
+        ref=caller_ref(idempotency_key, deps.ref_secret) if idempotency_key else None,
     )
     if not created and (record.job_id or record.status in FINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
@@ -123,11 +125,13 @@ async def send(
     return submission, attached
 
 
-def caller_ref(idempotency_key: str) -> str:
+def caller_ref(idempotency_key: str, secret: bytes) -> str:
     """The ref for a caller's Idempotency-Key. It is the same after Redis loses its data, and so
     are the Apiframe Idempotency-Key and webhook URL derived from it: Apiframe then answers with
-    the job it already has instead of billing a second one."""
-    return hashlib.sha256(f"submit:{idempotency_key}".encode()).hexdigest()[:32]
+    the job it already has instead of billing a second one. It is keyed with `secret`, so that
+    nobody who knows an Idempotency-Key can compute the ref and aim webhooks at it."""
+    message = f"submit:{idempotency_key}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
 
 
 async def track_job(
