@@ -73,9 +73,10 @@ def describe(operation: "Operation", refs: Mapping[Any, Any]) -> dict[str, Any]:
                 "content": {"application/json": {"schema": schema}},
             }
     problem = {"application/json": {"schema": refs[(schemas.Problem, "serialization")]}}
-    # Every operation behind the token reads Redis, and answers 503 while Redis does not.
+    # Every operation behind the token reads Redis: 503 while Redis does not answer, 500 if it
+    # refuses a command.
     # The limits on a request's target and headers come first, for every operation.
-    for status in (*operation.refusals, 414, 431, *((401, 503) if operation.token else ())):
+    for status in (*operation.refusals, 414, 431, *((401, 500, 503) if operation.token else ())):
         answers[str(status)] = {"description": "refused: the error says why", "content": problem}
     described: dict[str, Any] = {
         "summary": operation.summary,

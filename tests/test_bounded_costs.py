@@ -246,3 +246,13 @@ async def test_a_callers_ref_cannot_be_computed_from_its_key(stack: Stack) -> No
     assert first.json()["ref"] == again.json()["ref"]
     plain = hashlib.sha256(b"submit:known-to-many").hexdigest()[:32]
     assert first.json()["ref"] != plain
+
+
+async def test_a_command_redis_refuses_is_a_500_not_an_outage(stack: Stack) -> None:
+    """Redis answering with an error (a key of the wrong type) is imagedock's fault, said as a
+    500 without `Retry-After`; only a Redis that does not answer is a 503."""
+    await stack.redis.set(keys.BY_TIME, "not a sorted set")
+    answer = await stack.api.get("/jobs")
+    assert answer.status_code == 500
+    assert "retry-after" not in answer.headers
+    assert "Redis refused a command" in answer.json()["error"]
