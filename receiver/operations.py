@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.bodies import API_BODY, BodyRefused, read_capped
+from receiver.jobs import apiframe_error
 from receiver.queries import query_of
 from receiver.responses import error
 from receiver.schemas import (
@@ -18,6 +19,7 @@ from receiver.schemas import (
     TrackRequest,
 )
 from receiver.state import deps_of
+from worker.apiframe import ApiframeError, JobNotFound
 from worker.ledger import keys
 from worker.runtime.queue import enqueue_replay
 from worker.submission import track_job
@@ -35,7 +37,12 @@ async def track(request: Request) -> Response:
         return error(exc.status, exc.message)
     except ValueError:  # pydantic's ValidationError is one
         return error(400, 'send {"jobId": "<Apiframe job UUID>"}')
-    record, created = await track_job(deps_of(request).submitting, job_id)
+    try:
+        record, created = await track_job(deps_of(request).submitting, job_id)
+    except JobNotFound:
+        return error(404, f"Apiframe does not know job {job_id}")
+    except ApiframeError as exc:
+        return apiframe_error(exc)
     tracked = TrackAccepted(job_id=job_id, ref=record.ref, status=record.status)
     return JSONResponse(tracked.body(), status_code=202 if created else 200)
 

@@ -46,10 +46,11 @@ def test_a_stopped_receiver_finishes_the_request_in_flight_and_exits_0(redis_url
     """SIGTERM while a request's body is half sent: new connections are refused, the request
     in flight is answered in full, and the process exits 0."""
     with receiver_process(receiver_env(redis_url)) as (receiver, port):
-        body = b'{"jobId": "6f1c1d5e-4c1e-4f7a-9a52-2b1d2c3e4f50"}'
+        # A webhook for a job nobody knows: answered 404 once its whole body has been read.
+        body = b'{"jobId": "6f1c1d5e-4c1e-4f7a-9a52-2b1d2c3e4f50", "status": "QUEUED"}'
         client = socket.create_connection(("127.0.0.1", port))
         head = (
-            f"POST /jobs/track HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n"
+            "POST /webhooks/apiframe HTTP/1.1\r\nHost: x\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         client.sendall(head.encode() + body[:10])
@@ -59,7 +60,8 @@ def test_a_stopped_receiver_finishes_the_request_in_flight_and_exits_0(redis_url
         answer = client.recv(65536).decode()
         client.close()
         output, _ = receiver.communicate(timeout=30)
-    assert answer.startswith("HTTP/1.1 202"), answer
+    assert answer.startswith("HTTP/1.1 404"), answer
+    assert "no submission of imagedock's has this job id" in answer
     assert receiver.returncode == 0, output
 
 

@@ -4,6 +4,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -95,6 +96,11 @@ async def test_a_tracked_job_lands_through_polling(stack: Stack) -> None:
     again = await stack.api.post("/jobs/track", json={"jobId": submission.job_id})
     bad = await stack.api.post("/jobs/track", json={"jobId": "nope"})
     assert (tracked.status_code, again.status_code, bad.status_code) == (202, 200, 400)
+    made_up = str(uuid.uuid4())
+    unknown = await stack.api.post("/jobs/track", json={"jobId": made_up})
+    assert unknown.status_code == 404
+    assert made_up in unknown.json()["error"]
+    assert await stack.ledger.by_job_id(made_up) is None
     assert again.json()["ref"] == tracked.json()["ref"]
     await stack.poll()
     await stack.run_worker()

@@ -137,13 +137,16 @@ def caller_ref(idempotency_key: str, secret: bytes) -> str:
 async def track_job(
     deps: SubmitDeps, job_id: str, actor: str = "receiver"
 ) -> tuple[JobRecord, bool]:
-    """Adopt a job submitted elsewhere so the poller lands it; False if it was already known."""
+    """Adopt a job submitted elsewhere so the poller lands it; False if it was already known.
+    Apiframe is asked first: a job it does not know (`JobNotFound`) is never recorded, so no
+    made-up id ends in a `job.failed` sent downstream."""
     known = await deps.ledger.by_job_id(job_id)
     if known is not None:
         return known, False
+    job = await deps.apiframe.get_job(job_id)
     record, created = await deps.ledger.create(
         prompt="",
-        model="",
+        model=job.model or "",
         source="track",
         job_id=job_id,
         status=Status.QUEUED,
