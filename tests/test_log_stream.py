@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 
 from receiver.live_log import QUEUE, LogFanout
+from simulator.local_s3 import LocalS3
 from tests.support.processes import env_of
-from tests.support.stack import Stack
+from tests.support.stack import Sink, Stack, stack_on
 from worker.deps import Deps
 from worker.ledger.log import queue_entry
 
 SSE = {"Accept": "text/event-stream"}
+CONNECTIONS = 16
 
 
 async def read_events(
@@ -111,32 +113,36 @@ async def connected_clients(stack: Stack) -> int:
     return int((await stack.redis.info("clients"))["connected_clients"])
 
 
-async def test_three_hundred_streams_share_one_reader(stack: Stack) -> None:
-    """300 live streams hold no Redis connection each, and take no connection webhooks need:
-    the job lands, probes answer, every stream gets the job's entries in order, and one
-    stream more is refused with 503 and `Retry-After`."""
-    streams = stack.settings.streams_max
-    assert streams == 300
-    before = await connected_clients(stack)
-    opened = asyncio.Semaphore(0)
-    limits = httpx.Limits(max_connections=streams + 10)
-    async with httpx.AsyncClient(
-        base_url=stack.receiver_url, headers=stack.api.headers, limits=limits, timeout=60
-    ) as many:
-        listening = [
-            asyncio.create_task(read_events(many, "job.landed", opened=opened.release))
-            for _ in range(streams)
-        ]
-        for _ in range(streams):
-            await asyncio.wait_for(opened.acquire(), 60)
-        refused = await many.get("/log", headers=SSE)
-        assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
-        assert (await many.get("/healthz")).status_code == 200
-        assert await connected_clients(stack) - before < 10
-        job_id = (await stack.submit())["jobId"]
-        await stack.run_worker()
-        received = await asyncio.wait_for(asyncio.gather(*listening), 60)
-    logged = [entry.id for entry in await stack.ledger.history.after(count=1000)]
+async def test_three_hundred_streams_share_one_reader(
+    redis_url: str, s3_server: LocalS3, sink: Sink
+) -> None:
+    """300 live streams hold no Redis connection each: with 16 connections a process, the job
+    lands, probes answer, every stream gets the job's entries in order, one stream more is
+    refused with 503 and `Retry-After`, and no more connections are ever open than allowed."""
+    async with stack_on(redis_url, s3_server, sink, redis_max_connections=CONNECTIONS) as stack:
+        streams = stack.settings.streams_max
+        assert streams == 300
+        before = await connected_clients(stack)
+        opened = asyncio.Semaphore(0)
+        limits = httpx.Limits(max_connections=streams + 10)
+        async with httpx.AsyncClient(
+            base_url=stack.receiver_url, headers=stack.api.headers, limits=limits, timeout=60
+        ) as many:
+            listening = [
+                asyncio.create_task(read_events(many, "job.landed", opened=opened.release))
+                for _ in range(streams)
+            ]
+            for _ in range(streams):
+                await asyncio.wait_for(opened.acquire(), 60)
+            refused = await many.get("/log", headers=SSE)
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+            assert (await many.get("/healthz")).status_code == 200
+            job_id = (await stack.submit())["jobId"]
+            await stack.run_worker()
+            received = await asyncio.wait_for(asyncio.gather(*listening), 60)
+            # The receiver's pool and the tests' own, each at most CONNECTIONS.
+            assert await connected_clients(stack) - before <= 2 * CONNECTIONS
+        logged = [entry.id for entry in await stack.ledger.history.after(count=1000)]
     for events in received:
         start = logged.index(events[0]["id"])
         assert [event["id"] for event in events] == logged[start : start + len(events)]
