@@ -53,7 +53,7 @@ async def replay(request: Request) -> Response:
     record = await deps.ledger.find(request.path_params["job_id"])
     if record is None or record.job_id is None:
         return error(404, "no such job, or it has no Apiframe job id yet")
-    wait = await deps.ledger.once_within(keys.replaying(record.job_id), REPLAY_INTERVAL)
+    wait = await deps.ledger.marks.once_within(keys.replaying(record.job_id), REPLAY_INTERVAL)
     if wait:  # one replay lands and delivers everything again: more only repeat it
         retry = {"Retry-After": str(math.ceil(wait))}
         return error(429, f"this job was replayed in the last {REPLAY_INTERVAL:g} s", headers=retry)

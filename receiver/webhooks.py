@@ -119,7 +119,7 @@ async def hint(deps: Deps, ref: str | None, event: WebhookEvent) -> Answered:
         raise other_job(record.ref, event)
     # Anyone who saw a job id can send these: at most one an interval costs a call to Apiframe.
     queued = False
-    if not await deps.ledger.once_within(keys.confirming(event.job_id), CONFIRM_INTERVAL):
+    if not await deps.ledger.marks.once_within(keys.confirming(event.job_id), CONFIRM_INTERVAL):
         queued = await enqueue_landing(deps.redis, event.job_id)  # the landing confirms first
     return Answered(202, "unsigned", WebhookAnswer(accepted=True, confirming=queued))
 

@@ -68,7 +68,7 @@ async def submit_job(
     if created:  # watched from the start, so an outage cannot leave it SUBMITTING for ever
         await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
     # One submit in flight per record: a caller's key sent again at once waits its turn.
-    async with deps.ledger.leased(keys.submitting(record.ref), SUBMIT_LEASE) as held:
+    async with deps.ledger.marks.leased(keys.submitting(record.ref), SUBMIT_LEASE) as held:
         if not held:
             raise Conflict("that Idempotency-Key is being submitted right now; retry shortly")
         submission, attached = await send(deps, record, request, actor)

@@ -4,5 +4,6 @@
 - `ledger`: the `Ledger` (records, their moves, the job log written), over `lua/` scripts that
   `scripts` loads, each change one script call;
 - `records`: what a record holds; `log`: log entries, their ids and the stdout echo;
-- `paging`: the job list a page at a time; `batching`: one script called by many at once.
+- `paging`: the job list a page at a time; `batching`: one script called by many at once;
+- `marks`: what is done once an interval, and leases.
 """

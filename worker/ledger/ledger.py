@@ -10,8 +10,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from worker import metrics
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 from worker.ledger import keys
 from worker.ledger.log import GLOBAL_LOG_MAXLEN, JOB_LOG_MAXLEN, LogReader, echo, queue_entry
+from worker.ledger.marks import Marks
 from worker.ledger.paging import Page, PageQuery, read_page
 from worker.ledger.records import JobRecord, StoredObject, text
 from worker.ledger.scripts import source
@@ -47,11 +47,11 @@ class Ledger:
         self.redis = redis
         self.retention = retention
         self.history = LogReader(redis)
+        self.marks = Marks(redis)
         self._transition = redis.register_script(source("transition"))
         self._attach = redis.register_script(source("attach"))
         self._stash = redis.register_script(source("stash"))
         self._page = redis.register_script(source("page"))
-        self._release = redis.register_script(source("release"))
 
     # Creating and finding records.
 
@@ -234,26 +234,6 @@ class Ledger:
 
     async def schedule_poll(self, ref: str, at: float, *, only_if_tracked: bool = False) -> None:
         await self.redis.zadd(keys.POLL_SET, {ref: at}, xx=only_if_tracked)
-
-    async def once_within(self, key: str, seconds: float) -> float:
-        """0 if nothing marked `key` in the last `seconds` (it is marked now), else the seconds
-        until it may be again: what anyone may ask for often is done once an interval."""
-        if await self.redis.set(key, 1, nx=True, px=max(1, round(seconds * 1000))):
-            return 0.0
-        left = int(await self.redis.pttl(key))
-        return max(left, 1) / 1000
-
-    @asynccontextmanager
-    async def leased(self, key: str, seconds: float) -> AsyncIterator[bool]:
-        """Hold `key` while the block runs (for `seconds` at most, should the holder die): True
-        if this caller holds it, False if another does."""
-        token = uuid.uuid4().hex
-        held = bool(await self.redis.set(key, token, nx=True, px=round(seconds * 1000)))
-        try:
-            yield held
-        finally:
-            if held:
-                await self._release(keys=[key], args=[token])
 
     async def count_failure(self, ref: str) -> int:
         """One more failed landing attempt for the job; returns how many so far."""
