@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from receiver.auth import BearerToken
-from receiver.headers import SecurityHeaders
+from receiver.headers import HEADERS, SecurityHeaders
 from receiver.limits import RequestLimits
 from receiver.queries import BadQuery, without_query
 from receiver.rejections import Rejections
@@ -40,6 +40,11 @@ async def redis_down(request: Request, exc: Exception) -> Response:
 async def redis_refused(request: Request, exc: Exception) -> Response:
     """Redis answered, and refused a command: a fault of imagedock's, not an outage to wait out."""
     return error(500, f"Redis refused a command ({exc.__class__.__name__})")
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: Starlette answers it outside every middleware, so the headers are set here."""
+    return error(500, "internal error", headers=HEADERS)
 
 
 async def bad_query(request: Request, exc: Exception) -> Response:
@@ -85,6 +90,7 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
             BadQuery: bad_query,
             RedisError: redis_down,
             ResponseError: redis_refused,
+            Exception: internal_error,
         },
     )
     app.state.rejections = Rejections()

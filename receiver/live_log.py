@@ -63,17 +63,17 @@ class LogFanout:
 
     def stream(self, after: str | None) -> AsyncGenerator[dict[str, str], None]:
         """Entries after the stream id `after` (from now on if None), each once, in order.
-        Raises `Full` if no stream is free. A subscriber whose stream is never read is dropped
-        once its queue fills, like any slow one."""
+        Raises `Full` if no stream is free. A stream counts from its first step to its end: one
+        never read (a HEAD, a client gone at once) holds nothing."""
         if len(self._subscribers) >= self.most:
             raise Full(f"{self.most} live streams are open (IMAGEDOCK_STREAMS_MAX)")
+        return self._events(after)
+
+    async def _events(self, after: str | None) -> AsyncGenerator[dict[str, str], None]:
+        if len(self._subscribers) >= self.most:  # taken since `stream` said there was room
+            return
         subscriber = Subscriber()
         self._subscribers.add(subscriber)
-        return self._events(subscriber, after)
-
-    async def _events(
-        self, subscriber: Subscriber, after: str | None
-    ) -> AsyncGenerator[dict[str, str], None]:
         try:
             now = await self.ledger.history.last_id()
             if self._reader is None or self._reader.done():
@@ -82,6 +82,8 @@ class LogFanout:
             after = after or now
             sent = id_of(after)
             while page := await self.ledger.history.after(after, count=PAGE):  # catching up
+                if subscriber.dropped:
+                    return
                 for entry in page:
                     sent, event = event_of(entry)
                     yield event
@@ -102,6 +104,10 @@ class LogFanout:
                 entries = await self.ledger.history.follow(after, block_ms=WAIT_MS, count=PAGE)
             except RedisError as exc:  # the streams stay open and catch up once it is back
                 log.warning("log.follow_failed", error=repr(exc))
+                await asyncio.sleep(RETRY_AFTER)
+                continue
+            except Exception as exc:  # an entry it cannot read: the streams must not stall
+                log.error("log.follow_failed", error=repr(exc), exc_info=exc)
                 await asyncio.sleep(RETRY_AFTER)
                 continue
             for entry in entries:

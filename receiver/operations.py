@@ -21,6 +21,7 @@ from receiver.schemas import (
 from receiver.state import deps_of
 from worker.apiframe import ApiframeError, JobNotFound
 from worker.ledger import keys
+from worker.ledger.ledger import Conflict
 from worker.runtime.queue import enqueue_replay
 from worker.submission import track_job
 
@@ -41,6 +42,8 @@ async def track(request: Request) -> Response:
         record, created = await track_job(deps_of(request).submitting, job_id)
     except JobNotFound:
         return error(404, f"Apiframe does not know job {job_id}")
+    except Conflict as exc:  # the same job tracked twice at once: the other request has it
+        return error(409, str(exc))
     except ApiframeError as exc:
         return apiframe_error(exc)
     tracked = TrackAccepted(job_id=job_id, ref=record.ref, status=record.status)

@@ -53,7 +53,8 @@ OPERATIONS = (
     # Before `/jobs/{job_id}`, so that another method on it is refused with `Allow: POST`.
     Operation("POST", "/jobs/track", operations.track, "Track a job submitted elsewhere",
               {200: schemas.TrackAccepted, 202: schemas.TrackAccepted},
-              body=schemas.TrackRequest, tag="operations", refusals=(400, 404, 413, 429, 502, 503)),
+              body=schemas.TrackRequest, tag="operations",
+              refusals=(400, 404, 409, 413, 429, 502, 503)),
     Operation("GET", "/jobs/{job_id}", jobs.get_job, "One job, by Apiframe job id or imagedock ref",
               {200: schemas.JobView}, query=schemas.JobQuery, refusals=(400, 404)),
     Operation("GET", "/jobs/{job_id}/log", jobs.job_log, "One job's timeline",

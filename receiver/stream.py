@@ -25,6 +25,8 @@ async def log_stream(request: Request) -> Response:
     start = request.headers.get("last-event-id") or request.query_params.get("after")
     if start is not None and not is_log_id(start):
         return error(400, "Last-Event-ID (or after) must be a log entry id, like 1700000000000-0")
+    if request.method == "HEAD":  # headers only: no stream to hold a place for
+        return Response(media_type="text/event-stream")
     try:
         events = fanout_of(request).stream(start)
     except Full as exc:

@@ -164,11 +164,11 @@ async def keep_early(deps: Deps, ref: str, event: WebhookEvent, trusted: bool) -
     """A webhook for a submission whose 202 is not recorded yet is kept, signed or not, and
     reconciled when it is: attaching the job id is the submit's alone, so no webhook can lend
     another job's id to this submission."""
-    attached = await deps.ledger.stash_early(ref, event.job_id, event.status, trusted)
+    attached, news = await deps.ledger.stash_early(ref, event.job_id, event.status, trusted)
     if attached:  # the 202 was recorded in the meantime: a confirmation will settle it
         await enqueue_landing(deps.redis, attached)
         return Answered(202, "early", WebhookAnswer(accepted=True))
-    if trusted:  # an unsigned one is counted, never logged: anyone may send thousands
+    if trusted and news:  # a copy, or an unsigned one, is counted: anyone may send thousands
         await deps.ledger.log(ref, event.job_id, ACTOR, "webhook.early", status=event.status)
     return Answered(202, "early", WebhookAnswer(accepted=True, early=True))
 

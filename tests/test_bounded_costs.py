@@ -10,6 +10,7 @@ import pytest
 
 from receiver.admission import Admission, Busy
 from receiver.jobs import LIST_PROMPT, PRESIGN_MOST
+from receiver.live_log import LogFanout
 from tests.support.ledger import counters, recent
 from tests.support.stack import Stack
 from tests.support.webhooks import post_hook
@@ -256,3 +257,33 @@ async def test_a_command_redis_refuses_is_a_500_not_an_outage(stack: Stack) -> N
     assert answer.status_code == 500
     assert "retry-after" not in answer.headers
     assert "Redis refused a command" in answer.json()["error"]
+
+
+async def test_copies_of_a_signed_early_webhook_are_logged_once(stack: Stack) -> None:
+    """Signed webhooks on a submission with no job id yet: the first is kept and logged, its
+    copies only counted."""
+    stack.sim.config.stall = True
+    answer = await stack.submit()
+    await stack.sim.settle()
+    ref = answer["ref"]
+    await stack.redis.hdel(keys.job(ref), "job_id")  # type: ignore[misc]  # as if no 202 yet
+    for _ in range(5):
+        sent = await post_hook(stack, job_body(answer["jobId"], "QUEUED"), ref=ref)
+        assert sent.status_code == 202
+    entries = (await stack.api.get(f"/jobs/{ref}/log")).json()["entries"]
+    assert [entry["event"] for entry in entries].count("webhook.early") == 1
+
+
+async def test_a_stream_never_read_holds_no_place(stack: Stack) -> None:
+    """HEAD requests for the live log, and streams asked for but never read, take none of the
+    places streams have."""
+    for _ in range(stack.settings.streams_max + 5):
+        head = await stack.api.head("/log", headers={"Accept": "text/event-stream"})
+        assert head.status_code == 200
+    fanout = LogFanout(stack.ledger, most=2)
+    unread = [fanout.stream(None) for _ in range(5)]
+    assert fanout.open == 0
+    for stream in unread:
+        await stream.aclose()
+    async with stack.api.stream("GET", "/log", headers={"Accept": "text/event-stream"}) as live:
+        assert live.status_code == 200

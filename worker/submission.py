@@ -71,6 +71,10 @@ async def submit_job(
     async with deps.ledger.marks.leased(keys.submitting(record.ref), SUBMIT_LEASE) as held:
         if not held:
             raise Conflict("that Idempotency-Key is being submitted right now; retry shortly")
+        if not created:  # the lease's last holder may have submitted it since it was read
+            latest = await deps.ledger.get(record.ref)
+            if latest is not None and (latest.job_id or latest.status in FINAL):
+                return latest
         submission, attached = await send(deps, record, request, actor)
     job_id = submission.job_id
     early = attached.early

@@ -187,12 +187,16 @@ class Ledger:
             text(attached) or "", json.loads(early_text) if early_text else None, text(owner) or ""
         )
 
-    async def stash_early(self, ref: str, job_id: str, status: str, signed: bool) -> str:
+    async def stash_early(
+        self, ref: str, job_id: str, status: str, signed: bool
+    ) -> tuple[str, bool]:
         """Keep what a webhook says of a submission with no job id yet (a few fields, never the
-        body); returns the job id instead if the submission has one by now."""
+        body): the job id if the submission has one by now, and whether this was news."""
         early = json.dumps({"jobId": job_id, "status": status, "signed": signed})
-        stashed = await self._stash(keys=[keys.job(ref)], args=[early, "1" if signed else "0"])
-        return text(stashed) or ""
+        attached, kept = await self._stash(
+            keys=[keys.job(ref)], args=[early, "1" if signed else "0"]
+        )
+        return text(attached) or "", bool(int(kept))
 
     async def adopt(self, ref: str, job_id: str, *, model: str) -> tuple[JobRecord, bool]:
         """A record, under the ref it was submitted with, for a job a signed webhook names but

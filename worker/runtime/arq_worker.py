@@ -40,6 +40,7 @@ class StoppableWorker(Worker):
             # died waits that long; here it lasts `claim` and is renewed while the job runs.
             self.in_progress_timeout_s = claim
         self.claim = claim
+        self._renewing: asyncio.Task[None] | None = None
         self.stop_wait: float = options.get("job_completion_wait", 0)
         self._cut = False  # running jobs have been cancelled: any job started now is too
         self._finishing: set[str] = set()  # jobs whose end arq is writing: never cut, nor unclaimed
@@ -57,30 +58,28 @@ class StoppableWorker(Worker):
         return self._hold(self._cut_after(wait))
 
     async def main(self) -> None:
-        if self.claim is None:
-            await super().main()
-            return
-        renewing = asyncio.create_task(self._renew_claims(self.claim))
-        try:
-            await super().main()
-        finally:
-            await cancel_until_done([renewing])
+        # Renewing goes on until `release`: jobs outlive the loop when it dies (a lost Redis).
+        if self.claim is not None and self._renewing is None:
+            self._renewing = asyncio.create_task(self._renew_claims(self.claim))
+        await super().main()
 
     async def _renew_claims(self, claim: float) -> None:
         """Every third of `claim`, extend the claim of each job still running: only a worker
-        that stopped renewing (killed, cut off) loses its jobs, and within `claim` seconds."""
+        that stopped renewing (killed, cut off) loses its jobs, and within `claim` seconds. A
+        turn that failed is tried again a second later."""
         while True:
-            await asyncio.sleep(claim / 3)
             running = [job_id for job_id, task in self.tasks.items() if not task.done()]
-            if not running:
-                continue
             try:
-                async with self.pool.pipeline(transaction=False) as pipe:
-                    for job_id in running:  # a claim already given up is not made again
-                        pipe.pexpire(in_progress_key_prefix + job_id, round(claim * 1000))
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:  # the next turn tries again
+                if running:
+                    async with self.pool.pipeline(transaction=False) as pipe:
+                        for job_id in running:  # a claim already given up is not made again
+                            pipe.pexpire(in_progress_key_prefix + job_id, round(claim * 1000))
+                        await pipe.execute()
+            except (RedisError, OSError) as exc:
                 log.warning("worker.claims_not_renewed", jobs=len(running), error=repr(exc))
+                await asyncio.sleep(min(1.0, claim / 3))
+                continue
+            await asyncio.sleep(claim / 3)
 
     def handle_sig(self, signum: int) -> None:  # arq's own signal handling, made this stop
         self.stop(signal.Signals(signum), wait=0)
@@ -162,5 +161,8 @@ class StoppableWorker(Worker):
         # a job's end. Never cancelled here: they are how a stop ends cleanly.
         while lingering := self._lingering():  # each may leave another: a claim, its unclaim
             await asyncio.wait(lingering)
+        if self._renewing is not None:  # no job of this worker's runs any more
+            await cancel_until_done([self._renewing])
+            self._renewing = None
         with contextlib.suppress(RedisError, OSError):  # a Redis outage may be why it stops
             await self.pool.delete(self.health_check_key)
