@@ -12,11 +12,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from simulator.demo_jobs import DemoError
+from worker.ledger.keys import DEMO as MARKER
+from worker.ledger.keys import DEMO_RUNNING as LEASE
 from worker.ledger.records import text
 
 DEMO_DB = 12
-MARKER = "imagedock:demo"  # kept for good: a database holding keys but no marker is not the demo's
-LEASE = "imagedock:demo:running"  # the running demo, renewed while it runs
 LEASE_SECONDS = 15
 
 

@@ -7,27 +7,27 @@ from worker.deps import Deps
 from worker.ledger.scripts import LUA, source
 
 ROOT = Path(__file__).parent.parent
-PRODUCTION = ("worker", "receiver", "imagedock")
+SHIPPED = ("worker", "receiver", "imagedock", "simulator")
 PIECES = {path.stem for path in LUA.glob("*.lua") if path.read_text().startswith("-- A piece")}
 SCRIPTS = sorted(path.stem for path in LUA.glob("*.lua") if path.stem not in PIECES)
 
 
-def production_files(suffix: str) -> list[Path]:
-    return [path for package in PRODUCTION for path in sorted((ROOT / package).rglob(suffix))]
+def shipped_files(suffix: str) -> list[Path]:
+    return [path for package in SHIPPED for path in sorted((ROOT / package).rglob(suffix))]
 
 
 def test_no_lua_is_held_in_a_python_string() -> None:
-    """Production Python calls no Redis command from Lua text of its own."""
-    held = [str(p) for p in production_files("*.py") if "redis.call(" in p.read_text()]
+    """No shipped Python holds Lua text of its own."""
+    held = [str(p) for p in shipped_files("*.py") if "redis.call(" in p.read_text()]
     assert held == []
 
 
 def test_every_key_name_is_spelt_in_the_keys_module() -> None:
-    """No production file but `worker/ledger/keys.py` spells imagedock's key prefix."""
+    """No shipped file but `worker/ledger/keys.py` spells imagedock's key prefix."""
     keys_module = ROOT / "worker" / "ledger" / "keys.py"
     spelt = [
         str(path.relative_to(ROOT))
-        for path in (*production_files("*.py"), *production_files("*.lua"))
+        for path in (*shipped_files("*.py"), *shipped_files("*.lua"))
         if path != keys_module and re.search(r"['\"]imagedock:[\w{]", path.read_text())
     ]
     assert spelt == []

@@ -39,6 +39,11 @@ DEAD_LETTERS = PREFIX + "events:dead"
 ATTEMPTS = PREFIX + "attempts:"
 DELIVERED = PREFIX + "delivered:"
 
+# The demo's database (`imagedock demo`): a marker kept for good (a database holding keys but no
+# marker is not the demo's, and is left alone), and the running demo's lease.
+DEMO = PREFIX + "demo"
+DEMO_RUNNING = PREFIX + "demo:running"
+
 # arq's queues (arq keeps its jobs under its own prefixes).
 LANDING_QUEUE = PREFIX + "landing"
 POLLING_QUEUE = PREFIX + "polling"
