@@ -14,6 +14,7 @@ from receiver.live_log import LogFanout
 from tests.support.ledger import counters, recent
 from tests.support.stack import Stack
 from tests.support.webhooks import post_hook
+from worker.events import event_id
 from worker.ledger import keys
 from worker.ledger.ledger import UNSENT_RETENTION
 from worker.ledger.records import StoredObject
@@ -287,3 +288,14 @@ async def test_a_stream_never_read_holds_no_place(stack: Stack) -> None:
         await stream.aclose()
     async with stack.api.stream("GET", "/log", headers={"Accept": "text/event-stream"}) as live:
         assert live.status_code == 200
+
+
+async def test_the_event_of_a_refused_submission_is_kept_no_longer_than_its_job(
+    stack: Stack,
+) -> None:
+    """A submission Apiframe refused sends its `job.failed`, which Redis keeps a day, as the job."""
+    stack.sim.fail_next(400, path="/v2/images/generate")
+    assert (await stack.api.post("/jobs", json={"prompt": "a gull"})).status_code == 400
+    [record] = await recent(stack.ledger)
+    stored = keys.event(event_id(record.ref, "job.failed"))
+    assert 0 < await stack.redis.ttl(stored) <= UNSENT_RETENTION
