@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 
-from receiver.live_log import QUEUE, LogFanout
+from receiver.live_log import PAGE, QUEUE, LogFanout
 from simulator.local_s3 import LocalS3
 from tests.support.processes import env_of
 from tests.support.stack import Sink, Stack, stack_on
 from worker.deps import Deps
+from worker.ledger import keys
 from worker.ledger.log import queue_entry
 
 SSE = {"Accept": "text/event-stream"}
@@ -186,3 +187,35 @@ async def write_entries(deps: Deps, count: int, event: str) -> None:
         for n in range(count):
             queue_entry(pipe, None, None, "test", event, {"n": n})
         await pipe.execute()
+
+
+async def test_an_unreadable_entry_stops_no_stream(deps: Deps) -> None:
+    """An entry whose detail is not JSON reaches the stream, clipped, and the next ones follow."""
+    fanout = LogFanout(deps.ledger, most=2)
+    stream = fanout.stream(None)
+    first = asyncio.create_task(anext(stream))
+    while not first.done():
+        await write_entries(deps, 1, "test.warm_up")
+        await asyncio.sleep(0.05)
+    await deps.redis.xadd(keys.GLOBAL_LOG, {"ts": "1", "event": "odd", "detail": "{not json"})
+    await write_entries(deps, 1, "test.after")
+    seen = await asyncio.wait_for(read_until(stream, "test.after"), 30)
+    [odd] = [json.loads(event["data"]) for event in seen if '"odd"' in event["data"]]
+    assert odd["detail"] == {"unreadable": "{not json"}
+    await stream.aclose()
+    await fanout.aclose()
+
+
+async def test_a_dropped_stream_stops_catching_up(deps: Deps) -> None:
+    """A stream dropped while it still reads the past from Redis goes no further than the
+    page in hand."""
+    await write_entries(deps, 3 * PAGE, "test.past")
+    fanout = LogFanout(deps.ledger, most=2)
+    slow = fanout.stream("0-0")
+    await anext(slow)  # the first page is in hand
+    while fanout.open:  # the reader fills the slow stream's queue with what comes now
+        await write_entries(deps, 100, "test.now")
+        await asyncio.sleep(0.01)
+    rest = [event async for event in slow]
+    assert len(rest) < PAGE
+    await fanout.aclose()

@@ -73,11 +73,21 @@ class LogEntry:
             event=get("event"),
             ref=get("ref"),
             job_id=get("job_id"),
-            detail=json.loads(get("detail") or "{}"),
+            detail=detail_of(get("detail")),
         )
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def detail_of(raw: str) -> dict[str, Any]:
+    """An entry's detail; one that is not a JSON object (written by hand, or by something else
+    on the stream) is shown clipped rather than stopping every reader of the log."""
+    try:
+        detail = json.loads(raw or "{}")
+    except ValueError:
+        detail = None
+    return detail if isinstance(detail, dict) else {"unreadable": raw[:200]}
 
 
 def queue_entry(
