@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis as sync_redis
 from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.worker import func
 
 from tests.support.stack import Stack
 from worker.ledger.keys import LANDING_QUEUE
 from worker.runtime.arq_worker import StoppableWorker
-from worker.runtime.queue import connect, enqueue_landing, landing_id
+from worker.runtime.cancelling import cancel_until_done
+from worker.runtime.queue import connect, deserialize, enqueue_landing, landing_id, serialize
 from worker.runtime.tasks import build_worker
 
 # Interrupts the worker's start of `job` after `turns` loop turns; True once the job was done
@@ -77,3 +79,33 @@ async def test_a_stop_while_claiming_runs_no_job_it_did_not_wait_for(stack: Stac
     never_ran = [queued for queued, fresh in zip(outcomes, not_started, strict=True) if fresh]
     assert len(never_ran) > 3  # stopped at several instants before the job's task existed
     assert all(never_ran), "a job started after the stop ran"
+
+
+async def test_claims_are_renewed_until_every_job_has_ended(stack: Stack) -> None:
+    """arq's loop dies (a lost Redis) while a job runs: its claim is renewed for as long as
+    `release` waits for the job, so no other worker takes it up meanwhile."""
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow(ctx: dict[str, object]) -> None:
+        started.set()
+        await finish.wait()
+
+    worker = StoppableWorker(
+        functions=[func(slow, name="slow")],
+        redis_pool=stack.redis,
+        queue_name="imagedock:test:claims",
+        handle_signals=False,
+        poll_delay=0.01,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        claim=0.6,
+    )
+    await stack.redis.enqueue_job("slow", _job_id="slow-1", _queue_name="imagedock:test:claims")
+    loop = asyncio.create_task(worker.main())
+    await asyncio.wait_for(started.wait(), 10)
+    await cancel_until_done([loop])  # as a lost connection ends arq's loop
+    releasing = asyncio.create_task(worker.release())
+    await asyncio.sleep(1.5)  # well past the claim: only renewing keeps it
+    assert await stack.redis.exists(in_progress_key_prefix + "slow-1")
+    finish.set()
+    await releasing
