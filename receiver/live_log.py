@@ -106,7 +106,7 @@ class LogFanout:
                 log.warning("log.follow_failed", error=repr(exc))
                 await asyncio.sleep(RETRY_AFTER)
                 continue
-            except Exception as exc:  # an entry it cannot read: the streams must not stall
+            except Exception as exc:  # whatever else: logged, and the streams do not stall
                 log.error("log.follow_failed", error=repr(exc), exc_info=exc)
                 await asyncio.sleep(RETRY_AFTER)
                 continue
