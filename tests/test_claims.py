@@ -3,10 +3,7 @@ minutes, and another worker finishes a delivery and a landing it held."""
 
 import asyncio
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 
 import pytest
 from starlette.applications import Starlette
@@ -16,6 +13,7 @@ from starlette.routing import Route
 
 from simulator.local_s3 import LocalS3
 from simulator.serving import serving
+from tests.support.processes import killable_worker
 from tests.support.stack import Sink, Stack, stack_on
 from tests.support.waiting import eventually
 from worker.events import event_id
@@ -45,22 +43,6 @@ async def hanging_sink() -> AsyncIterator[Sink]:
         released.set()
 
 
-@contextmanager
-def worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imagedock.cli", "worker"],
-        env=stack.worker_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
 async def claimed(stack: Stack, pattern: str) -> bool:
     return bool([key async for key in stack.redis.scan_iter(f"arq:in-progress:{pattern}")])
 
@@ -74,7 +56,7 @@ async def test_a_killed_workers_delivery_and_landing_are_finished_within_the_cla
     async with stack_on(redis_url, s3_server, hanging_sink) as stack:
         first = (await stack.submit("the first"))["jobId"]
         await stack.sim.settle()
-        with worker(stack) as doomed:
+        with killable_worker(stack) as doomed:
             await eventually(lambda: claimed(stack, "deliver:*"), "a delivery in hand")
             stack.sim.config.image_bytes = 2_000_000
             stack.sim.config.cdn_chunk_delay = 0.5  # a landing that takes its time
@@ -83,7 +65,7 @@ async def test_a_killed_workers_delivery_and_landing_are_finished_within_the_cla
             await eventually(lambda: claimed(stack, f"land:{second}"), "a landing in hand")
             doomed.send_signal(signal.SIGKILL)
         stack.sim.config.cdn_chunk_delay = 0
-        with worker(stack):
+        with killable_worker(stack):
 
             async def finished() -> bool:
                 sent = {event["id"] for event in stack.delivered("job.landed")}

@@ -2,13 +2,10 @@
 
 import asyncio
 import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from tests.support.ledger import counters
+from tests.support.processes import killable_worker
 from tests.support.stack import API_KEY, BUCKET, Stack
 from worker.apiframe import ApiframeClient, GenerateRequest
 from worker.events import event_id
@@ -153,23 +150,6 @@ async def test_a_replay_asked_for_during_the_landing_fetches_nothing_twice(stack
     assert [e["id"] for e in stack.delivered()] == [event_id(job_id, "job.landed")] * 2
 
 
-@contextmanager
-def worker_process(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
-    env = stack.worker_env()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imagedock.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
 async def test_a_worker_killed_mid_landing_is_finished_by_the_next(stack: Stack) -> None:
     """SIGKILL after the first of two images: a restarted worker stores the rest, once."""
     stack.settings.landing_timeout = 5  # arq re-runs a dead worker's job 15 s later
@@ -178,7 +158,7 @@ async def test_a_worker_killed_mid_landing_is_finished_by_the_next(stack: Stack)
     stack.sim.config.cdn_chunk_delay = 0.1  # each image takes over a second to arrive
     job_id = (await stack.submit())["jobId"]
     await stack.sim.settle()
-    with worker_process(stack) as process:
+    with killable_worker(stack) as process:
         for _ in range(600):
             if "image.stored" in await stack.log_events(job_id):
                 break

@@ -120,6 +120,23 @@ def worker_process(stack: Stack, output: Path) -> Iterator[subprocess.Popen[byte
                     process.wait()
 
 
+@contextmanager
+def killable_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
+    """`imagedock worker` against the stack, silent, killed (not stopped) if still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imagedock.cli", "worker"],
+        env=stack.worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 def logged(output: Path) -> list[dict[str, Any]]:
     """The JSON lines a process has written so far."""
     lines = []
