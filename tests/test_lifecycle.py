@@ -48,7 +48,7 @@ def test_a_stopped_receiver_finishes_the_request_in_flight_and_exits_0(redis_url
     with receiver_process(receiver_env(redis_url)) as (receiver, port):
         # A webhook for a job nobody knows: answered 404 once its whole body has been read.
         body = b'{"jobId": "6f1c1d5e-4c1e-4f7a-9a52-2b1d2c3e4f50", "status": "QUEUED"}'
-        client = socket.create_connection(("127.0.0.1", port))
+        client = socket.create_connection(("127.0.0.1", port), timeout=30)
         head = (
             "POST /webhooks/apiframe HTTP/1.1\r\nHost: x\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -57,12 +57,21 @@ def test_a_stopped_receiver_finishes_the_request_in_flight_and_exits_0(redis_url
         receiver.send_signal(signal.SIGTERM)
         wait_for(lambda: refuses(port), "the receiver to stop accepting")
         client.sendall(body[10:])
-        answer = client.recv(65536).decode()
+        answer = read_all(client)
         client.close()
         output, _ = receiver.communicate(timeout=30)
     assert answer.startswith("HTTP/1.1 404"), answer
     assert "no submission of imagedock's has this job id" in answer
     assert receiver.returncode == 0, output
+
+
+def read_all(client: socket.socket) -> str:
+    """Everything the server sends until it closes the connection (an answer may come in
+    several segments)."""
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    return received.decode()
 
 
 def children(pid: int) -> list[int]:
