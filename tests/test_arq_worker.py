@@ -98,14 +98,14 @@ async def test_claims_are_renewed_until_every_job_has_ended(stack: Stack) -> Non
         poll_delay=0.01,
         job_serializer=serialize,
         job_deserializer=deserialize,
-        claim=0.6,
+        claim=1.5,
     )
     await stack.redis.enqueue_job("slow", _job_id="slow-1", _queue_name="imagedock:test:claims")
     loop = asyncio.create_task(worker.main())
     await asyncio.wait_for(started.wait(), 10)
     await cancel_until_done([loop])  # as a lost connection ends arq's loop
     releasing = asyncio.create_task(worker.release())
-    await asyncio.sleep(1.5)  # well past the claim: only renewing keeps it
+    await asyncio.sleep(4.0)  # well past the claim: only renewing (every 0.5 s) keeps it
     assert await stack.redis.exists(in_progress_key_prefix + "slow-1")
     finish.set()
     await releasing

@@ -69,6 +69,7 @@ class Ledger:
         ref: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made."""
+        shared = ref is not None  # a ref two requests may both name (a caller's key, an adoption)
         ref = ref or uuid.uuid4().hex
         now = time.time()
         fingerprint = hashlib.sha256(
@@ -98,12 +99,14 @@ class Ledger:
             elif await self.redis.exists(keys.job(ref)):  # a derived ref outlived its claim
                 return await self._earlier(ref, fingerprint)
         async with self.redis.pipeline(transaction=True) as pipe:
-            # Two creates for one ref (a caller's key, sent twice at once) make one record: the
-            # one whose transaction sees the record appear is refused, and takes the other's.
-            await pipe.watch(keys.job(ref))
-            if await pipe.exists(keys.job(ref)):  # leaving the block unwatches it
-                return await self._earlier(ref, fingerprint)
-            pipe.multi()  # type: ignore[no-untyped-call]
+            if shared:
+                # Two creates for one ref (a caller's key, sent twice at once) make one record:
+                # the one whose transaction sees the record appear takes the other's. A fresh
+                # ref is nobody else's, and costs no such round trips.
+                await pipe.watch(keys.job(ref))
+                if await pipe.exists(keys.job(ref)):  # leaving the block unwatches it
+                    return await self._earlier(ref, fingerprint)
+                pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hset(keys.job(ref), mapping=fields)
             pipe.zadd(keys.BY_TIME, {ref: now})
             pipe.zadd(keys.by_status(status.value), {ref: now})

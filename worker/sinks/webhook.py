@@ -7,7 +7,6 @@ connecting to the last byte read, ends after `deadline` seconds.
 """
 
 import asyncio
-import hashlib
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -15,6 +14,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from worker.apiframe.client import parse_retry_after
+from worker.ledger.keys import digest
 from worker.sinks.base import EXCERPT, Sent
 
 DEADLINE = 30.0  # seconds one attempt may take in all
@@ -24,8 +24,7 @@ def endpoint_name(url: str) -> str:
     """How logs name an endpoint: its origin and a digest, never its path or query, which
     often carry a credential (a Slack or Zapier hook's token)."""
     parts = urlsplit(url)
-    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
-    return f"{parts.scheme}://{parts.hostname}#{digest}"
+    return f"{parts.scheme}://{parts.hostname}#{digest(url)[:8]}"
 
 
 class WebhookSink:
