@@ -12,7 +12,15 @@ from benchmarks.report import render
 from benchmarks.results import Result, load, say
 
 # In this order: the slow set-ups last, so a quick look at the first ones comes early.
-BENCHMARKS = ("webhooks", "landing", "landing_memory", "poller", "end_to_end", "redis_cost")
+BENCHMARKS = (
+    "webhooks",
+    "live_streams",
+    "landing",
+    "landing_memory",
+    "poller",
+    "end_to_end",
+    "redis_cost",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 

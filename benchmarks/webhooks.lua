@@ -1,8 +1,14 @@
 -- wrk script: POST pre-generated webhooks in turn, one per request, from a file of lines
 -- "path<TAB>signature<TAB>body"; done() prints one JSON line with the figures wrk measured.
+-- With WRK_DELAY_MS set, each connection waits that long before each request: a paced load.
 local paths, signatures, bodies = {}, {}, {}
 count, sent = 0, 0  -- globals, so done() can read them with thread:get
 local threads = {}
+
+local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pause then
+  function delay() return pause end
+end
 
 function setup(thread)
   table.insert(threads, thread)

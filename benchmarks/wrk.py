@@ -2,6 +2,7 @@
 itself spent in CPU time, so a figure can show that the load generator was not the limit."""
 
 import json
+import os
 import resource
 import subprocess
 import time
@@ -43,9 +44,11 @@ def drive(
     servers: Sequence[int] = (),
     redis: int | None = None,
     connections: int = CONNECTIONS,
+    delay_ms: int | None = None,
 ) -> Run:
     """POST the lines of `bodies` (see webhooks.lua) at `url` for `seconds`, with `connections`
-    connections on `THREADS` thread; `servers` and `redis` are pids whose CPU time is counted."""
+    connections on `THREADS` thread, each waiting `delay_ms` before each request if given;
+    `servers` and `redis` are pids whose CPU time is counted."""
     args = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds:g}s"]
     args += ["--timeout", "5s", "-s", str(SCRIPT), url, "--", str(bodies)]
     before = [cpu_seconds(pid) for pid in servers]
@@ -54,7 +57,8 @@ def drive(
     # usage is wrk's own CPU time.
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    done = subprocess.run(args, capture_output=True, check=False)  # noqa: S603
+    env = {**os.environ, "WRK_DELAY_MS": str(delay_ms)} if delay_ms is not None else None
+    done = subprocess.run(args, capture_output=True, check=False, env=env)  # noqa: S603
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     spent = [cpu_seconds(pid) - b for pid, b in zip(servers, before, strict=True)]

@@ -14,10 +14,10 @@ from receiver.live_log import LogFanout
 from tests.support.ledger import counters, recent
 from tests.support.stack import Stack
 from tests.support.webhooks import post_hook
-from worker.events import event_id
 from worker.ledger import keys
 from worker.ledger.ledger import UNSENT_RETENTION
 from worker.ledger.records import StoredObject
+from worker.sinks.body import event_id
 
 COPIES = 1_000  # what a thousand careless or hostile requests cost
 

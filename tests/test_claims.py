@@ -16,8 +16,8 @@ from simulator.serving import serving
 from tests.support.processes import killable_worker
 from tests.support.stack import Sink, Stack, stack_on
 from tests.support.waiting import eventually
-from worker.events import event_id
 from worker.runtime.tasks import CLAIM
+from worker.sinks.body import event_id
 
 MARGIN = 20.0  # seconds past the claim for the next worker to pick the job up and finish it
 

@@ -7,9 +7,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.support.stack import EVENT_SECRET, Stack
-from worker.events import event_id
 from worker.ledger import keys
 from worker.ledger.keys import EVENTS
+from worker.sinks.body import event_id
 from worker.sinks.webhook import endpoint_name
 
 
@@ -122,3 +122,20 @@ async def test_events_are_streamed_once_for_consumer_groups(stack: Stack) -> Non
     _, fields = entries[0]
     payload = json.loads(fields[b"payload"])
     assert (fields[b"type"], payload["data"]["jobId"]) == (b"job.landed", job_id)
+
+
+async def test_an_events_payload_is_stored_once(stack: Stack) -> None:
+    """The payload is in the stream alone: the event's key keeps a stub without the prompt or
+    metadata, and what the endpoint is sent, first and again after a replay, is the stream's
+    payload byte for byte."""
+    prompt = "a lighthouse " * 100
+    job_id = (await stack.submit(prompt, metadata={"sku": "x" * 500}))["jobId"]
+    await stack.run_worker()
+    [(_, fields)] = await stack.redis.xrange(EVENTS)
+    identifier = event_id(job_id, "job.landed")
+    stub = await stack.redis.get(keys.event(identifier))
+    assert len(stub) < 300 and b"lighthouse" not in stub
+    assert (await stack.api.post(f"/jobs/{job_id}/replay")).status_code == 202
+    await stack.run_worker()
+    sent = [event["body"] for event in stack.delivered()]
+    assert sent == [fields[b"payload"], fields[b"payload"]]

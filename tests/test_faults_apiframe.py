@@ -13,8 +13,8 @@ from tests.support.joblog import entries
 from tests.support.ledger import recent
 from tests.support.proxy import Proxy, port_of
 from tests.support.stack import Sink, Stack, fast_config, stack_on
-from worker.events import event_id
 from worker.ledger.keys import POLL_SET
+from worker.sinks.body import event_id
 
 SUBMIT = "/v2/images/generate"
 HTTP_DATE = "an HTTP date 30 s ahead"

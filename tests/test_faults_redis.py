@@ -18,9 +18,9 @@ from tests.support.stack import Sink, Stack, stack_on
 from tests.support.waiting import eventually
 from tests.support.webhooks import HOOK, signed
 from tests.support.workers import failing_worker
-from worker.events import event_id
 from worker.ledger.keys import EVENTS, POLL_SET
 from worker.runtime.runner import keep_running, supervise
+from worker.sinks.body import event_id
 
 
 async def streamed_event_ids(stack: Stack) -> list[str]:

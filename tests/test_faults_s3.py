@@ -14,7 +14,7 @@ from tests.support.proxy import Proxy, healed, port_of, proxy_to
 from tests.support.stack import BUCKET, Sink, Stack, stack_on
 from tests.support.storage import direct_s3, keys_in
 from tests.support.waiting import background, eventually
-from worker.events import event_id
+from worker.sinks.body import event_id
 
 
 def manifest_put(data: bytes) -> bool:

@@ -14,7 +14,7 @@ from tests.support.ledger import counters, recent
 from tests.support.stack import Stack
 from tests.support.webhooks import HOOK, rejected, signed
 from tests.support.wire import wire_to
-from worker.events import event_id
+from worker.sinks.body import event_id
 
 FLOOD = 10_000
 KINDS = ("real", "bad_signature", "unknown_signed", "unknown_unsigned", "other_job")

@@ -8,10 +8,11 @@ from typing import Any
 
 import httpx
 
-from receiver.live_log import PAGE, QUEUE, LogFanout
+from receiver.live_log import PAGE, QUEUE, Chunk, LogFanout, id_of
 from simulator.local_s3 import LocalS3
 from tests.support.processes import env_of
 from tests.support.stack import Sink, Stack, stack_on
+from tests.support.webhooks import post_hook
 from worker.deps import Deps
 from worker.ledger import keys
 from worker.ledger.log import queue_entry
@@ -117,9 +118,10 @@ async def connected_clients(stack: Stack) -> int:
 async def test_three_hundred_streams_share_one_reader(
     redis_url: str, s3_server: LocalS3, sink: Sink
 ) -> None:
-    """300 live streams hold no Redis connection each: with 16 connections a process, the job
-    lands, probes answer, every stream gets the job's entries in order, one stream more is
-    refused with 503 and `Retry-After`, and no more connections are ever open than allowed."""
+    """300 live streams hold no Redis connection each: with 16 connections a process, signed
+    webhooks are accepted, the job lands, probes answer, every stream gets the job's entries in
+    order, one stream more is refused with 503 and `Retry-After`, and no more connections are
+    ever open than allowed. (How fast webhooks are answered meanwhile is in BENCHMARKS.md.)"""
     async with stack_on(redis_url, s3_server, sink, redis_max_connections=CONNECTIONS) as stack:
         streams = stack.settings.streams_max
         assert streams == 300
@@ -137,8 +139,12 @@ async def test_three_hundred_streams_share_one_reader(
                 await asyncio.wait_for(opened.acquire(), 60)
             refused = await many.get("/log", headers=SSE)
             assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
-            assert (await many.get("/healthz")).status_code == 200
-            job_id = (await stack.submit())["jobId"]
+            answer = await stack.submit()
+            job_id = answer["jobId"]
+            for progress in range(1, 51):
+                body = {"jobId": job_id, "status": "PROCESSING", "progress": progress}
+                assert (await post_hook(stack, body, ref=answer["ref"])).status_code == 200
+                assert (await many.get("/healthz")).status_code == 200
             await stack.run_worker()
             received = await asyncio.wait_for(asyncio.gather(*listening), 60)
             # The receiver's pool and the tests' own, each at most CONNECTIONS.
@@ -164,20 +170,30 @@ async def test_a_stream_that_falls_behind_is_dropped(deps: Deps) -> None:
         await write_entries(deps, 100, "test.bulk")
         await asyncio.sleep(0.01)
     await write_entries(deps, 1, "test.last")
-    kept = [firsts[1].result(), *await asyncio.wait_for(keeping_up, 30)]
-    assert [event async for event in slow] == []
+    kept = [*entries_in(firsts[1].result()), *await asyncio.wait_for(keeping_up, 30)]
+    assert [chunk async for chunk in slow] == []
     assert fanout.open == 1
-    bulk = [event for event in kept if json.loads(event["data"])["event"] == "test.bulk"]
+    bulk = [entry for entry in kept if entry["event"] == "test.bulk"]
     assert len(bulk) == (QUEUE // 100 + 1) * 100
     await steady.aclose()
     await fanout.aclose()
 
 
-async def read_until(stream: AsyncIterator[dict[str, str]], event: str) -> list[dict[str, str]]:
+def entries_in(chunk: bytes) -> list[dict[str, Any]]:
+    """The job-log entries of a chunk of Server-Sent Events, with their ids."""
     found = []
-    async for each in stream:
-        found.append(each)
-        if json.loads(each["data"])["event"] == event:
+    for event in chunk.decode().split("\r\n\r\n"):
+        fields = dict(line.split(": ", 1) for line in event.splitlines() if ": " in line)
+        if "data" in fields:
+            found.append({"id": fields["id"], **json.loads(fields["data"])})
+    return found
+
+
+async def read_until(stream: AsyncIterator[bytes], event: str) -> list[dict[str, Any]]:
+    found = []
+    async for chunk in stream:
+        found += entries_in(chunk)
+        if any(entry["event"] == event for entry in found):
             return found
     raise AssertionError(f"the stream ended before {event}")
 
@@ -200,7 +216,7 @@ async def test_an_unreadable_entry_stops_no_stream(deps: Deps) -> None:
     await deps.redis.xadd(keys.GLOBAL_LOG, {"ts": "1", "event": "odd", "detail": "{not json"})
     await write_entries(deps, 1, "test.after")
     seen = await asyncio.wait_for(read_until(stream, "test.after"), 30)
-    [odd] = [json.loads(event["data"]) for event in seen if '"odd"' in event["data"]]
+    [odd] = [entry for entry in seen if entry["event"] == "odd"]
     assert odd["detail"] == {"unreadable": "{not json"}
     await stream.aclose()
     await fanout.aclose()
@@ -212,10 +228,22 @@ async def test_a_dropped_stream_stops_catching_up(deps: Deps) -> None:
     await write_entries(deps, 3 * PAGE, "test.past")
     fanout = LogFanout(deps.ledger, most=2)
     slow = fanout.stream("0-0")
-    await anext(slow)  # the first page is in hand
+    assert len(entries_in(await anext(slow))) == PAGE  # the first page is in hand
     while fanout.open:  # the reader fills the slow stream's queue with what comes now
         await write_entries(deps, 100, "test.now")
         await asyncio.sleep(0.01)
-    rest = [event async for event in slow]
+    rest = [entry async for chunk in slow for entry in entries_in(chunk)]
     assert len(rest) < PAGE
     await fanout.aclose()
+
+
+async def test_a_chunk_partly_sent_in_the_catch_up_sends_only_the_rest(deps: Deps) -> None:
+    """Where the reader's chunk overlaps what a stream sent while catching up, the stream is
+    sent only the entries after its last one."""
+    await write_entries(deps, 4, "test.overlap")
+    entries = await deps.ledger.history.after("0-0", count=10)
+    chunk = Chunk.of(entries)
+    assert [e["id"] for e in entries_in(chunk.after(id_of(entries[1].id)))] == [
+        entry.id for entry in entries[2:]
+    ]
+    assert chunk.after(id_of("0-0")) == chunk.body

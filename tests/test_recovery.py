@@ -8,10 +8,10 @@ from tests.support.ledger import counters
 from tests.support.processes import killable_worker
 from tests.support.stack import API_KEY, BUCKET, Stack
 from worker.apiframe import ApiframeClient, GenerateRequest
-from worker.events import event_id
 from worker.ledger.keys import POLL_SET
 from worker.polling import follow
 from worker.runtime.tasks import build_poll_worker
+from worker.sinks.body import event_id
 from worker.status import Status
 
 

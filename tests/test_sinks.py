@@ -22,10 +22,10 @@ from simulator.local_s3 import LocalS3
 from simulator.serving import serving
 from tests.support.stack import EVENT_SECRET, Sink, Stack, stack_on
 from worker.deps import Deps
-from worker.events import event_id
 from worker.ledger import keys
 from worker.runtime.tasks import build_worker
 from worker.sinks.base import EXCERPT, Sent
+from worker.sinks.body import event_id
 from worker.sinks.webhook import WebhookSink
 
 SECRET_PATH, SECRET_QUERY = "s3cr3t-path-0123456789", "s3cr3t-query-9876543210"

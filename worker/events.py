@@ -7,7 +7,6 @@ touches the job (a landing retry, the poller, a replay) publishes it. The event 
 arq job that collapses duplicates. The sinks themselves are `worker.sinks`.
 """
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -23,37 +22,12 @@ from worker.ledger.records import JobRecord
 from worker.ledger.scripts import source
 from worker.runtime.queue import enqueue_delivery
 from worker.sinks.base import Sink
+from worker.sinks.body import build_event, encode, event_id, stub_of
 from worker.sinks.delivery import EVENT_TTL, forget_deliveries
 from worker.status import FAILURES, Status
 from worker.timestamps import iso_time
 
 MAX_REASON = 500  # characters of a failure's reason kept in the record and its event
-
-
-def event_id(job_id: str, event_type: str) -> str:
-    """Stable for a (job, event type) across retries, replays and crashes."""
-    return "evt_" + hashlib.sha256(f"{job_id}:{event_type}".encode()).hexdigest()[:32]
-
-
-def build_event(record: JobRecord, event_type: str) -> dict[str, Any]:
-    job_id = record.job_id or record.ref
-    data: dict[str, Any] = {
-        "jobId": job_id,
-        "ref": record.ref,
-        "status": record.status.value,
-        "model": record.model,
-        "prompt": record.prompt,
-        "metadata": record.metadata,
-        "images": [stored.public() for stored in record.objects],
-    }
-    if event_type == "job.failed":
-        data["reason"] = record.error or record.status.value
-    return {
-        "id": event_id(job_id, event_type),
-        "type": event_type,
-        "timestamp": iso_time(),
-        "data": data,
-    }
 
 
 class Events:
@@ -115,11 +89,12 @@ class Events:
         return True
 
     async def publish(self, record: JobRecord, event_type: str, actor: str) -> str:
-        """Store and stream the event once, and queue one delivery per sink."""
-        event = build_event(record, event_type)
+        """Stream the event once (its key keeps a stub: see `sinks.body`), and queue one
+        delivery per sink."""
+        event = build_event(record, event_type, iso_time())
         fresh = await self._publish(
             keys=[keys.event(event["id"]), keys.EVENTS, keys.job(record.ref), keys.POLL_SET],
-            args=[json.dumps(event), self.stream_maxlen, record.ref, EVENT_TTL],
+            args=[encode(event), self.stream_maxlen, record.ref, EVENT_TTL, stub_of(record, event)],
         )
         if fresh:
             await self.ledger.log(

@@ -19,6 +19,7 @@ from worker.ledger import keys
 from worker.ledger.ledger import Ledger
 from worker.ledger.records import text
 from worker.sinks.base import Sink
+from worker.sinks.body import build_event, encode
 
 log = structlog.get_logger("delivery")
 EVENT_TTL = 30 * 24 * 3600
@@ -40,13 +41,13 @@ class DeliveryDeps:
 
 async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
     """Send the event once; returns `delivered`, `dead` or `missing`, or raises DeliveryRetry."""
-    raw = text(await deps.redis.get(keys.event(event_id)))
-    if raw is None:
+    event = await body_of(deps.ledger, event_id)
+    if event is None:
         log.warning("event.missing", event_id=event_id)
         return "missing"
     if await deps.redis.exists(keys.delivered(event_id, sink.name)):
         return "delivered"
-    event = json.loads(raw)
+    raw = encode(event)
     ref, job_id = event["data"].get("ref"), event["data"].get("jobId")
     attempt = int(await deps.redis.incr(keys.attempts(event_id, sink.name)))
     await deps.redis.expire(keys.attempts(event_id, sink.name), EVENT_TTL)
@@ -89,6 +90,20 @@ async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
         ref, job_id, "worker", "event.retry", counting=(retried,), retry_in=wait, **said
     )
     raise DeliveryRetry(wait)
+
+
+async def body_of(ledger: Ledger, event_id: str) -> dict[str, Any] | None:
+    """The event, built again from its stub and its job's record; None if either is gone."""
+    stored = text(await ledger.redis.get(keys.event(event_id)))
+    if stored is None:
+        return None
+    stub: dict[str, Any] = json.loads(stored)
+    if "data" in stub:  # stored whole, as events were before their stubs
+        return stub
+    record = await ledger.get(stub["ref"])
+    if record is None:
+        return None
+    return build_event(record, stub["type"], stub["timestamp"])
 
 
 async def forget_deliveries(redis: Redis, event_id: str, sink: str) -> None:

@@ -1,12 +1,12 @@
--- Stores an event and appends it to the event stream, once; the job then owes nothing and needs
--- no more polls.
--- KEYS: event key, stream, job hash, poll set. ARGV: event JSON, stream maxlen, ref, TTL.
+-- Appends an event to the event stream, once, and keeps its stub (ref, type, timestamp) under
+-- its key; the job then owes nothing and needs no more polls.
+-- KEYS: event key, stream, job hash, poll set. ARGV: event JSON, stream maxlen, ref, TTL, stub.
 -- The event is kept no longer than its job (a job Apiframe never took is kept a day).
 -- Returns 1 if the event is new, 0 if it was published before.
 local keep = tonumber(ARGV[4])
 local job_ttl = redis.call('TTL', KEYS[3])
 if job_ttl > 0 and job_ttl < keep then keep = job_ttl end
-local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', keep)
+local fresh = redis.call('SET', KEYS[1], ARGV[5], 'NX', 'EX', keep)
 if fresh then
   local event = cjson.decode(ARGV[1])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',

@@ -1,0 +1,49 @@
+"""What an event says, built from its job's record.
+
+An event's payload is stored once, in the `imagedock:events` stream its consumers read. The
+event's own key keeps only what the record cannot say again (its job's ref, its type and its
+timestamp), and a delivery builds the same body from the record: a job's record no longer
+changes once it has owed an event, and JSON is written the same way each time, so every sink
+and every retry sends the bytes the stream holds.
+"""
+
+import hashlib
+import json
+from typing import Any
+
+from worker.ledger.records import JobRecord
+
+
+def event_id(job_id: str, event_type: str) -> str:
+    """Stable for a (job, event type) across retries, replays and crashes."""
+    return "evt_" + hashlib.sha256(f"{job_id}:{event_type}".encode()).hexdigest()[:32]
+
+
+def build_event(record: JobRecord, event_type: str, timestamp: str) -> dict[str, Any]:
+    job_id = record.job_id or record.ref
+    data: dict[str, Any] = {
+        "jobId": job_id,
+        "ref": record.ref,
+        "status": record.status.value,
+        "model": record.model,
+        "prompt": record.prompt,
+        "metadata": record.metadata,
+        "images": [stored.public() for stored in record.objects],
+    }
+    if event_type == "job.failed":
+        data["reason"] = record.error or record.status.value
+    return {
+        "id": event_id(job_id, event_type),
+        "type": event_type,
+        "timestamp": timestamp,
+        "data": data,
+    }
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event)
+
+
+def stub_of(record: JobRecord, event: dict[str, Any]) -> str:
+    """What the event's key keeps: the rest is the record's."""
+    return json.dumps({"ref": record.ref, "type": event["type"], "timestamp": event["timestamp"]})
