@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from worker.apiframe.results import Kind, dumps, numbered
 from worker.ledger.ledger import Ledger
 from worker.status import Status
 
@@ -56,7 +57,12 @@ async def landed_jobs(ledger: Ledger, count: int) -> list[Job]:
         job = jobs[n]
         url = f"https://cdn.apiframe.ai/images/{job.job_id}-1.png"
         await ledger.transition(
-            job.ref, Status.COMPLETED, "bench", progress=100, result_urls=[url], via="webhook"
+            job.ref,
+            Status.COMPLETED,
+            "bench",
+            progress=100,
+            assets=dumps(numbered(Kind.IMAGE, [url])),
+            via="webhook",
         )
         await ledger.transition(job.ref, Status.LANDED, "bench", error="")
         return job

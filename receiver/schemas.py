@@ -41,6 +41,8 @@ class JobAccepted(Answer):
 
 class ObjectView(Answer):
     index: int
+    kind: str = Field(description="image, grid, video, audio (a track), cover or stem")
+    track_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
     bucket: str
     key: str
     sha256: str
@@ -57,6 +59,8 @@ class ObjectView(Answer):
     def of(cls, stored: StoredObject, url: str | None = None) -> "ObjectView":
         return cls(
             index=stored.index,
+            kind=stored.kind,
+            track_id=stored.track_id,
             bucket=stored.bucket,
             key=stored.key,
             sha256=stored.sha256,
@@ -77,7 +81,10 @@ class JobView(Answer):
     metadata: dict[str, str]
     source: str
     progress: int | None
-    result_urls: list[str]
+    operation: str = Field(description="the Apiframe route that made the job")
+    action: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    parent_job_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    result_urls: list[str] = Field(description="every file the finished job named, in order")
     objects: list[ObjectView]
     error: str | None
     created_at: float
@@ -104,7 +111,10 @@ class JobView(Answer):
             metadata=record.metadata,
             source=record.source,
             progress=record.progress,
-            result_urls=record.result_urls,
+            operation=record.operation,
+            action=record.action,
+            parent_job_id=record.parent_job_id,
+            result_urls=[asset.url for asset in record.assets],
             objects=[ObjectView.of(stored, urls.get(stored.key)) for stored in record.objects],
             error=record.error,
             created_at=record.created_at,

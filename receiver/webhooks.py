@@ -7,7 +7,6 @@ asks Apiframe first), at most one per job each `CONFIRM_INTERVAL`. A signed dupl
 not logged. A refusal costs one counter (see `rejections`).
 """
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +24,7 @@ from worker.apiframe import WebhookEvent
 from worker.apiframe.signatures import verify_signature
 from worker.deps import Deps
 from worker.ledger import keys
+from worker.ledger.keys import is_ref
 from worker.ledger.records import JobRecord
 from worker.runtime.queue import enqueue_landing
 from worker.status import Status
@@ -33,7 +33,6 @@ from worker.validation import field_problems
 MAX_BODY = 1024 * 1024
 ACTOR = "receiver"
 CONFIRM_INTERVAL = 10.0  # seconds between confirmations that unsigned webhooks may cause
-REF = re.compile(r"[0-9a-f]{32}")  # the shape of every ref imagedock mints
 
 
 class Refused(Exception):
@@ -81,7 +80,7 @@ async def apiframe_webhook(request: Request) -> JSONResponse:
 
 async def handle(request: Request, deps: Deps, arrived: float) -> Answered:
     ref = request.query_params.get("ref") or None
-    if ref is not None and not REF.fullmatch(ref):
+    if ref is not None and not is_ref(ref):
         raise Refused(404, "bad_ref", "no submission of imagedock's has this ref", ref=ref)
     body, event = await parse_event(request, deps.settings.body_deadline)
     signature = request.headers.get("x-webhook-signature")

@@ -44,7 +44,7 @@ async def test_submit_and_follow_a_job(apiframe: Apiframe, client: ApiframeClien
         100,
         True,
     )
-    assert job.image_urls == apiframe.sim.jobs[job.id].image_urls
+    assert [a.url for a in job.assets] == apiframe.sim.jobs[job.id].image_urls
     assert [listed.id for listed in page.jobs] == [job.id]
     assert (await client.me())["team"]["name"] == "Simulated team"
 

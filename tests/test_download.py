@@ -21,6 +21,7 @@ from worker.landing.hosts import HostPolicy, is_public
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 CAP = 1024
+CAPS = {"image": CAP, "video": CAP, "audio": CAP}
 OVER_CAP = b"\x89PNG\r\n\x1a\n" + b"\0" * (4 * CAP)
 
 
@@ -80,7 +81,7 @@ def origin(origin_server: Origin) -> str:
 
 async def fetch(deps: Deps, url: str, allowed: list[str]) -> bytes:
     """Fetch through the download client `open_deps` makes, as a worker does."""
-    download = await Downloader(deps.hosts, HostPolicy(allowed), CAP).fetch(url)
+    download = await Downloader(deps.hosts, HostPolicy(allowed), CAPS).fetch(url)
     try:
         return download.file.read()
     finally:
@@ -191,7 +192,7 @@ async def test_past_the_pooled_names_each_download_has_its_own_connection(
 ) -> None:
     policy = HostPolicy(["127.0.0.1"])
     hosts = HostClients(http_client, most=0)
-    downloader = Downloader(hosts, policy, CAP)
+    downloader = Downloader(hosts, policy, CAPS)
     try:
         for _ in range(2):
             (await downloader.fetch(origin_server.url + "/image.png")).close()
@@ -215,7 +216,15 @@ async def test_only_http_urls(url: str, deps: Deps) -> None:
         (b"RIFF\x10\0\0\0WEBPVP8 ", ("image/webp", "webp")),
         (b"GIF89a......", ("image/gif", "gif")),
         (b"<html><body>", None),
-        (b"RIFF\x10\0\0\0WAVEfmt ", None),
+        (b"RIFF\x10\0\0\0AVI LIST", None),
+        (b"RIFF\x10\0\0\0WAVEfmt ", ("audio/wav", "wav")),
+        (b"\0\0\0\x20ftypisom\0\0", ("video/mp4", "mp4")),
+        (b"\0\0\0\x14ftypqt  \0\0", ("video/quicktime", "mov")),
+        (b"\0\0\0\x20ftypM4A \0\0", ("audio/mp4", "m4a")),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81", ("video/webm", "webm")),
+        (b"ID3\x04\0\0\0\0\0\x23", ("audio/mpeg", "mp3")),
+        (b"\xff\xfb\x90\x64\0\0\0\0", ("audio/mpeg", "mp3")),
+        (b"OggS\0\x02\0\0\0\0", ("audio/ogg", "ogg")),
     ],
 )
 def test_types_come_from_magic_bytes(head: bytes, kind: tuple[str, str] | None) -> None:

@@ -17,7 +17,7 @@ async def quiet_job(stack: Stack) -> tuple[dict[str, str], list[str]]:
     stack.sim.config.drop_rate = 1.0
     job = await stack.submit()
     await stack.sim.settle()
-    return job, (await stack.deps.apiframe.get_job(job["jobId"])).image_urls
+    return job, [a.url for a in (await stack.deps.apiframe.get_job(job["jobId"])).assets]
 
 
 def completed(job_id: str, urls: list[str]) -> dict[str, object]:

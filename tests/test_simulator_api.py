@@ -292,7 +292,7 @@ async def test_job_result_shape_changes_what_get_job_shows(
     await apiframe.sim.settle()
     job = (await http.get(f"{apiframe.url}/v2/jobs/{job_id}")).json()
     assert job["result"] == apiframe.sim.jobs[job_id].image_urls[0]
-    assert Job.model_validate(job).image_urls == apiframe.sim.jobs[job_id].image_urls
+    assert [a.url for a in Job.model_validate(job).assets] == apiframe.sim.jobs[job_id].image_urls
 
 
 def test_every_knob_is_a_command_line_flag(capsys: pytest.CaptureFixture[str]) -> None:

@@ -91,7 +91,12 @@ class Deps:
     @cached_property
     def landing(self) -> LandingDeps:
         policy = HostPolicy(self.settings.download_hosts)
-        downloader = Downloader(self.hosts, policy, self.settings.max_image_bytes)
+        caps = {
+            "image": self.settings.max_image_bytes,
+            "video": self.settings.max_video_bytes,
+            "audio": self.settings.max_audio_bytes,
+        }
+        downloader = Downloader(self.hosts, policy, caps)
         return LandingDeps(self.ledger, self.events, self.apiframe, downloader, self.store)
 
     @cached_property

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from worker.apiframe import WebhookEvent
+from worker.apiframe.results import dumps
 from worker.ledger.batching import BatchedScript
 from worker.ledger.ledger import Ledger, move_fields
 from worker.ledger.log import echo
@@ -45,7 +46,7 @@ class Intake:
         fields: dict[str, object] = {}
         progress: int | str = "" if event.progress is None else event.progress
         if status == Status.COMPLETED:
-            fields = {"result_urls": event.image_urls, "via": "webhook"}
+            fields = {"assets": dumps(event.assets), "via": "webhook"}
             progress = 100
         landing = landing_job(event.job_id).script_args() if status == Status.COMPLETED else []
         args = [

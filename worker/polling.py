@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound, RateLimited
+from worker.apiframe.results import dumps
 from worker.events import Events
 from worker.ledger import keys
 from worker.ledger.ledger import Ledger
@@ -127,7 +128,7 @@ async def follow(deps: PollingDeps, record: JobRecord, job: Job) -> None:
             Status.COMPLETED,
             ACTOR,
             progress=100,
-            result_urls=job.image_urls,
+            assets=dumps(job.assets),
             model=record.model or job.model or "",
             via="poll",
         )

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     download_hosts: CommaList = Field(default_factory=lambda: ["*.apiframe.ai"])
     max_image_bytes: int = Field(default=50 * MiB, gt=0)
+    max_video_bytes: int = Field(default=4096 * MiB, gt=0)  # 15 s of 4k is hundreds of MB
+    max_audio_bytes: int = Field(default=200 * MiB, gt=0)
 
     landing_backoff: float = Field(default=5.0, gt=0)  # first retry wait; doubles to 5 min
     # One landing's deadline for four images, scaled for models that return more (225 s for

@@ -20,8 +20,10 @@ from worker.apiframe import (
     IdempotencyConflict,
     Submission,
 )
+from worker.apiframe.catalog import GENERATE
 from worker.events import Events
 from worker.ledger import keys
+from worker.ledger.keys import is_ref
 from worker.ledger.ledger import Attached, Conflict, Ledger
 from worker.ledger.records import JobRecord
 from worker.runtime.queue import enqueue_landing
@@ -53,15 +55,24 @@ async def submit_job(
     idempotency_key: str | None = None,
     actor: str = "receiver",
 ) -> JobRecord:
-    """Record and submit `request`; returns the record with Apiframe's job id attached."""
+    """Record and submit `request`; returns the record with Apiframe's job id attached. An
+    action's parent may be named by imagedock's ref or by Apiframe's job id: Apiframe is sent
+    its own (`BadParent` if imagedock does not know the parent or it has not finished)."""
     params = request.params or {}
+    model, lineage = request.model or "", lineage_of(request)
+    if request.route.acts_on_parent:
+        parent = await parent_of(deps.ledger, request.parent_job_id or "")
+        assert parent.job_id is not None
+        request = request.model_copy(update={"parent_job_id": parent.job_id})
+        model, lineage["parent_job_id"] = parent.model, parent.job_id
     record, created = await deps.ledger.create(
-        prompt=request.prompt,
-        model=request.model,
+        prompt=request.prompt or "",
+        model=model,
         params=params,
         metadata=metadata,
         idempotency_key=f"submit:{idempotency_key}" if idempotency_key else None,
         ref=caller_ref(idempotency_key, deps.ref_secret) if idempotency_key else None,
+        lineage=lineage,
     )
     if not created and (record.job_id or record.status in FINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
@@ -93,6 +104,29 @@ async def submit_job(
     final = await deps.ledger.get(record.ref)
     assert final is not None
     return final
+
+
+class BadParent(ValueError):
+    """An action's parent imagedock cannot act on: unknown, or not finished."""
+
+
+LANDABLE = frozenset({Status.COMPLETED, Status.LANDED})
+
+
+async def parent_of(ledger: Ledger, named: str) -> JobRecord:
+    """The record of the job an action names, by imagedock's ref or by Apiframe's job id."""
+    parent = await ledger.by_job_id(named) or (await ledger.get(named) if is_ref(named) else None)
+    if parent is None or parent.job_id is None:
+        raise BadParent(f"imagedock knows no job {named[:64]!r}: name one it submitted or tracks")
+    if parent.status not in LANDABLE:
+        raise BadParent(f"job {named[:64]} is {parent.status.value}; an action needs it finished")
+    return parent
+
+
+def lineage_of(request: GenerateRequest) -> dict[str, str]:
+    """What the record keeps of how the job was made, past the default route."""
+    lineage = {"operation": request.operation} if request.operation != GENERATE else {}
+    return lineage | ({"action": request.action} if request.action else {})
 
 
 async def send(

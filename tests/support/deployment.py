@@ -19,7 +19,7 @@ from imagedock.clients import open_deps
 from receiver.app import create_app
 from simulator.command import build_parser as simulator_parser
 from tests.support import ROOT
-from worker.apiframe.catalog import MODELS
+from worker.apiframe.catalog import GENERATE
 from worker.landing.job import landing_timeout
 from worker.runtime.runner import STOP_GRACE
 from worker.runtime.tasks import ARQ_MARGIN
@@ -62,9 +62,10 @@ def settings_from(env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> Se
 
 
 def longest_stop(settings: Settings) -> float:
-    """Seconds a stopping worker may take: the longest landing under arq's timeout (or the stop
-    wait, if longer), then the workers' own stop."""
-    longest = max(landing_timeout(settings.landing_timeout, model) for model in [*MODELS, ""])
+    """Seconds a stopping worker may take: the longest image landing under arq's timeout (or the
+    stop wait, if longer), then the workers' own stop. A video or music landing still running
+    then is cancelled, and another worker takes it up at once."""
+    longest = landing_timeout(settings.landing_timeout, GENERATE)
     return max(longest + ARQ_MARGIN, settings.stop_wait) + STOP_GRACE
 
 

@@ -90,7 +90,7 @@ class ApiframeClient:
     async def submit(
         self, request: GenerateRequest, *, idempotency_key: str | None = None
     ) -> Submission:
-        """`POST /v2/images/generate`. With an `idempotency_key`, a retry never bills twice."""
+        """`POST /v2/<operation>`. With an `idempotency_key`, a retry never bills twice."""
         try:
             answer = await self._post(request, idempotency_key)
         except InvalidRequest as exc:
@@ -108,7 +108,7 @@ class ApiframeClient:
         key = key_for(idempotency_key, body)
         return await self._call(
             "POST",
-            "/v2/images/generate",
+            f"/v2/{request.route.path}",
             json=body,
             headers={"Idempotency-Key": key} if key else {},
             idempotent=key is not None,
@@ -122,9 +122,17 @@ class ApiframeClient:
         return answer
 
     def _body(self, request: GenerateRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"prompt": request.prompt, "model": request.model}
-        if request.params is not None:
-            key = request.catalogued.params_key
+        body: dict[str, Any] = {}
+        if request.prompt is not None:
+            body["prompt"] = request.prompt
+        model = request.catalogued
+        if model is None:  # an action route: its fields sit beside `action`
+            body.update(action=request.action, parentJobId=request.parent_job_id)
+            body.update(request.params or {})
+        else:
+            body["model"] = model.name
+        if model is not None and request.params is not None:
+            key = model.params_key
             body[self.spelling["params"] if key == SPELLINGS["params"][0] else key] = request.params
         if request.webhook_url is not None:
             body[self.spelling["webhook"]] = request.webhook_url

@@ -12,7 +12,17 @@ from pydantic import (
     model_validator,
 )
 
-from worker.apiframe.catalog import MODELS, PARAMS_KEYS, Model
+from worker.apiframe.catalog import (
+    ACTION_PROMPT_MAX,
+    EVERY_MODEL,
+    GENERATE,
+    OPERATIONS,
+    PARAMS_KEYS,
+    Model,
+    Operation,
+    operation_of,
+)
+from worker.apiframe.results import Asset, assets_of
 
 MODEL = "grok-imagine-image"
 GROK_ALIAS = "grokParams"  # the params block's other published spelling
@@ -25,6 +35,7 @@ JobId = Annotated[
 AspectRatio = Literal["1:1", "2:3", "3:2", "16:9", "9:16"]
 EventName = Literal["progress", "completed", "failed"]
 FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+PROMPT_LONGEST = max(model.prompt_max for model in EVERY_MODEL.values())
 
 
 class GrokParams(BaseModel):
@@ -39,31 +50,63 @@ class GrokParams(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+ACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # (required, optional)
+    "upsample": (frozenset({"index"}), frozenset()),
+    "variation": (frozenset({"index"}), frozenset()),
+    "inpaint": (frozenset({"mask"}), frozenset({"prompt"})),
+    "outpaint": (frozenset({"zoomRatio"}), frozenset()),
+    "pan": (frozenset({"direction"}), frozenset()),
+    "extend": (frozenset(), frozenset({"continueAt", "index", "trackId", "prompt", "style",
+                                       "title", "negative_tags"})),
+    "cover": (frozenset(), frozenset({"audio_weight", "index", "trackId", "prompt", "style",
+                                      "title", "negative_tags"})),
+    "add_vocals": (frozenset({"prompt"}), frozenset({"index", "trackId", "style", "title",
+                                                     "negative_tags"})),
+    "stems": (frozenset(), frozenset({"index", "trackId"})),
+}  # fmt: skip
+
+
 class GenerateRequest(BaseModel):
-    """A submission for any model on the route. Callers name the params block by the model's
-    own key (`fluxParams`, `grokImagineParams` or Grok's other spelling `grokParams`) or simply
-    `params`. imagedock checks what every model shares (a known model, the prompt's length, the
-    params block's name) and Grok's two params; Apiframe's 400 `details` tell the rest."""
+    """A submission to any of Apiframe's job routes, named by `operation` (its path after
+    `/v2/`, `images/generate` by default). A model route takes a model of its own, the prompt
+    if it takes one, and the model's params block, named by the model's own key (`fluxParams`,
+    `grokImagineParams` or Grok's other spelling `grokParams`) or simply `params`. An action
+    route takes `action`, `parentJobId` and the action's own fields (`index`, `trackId`,
+    `mask`...), kept in `params`. imagedock checks what every route shares and Grok's two
+    params; Apiframe's 400 `details` tell the rest."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    prompt: str = Field(min_length=1, max_length=max(m.prompt_max for m in MODELS.values()))
-    model: str = MODEL
+    operation: str = GENERATE
+    prompt: str | None = Field(default=None, min_length=1, max_length=PROMPT_LONGEST)
+    model: str | None = None
     params: dict[str, Any] | None = None
+    action: str | None = None
+    parent_job_id: str | None = Field(default=None, alias="parentJobId", max_length=64)
     webhook_url: str | None = None
     webhook_events: list[EventName] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
-    def _one_params_block(cls, data: Any) -> Any:
+    def _gather(cls, data: Any) -> Any:
+        """One params block, under `params`; an action's own fields gathered there too."""
         if not isinstance(data, dict):
             return data
+        operation = OPERATIONS.get(str(data.get("operation", GENERATE)))
+        if operation is not None and operation.acts_on_parent:
+            fields = ACTION_FIELDS.get(str(data.get("action")))
+            own = (fields[0] | fields[1]) - {"prompt"} if fields else frozenset()
+            gathered = {name: data[name] for name in own if name in data}
+            rest = {name: value for name, value in data.items() if name not in gathered}
+            return {**rest, "params": gathered} if gathered else rest
         blocks = [key for key in data if key == "params" or key in PARAMS_KEYS | {GROK_ALIAS}]
         if len(blocks) > 1:
             raise ValueError(f"send one params block, not {', '.join(blocks)}")
         if not blocks or blocks[0] == "params":
             return data
-        key, model = blocks[0], MODELS.get(str(data.get("model", MODEL)))
+        key = blocks[0]
+        default = MODEL if operation is not None and operation.path == GENERATE else ""
+        model = EVERY_MODEL.get(str(data.get("model", default)))
         if model is not None:
             grok = {GROK_ALIAS} if model.name == MODEL else set()
             if key not in {model.params_key} | grok:
@@ -73,11 +116,31 @@ class GenerateRequest(BaseModel):
         return {**rest, "params": data[key]}
 
     @model_validator(mode="after")
-    def _fits_the_model(self) -> "GenerateRequest":
-        model = MODELS.get(self.model)
+    def _fits_the_route(self) -> "GenerateRequest":
+        operation = OPERATIONS.get(self.operation)
+        if operation is None:
+            known = ", ".join(OPERATIONS)
+            raise ValueError(f"unknown operation {self.operation[:60]!r}: one of {known}")
+        if operation.acts_on_parent:
+            return self._fits_the_action(operation)
+        if self.model is None and operation.path == GENERATE:
+            self.model = MODEL
+        if self.action is not None or self.parent_job_id is not None:
+            raise ValueError(f"{operation.path} takes no action or parentJobId")
+        model = operation.models.get(self.model or "")
         if model is None:
-            raise ValueError(f"unknown model {self.model[:60]!r}: `imagedock models` lists them")
-        if len(self.prompt) > model.prompt_max:
+            elsewhere = operation_of(self.model or "")
+            if elsewhere is not None:
+                raise ValueError(f"{self.model} is a model of {elsewhere}, not {operation.path}")
+            raise ValueError(
+                f"unknown model {str(self.model)[:60]!r} for {operation.path}: "
+                f"`imagedock models --operation {operation.path}` lists them"
+            )
+        if operation.prompt and self.prompt is None:
+            raise ValueError(f"{operation.path} needs a prompt")
+        if not operation.prompt and self.prompt is not None:
+            raise ValueError(f"{operation.path} takes no prompt (it goes in {model.params_key})")
+        if self.prompt is not None and len(self.prompt) > model.prompt_max:
             raise ValueError(
                 f"{model.name} takes a prompt of at most {model.prompt_max} characters"
             )
@@ -87,9 +150,38 @@ class GenerateRequest(BaseModel):
             self.params = GrokParams.model_validate(self.params).wire()
         return self
 
+    def _fits_the_action(self, operation: Operation) -> "GenerateRequest":
+        if self.model is not None:
+            raise ValueError(f"{operation.path} takes no model: it acts on its parent's")
+        if self.action not in operation.actions:
+            raise ValueError(f"{operation.path} takes an action: one of "
+                             f"{', '.join(operation.actions)}")  # fmt: skip
+        if not self.parent_job_id:
+            raise ValueError(f"{operation.path} needs parentJobId: the job it acts on")
+        required, optional = ACTION_FIELDS[self.action]
+        given = set(self.params or {}) | ({"prompt"} if self.prompt is not None else set())
+        missing = sorted(required - given)
+        if missing:
+            raise ValueError(f"{self.action} needs {', '.join(missing)}")
+        if self.prompt is not None and "prompt" not in required | optional:
+            raise ValueError(f"{self.action} takes no prompt")
+        longest = ACTION_PROMPT_MAX.get(self.action, 0)
+        if self.prompt is not None and len(self.prompt) > longest:
+            raise ValueError(f"{self.action} takes a prompt of at most {longest} characters")
+        return self
+
     @property
-    def catalogued(self) -> Model:
-        return MODELS[self.model]
+    def route(self) -> Operation:
+        return OPERATIONS[self.operation]
+
+    @property
+    def catalogued(self) -> Model | None:
+        return self.route.models.get(self.model or "")
+
+    @property
+    def label(self) -> str:
+        """What the job is made with: its model, or its route and action."""
+        return self.model or f"{self.route.path.split('/')[-2]}-{self.action}"
 
 
 class Submission(BaseModel):
@@ -121,28 +213,15 @@ class Job(BaseModel):
         return self.status in FINISHED
 
     @property
-    def image_urls(self) -> list[str]:
-        return result_urls(self.result)
+    def assets(self) -> list[Asset]:
+        """The files the result names (see `results`); [] while there are none."""
+        return assets_of(self.result)
 
 
 class JobList(BaseModel):
     jobs: list[Job]
     next_cursor: str | None = Field(default=None, alias="nextCursor")
     has_more: bool = Field(default=False, alias="hasMore")
-
-
-def result_urls(result: Any) -> list[str]:
-    """The image URLs of a result in any published shape: `{"images": [...]}`, a bare URL, or
-    nothing. An empty list means "not ready": the caller re-checks before calling it a failure."""
-    if isinstance(result, str):
-        return [result] if result.strip() else []
-    if isinstance(result, dict):
-        images = result.get("images")
-        if isinstance(images, str):
-            return [images] if images.strip() else []
-        if isinstance(images, list):
-            return [url for url in images if isinstance(url, str) and url.strip()]
-    return []
 
 
 class WebhookEvent(BaseModel):
@@ -167,5 +246,6 @@ class WebhookEvent(BaseModel):
         return value
 
     @property
-    def image_urls(self) -> list[str]:
-        return result_urls(self.result)
+    def assets(self) -> list[Asset]:
+        """The files the result names (see `results`); [] while there are none."""
+        return assets_of(self.result)

@@ -1,6 +1,7 @@
-"""Landing a completed job: its images and a manifest in S3, then LANDED and its event.
+"""Landing a completed job: every file its result names (images, a grid, a video, tracks and
+their covers, stems) and a manifest in S3, then LANDED and its event.
 
-Running it again for a landed job uploads nothing and changes nothing: images already recorded are
+Running it again for a landed job uploads nothing and changes nothing: files already recorded are
 skipped, S3 writes are create-only, and the ledger only moves forward. A replay (`verify=True`)
 also checks that every recorded object is still in S3 and restores any that is not.
 """
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 
 from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
-from worker.apiframe.catalog import MODELS, MOST_IMAGES, metric_label
+from worker.apiframe.catalog import GENERATE, OPERATIONS, metric_label
+from worker.apiframe.results import Asset, dumps, shape_of
 from worker.events import Events
 from worker.landing.download import Downloader
 from worker.landing.errors import PermanentError, TransientError
@@ -31,19 +33,31 @@ class LandingDeps:
     store: ObjectStore
 
 
-def most_images(model: str) -> int:
-    """The most images a job of `model` may land; for a model not catalogued, any model's."""
-    known = MODELS.get(model)
-    return known.max_images if known else MOST_IMAGES
+SLOWER = {"image": 1.0, "music": 3.0, "video": 10.0}  # a landing's time, against images'
 
 
-def landing_timeout(base: float, model: str) -> float:
-    """`base` covers four images, as most models return at most; more images, more time."""
-    return base * max(1.0, most_images(model) / 4)
+def most_files(operation: str, model: str) -> int:
+    """The most files a job of `model` on `operation` may land: its main kind's, and a grid
+    or a cover for each track beside them."""
+    route = OPERATIONS.get(operation) or OPERATIONS[GENERATE]
+    most = route.most(model)
+    return 2 * most if route.makes == "music" else most + (1 if route.makes == "image" else 0)
+
+
+def landing_timeout(base: float, operation: str = GENERATE, model: str = "") -> float:
+    """`base` covers four images, as most models return at most; more files, more time, and a
+    video or a track takes longer than an image. With no model, the longest of the route."""
+    route = OPERATIONS.get(operation) or OPERATIONS[GENERATE]
+    most = route.most(model) if model else max((m.max_images for m in route.models.values()),
+                                                default=route.most_files)  # fmt: skip
+    return base * max(1.0, most / 4) * SLOWER[route.makes]
+
+
+LONGEST_LANDING = max(landing_timeout(1.0, operation) for operation in OPERATIONS)  # x base
 
 
 class NotReady(TransientError):
-    """Apiframe shows the job COMPLETED but without images yet: check again a few times."""
+    """Apiframe shows the job COMPLETED but naming no file yet: check again a few times."""
 
 
 async def land_job(
@@ -61,23 +75,24 @@ async def land_job(
         await deps.ledger.log(None, job_id, actor, "landing.unknown_job")
         return Status.FAILED
     if record.status == Status.LANDED and verify:
-        await store_all(deps, record, [o.source_url for o in record.objects], actor, verify=True)
+        await store_all(deps, record, record.assets, actor, verify=True)
     if record.status == Status.LANDED or record.status in FAILURES:
         await deps.events.publish_pending(record.ref, actor)  # owed if a crash came between
         return record.status
     try:
-        urls = record.result_urls or await confirm(deps, record, actor)
-        if not urls:
+        assets = record.assets or await confirm(deps, record, actor)
+        if not assets:
             return (await deps.ledger.get(record.ref) or record).status
-        return await store_all(deps, record, urls, actor)
+        return await store_all(deps, record, assets, actor)
     except PermanentError as exc:
         await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
         return Status.FAILED
 
 
-async def confirm(deps: LandingDeps, record: JobRecord, actor: str) -> list[str]:
-    """Ask Apiframe for the job: the result URLs if it completed with images. A failure ends the
-    job; anything else is not ready yet. This is also how an unsigned webhook is checked."""
+async def confirm(deps: LandingDeps, record: JobRecord, actor: str) -> list[Asset]:
+    """Ask Apiframe for the job: the files its result names, if it completed. A failure ends
+    the job; anything else is not ready yet. This is also how an unsigned webhook is checked,
+    and how a result of no shape imagedock knows is looked at again before the job fails."""
     assert record.job_id is not None
     try:
         job = await deps.apiframe.get_job(record.job_id)
@@ -101,30 +116,37 @@ async def confirm(deps: LandingDeps, record: JobRecord, actor: str) -> list[str]
             record.ref, from_apiframe(job.status), actor, progress=job.progress
         )
         return []
-    if not job.image_urls:
-        raise NotReady("Apiframe shows the job COMPLETED without images")
+    assets = job.assets
+    if not assets:
+        raise NotReady(f"Apiframe shows the job COMPLETED naming no file: {shape_of(job.result)}")
     await deps.ledger.transition(
-        record.ref, Status.COMPLETED, actor, progress=100, result_urls=job.image_urls, via="webhook"
+        record.ref, Status.COMPLETED, actor, progress=100, assets=dumps(assets), via="webhook"
     )
-    return job.image_urls
+    return assets
 
 
 async def store_all(
-    deps: LandingDeps, record: JobRecord, urls: list[str], actor: str, *, verify: bool = False
+    deps: LandingDeps, record: JobRecord, assets: list[Asset], actor: str, *, verify: bool = False
 ) -> Status:
     assert record.job_id is not None
-    most = most_images(record.model)
-    if len(urls) > most:
-        raise PermanentError(f"Apiframe returned {len(urls)} images; {record.model} returns {most}")
+    most = most_files(record.operation, record.model)
+    if len(assets) > most:
+        raise PermanentError(
+            f"Apiframe returned {len(assets)} files; {record.model or record.operation} "
+            f"returns at most {most}"
+        )
     started = time.monotonic()
     done = {stored.index: stored for stored in record.objects}
-    for index, url in enumerate(urls, start=1):
+    for index, asset in enumerate(assets, start=1):
         if index not in done or (verify and not await still_stored(deps.store, done[index])):
-            done[index] = await store_one(deps, record, index, url, actor)
+            done[index] = await store_one(deps, record, index, asset, actor)
     objects = [done[index] for index in sorted(done)]
     manifest = {
         "jobId": record.job_id,
         "ref": record.ref,
+        "operation": record.operation,
+        **({"action": record.action} if record.action else {}),
+        **({"parentJobId": record.parent_job_id} if record.parent_job_id else {}),
         "model": record.model,
         "prompt": record.prompt,
         "params": record.params,
@@ -161,34 +183,48 @@ async def still_stored(store: ObjectStore, stored: StoredObject) -> bool:
 
 
 async def store_one(
-    deps: LandingDeps, record: JobRecord, index: int, url: str, actor: str
+    deps: LandingDeps, record: JobRecord, index: int, asset: Asset, actor: str
 ) -> StoredObject:
+    """Download one file, of the medium its kind promises, and store it under its name."""
     assert record.job_id is not None
-    download = await deps.downloader.fetch(url)
+    medium, url = asset.kind.medium, asset.url
+    download = await deps.downloader.fetch(url, medium)
     try:
         await deps.ledger.log(
             record.ref,
             record.job_id,
             actor,
-            "image.downloaded",
+            f"{medium}.downloaded",
             index=index,
+            kind=asset.kind,
             url=url,
             bytes=download.size,
             sha256=download.sha256,
         )
-        key = deps.store.key(record.job_id, f"{index}.{download.extension}")
+        key = deps.store.key(record.job_id, f"{asset.name}.{download.extension}")
         metadata = {
             "job-id": record.job_id,
             "source-url": url,
             "sha256": download.sha256,
             "model": record.model,
+            "kind": asset.kind.value,
         }
         await deps.store.put_once(key, Blob.of(download, metadata))
     finally:
         download.close()
     stored = StoredObject(
-        index, deps.store.bucket, key, download.size, download.sha256, download.content_type, url
+        index,
+        deps.store.bucket,
+        key,
+        download.size,
+        download.sha256,
+        download.content_type,
+        url,
+        kind=asset.kind.value,
+        number=asset.number if asset.number != index else None,
+        track_id=asset.track_id,
     )
-    detail = {"index": index, "key": key, "bytes": download.size}
-    await deps.ledger.add_object(record.ref, record.job_id, stored, actor, "image.stored", **detail)
+    detail = {"index": index, "kind": asset.kind, "key": key, "bytes": download.size}
+    stored_event = f"{medium}.stored"
+    await deps.ledger.add_object(record.ref, record.job_id, stored, actor, stored_event, **detail)
     return stored

@@ -6,8 +6,15 @@ spell a key of their own.
 """
 
 import hashlib
+import re
 
 PREFIX = "imagedock:"
+REF = re.compile(r"[0-9a-f]{32}")  # the shape of every ref imagedock mints
+
+
+def is_ref(value: str) -> bool:
+    return REF.fullmatch(value) is not None
+
 
 # One job: its record (a hash), its objects (a hash: index -> JSON), its log (a stream).
 JOB = PREFIX + "job:"

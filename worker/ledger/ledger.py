@@ -67,14 +67,16 @@ class Ledger:
         job_id: str | None = None,
         status: Status = Status.SUBMITTING,
         ref: str | None = None,
+        lineage: Mapping[str, str] | None = None,
     ) -> tuple[JobRecord, bool]:
-        """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made."""
+        """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made.
+        `lineage` says what made the job, past `images/generate`: its `operation`, and for an
+        action its `action` and `parent_job_id`."""
         shared = ref is not None  # a ref two requests may both name (a caller's key, an adoption)
         ref = ref or uuid.uuid4().hex
         now = time.time()
-        fingerprint = hashlib.sha256(
-            json.dumps([prompt, model, params, metadata], sort_keys=True).encode()
-        ).hexdigest()
+        what: list[Any] = [prompt, model, params, metadata, *([lineage] if lineage else [])]
+        fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
         fields = {
             "ref": ref,
             "status": status.value,
@@ -86,6 +88,7 @@ class Ledger:
             "created_at": now,
             "updated_at": now,
             "fingerprint": fingerprint,
+            **(lineage or {}),
         }
         if idempotency_key is not None:
             claim = keys.idempotency(idempotency_key)

@@ -16,11 +16,11 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
+from worker.ledger.keys import is_ref
 from worker.ledger.records import JobRecord, StoredObject, text
 from worker.status import Status
 
 SCORE = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?")  # as Redis writes one
-REF = re.compile(r"[0-9a-f]{32}")
 SCAN_BUDGET = 5_000  # records a page passes over at most
 CALL_BUDGET = 500  # of them, in one script call
 BATCH = 200
@@ -58,7 +58,7 @@ def decode_cursor(cursor: str) -> tuple[float, str, str]:
     ref's shape is refused here, as the caller's mistake it is."""
     try:
         score, ref = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not (SCORE.fullmatch(str(score)) and REF.fullmatch(str(ref))):
+        if not (SCORE.fullmatch(str(score)) and is_ref(str(ref))):
             raise ValueError(cursor)
         return float(score), str(score), str(ref)
     except (binascii.Error, ValueError, TypeError) as exc:

@@ -4,7 +4,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from worker.apiframe.catalog import GENERATE
+from worker.apiframe.results import Asset, Kind, loads, numbered
 from worker.status import Status
+
+
+def assets_in(raw: dict[str, str]) -> list[Asset]:
+    """The record's assets; a record written before assets had kinds lists image URLs."""
+    if raw.get("assets"):
+        return loads(raw["assets"])
+    return numbered(Kind.IMAGE, json.loads(raw.get("result_urls") or "[]"))
 
 
 def text(value: bytes | str | None) -> str | None:
@@ -14,26 +23,31 @@ def text(value: bytes | str | None) -> str | None:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """One image landed in S3."""
+    """One file landed in S3."""
 
-    index: int
+    index: int  # its place among the job's files, from 1
     bucket: str
     key: str
     bytes: int
     sha256: str
     content_type: str
     source_url: str
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
+    kind: str = Kind.IMAGE.value
+    number: int | None = None  # within its kind (see `Asset`); the index where it is None
+    track_id: str | None = None
 
     @classmethod
     def from_json(cls, raw: str) -> "StoredObject":
         return cls(**json.loads(raw))
 
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
     def public(self) -> dict[str, Any]:
         return {
             "index": self.index,
+            "kind": self.kind,
+            **({"trackId": self.track_id} if self.track_id else {}),
             "bucket": self.bucket,
             "key": self.key,
             "sha256": self.sha256,
@@ -58,7 +72,7 @@ class JobRecord:
     job_id: str | None = None
     submitted_at: float | None = None
     progress: int | None = None
-    result_urls: list[str] = field(default_factory=list)
+    assets: list[Asset] = field(default_factory=list)  # the files the finished job names
     error: str | None = None
     objects: list[StoredObject] = field(default_factory=list)
     pending_event: str | None = None
@@ -67,6 +81,9 @@ class JobRecord:
     via: str | None = None  # how imagedock learned the job finished: "webhook" or "poll"
     completed_at: float | None = None
     landing_failures: int = 0  # failed landing attempts, whoever queued them
+    operation: str = GENERATE  # the Apiframe route that made the job
+    action: str | None = None  # an action route's action
+    parent_job_id: str | None = None  # the Apiframe job an action acted on
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -87,7 +104,7 @@ class JobRecord:
             job_id=raw.get("job_id") or None,
             submitted_at=number("submitted_at"),
             progress=int(raw["progress"]) if raw.get("progress") else None,
-            result_urls=json.loads(raw.get("result_urls") or "[]"),
+            assets=assets_in(raw),
             error=raw.get("error") or None,
             objects=sorted(objects, key=lambda stored: stored.index),
             pending_event=raw.get("pending_event") or None,
@@ -96,6 +113,9 @@ class JobRecord:
             via=raw.get("via") or None,
             completed_at=number("completed_at"),
             landing_failures=int(raw.get("landing_failures") or 0),
+            operation=raw.get("operation") or GENERATE,
+            action=raw.get("action") or None,
+            parent_job_id=raw.get("parent_job_id") or None,
         )
 
     def outcome(self, now: float) -> dict[str, Any]:

@@ -26,9 +26,10 @@ from arq import Retry
 from arq.cron import cron
 from arq.worker import func
 
+from worker.apiframe.catalog import GENERATE
 from worker.deps import Deps
 from worker.landing.errors import TransientError
-from worker.landing.job import LandingDeps, NotReady, land_job, landing_timeout
+from worker.landing.job import LONGEST_LANDING, LandingDeps, NotReady, land_job, landing_timeout
 from worker.ledger.keys import LANDING_QUEUE, POLLING_QUEUE, digest
 from worker.polling import poll_due
 from worker.runtime.arq_worker import StoppableWorker
@@ -56,7 +57,11 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
     settings: Settings = ctx["deps"].settings
     with structlog.contextvars.bound_contextvars(job_id=job_id, job_try=ctx["job_try"]):
         record = await deps.ledger.by_job_id(job_id)
-        limit = landing_timeout(settings.landing_timeout, record.model if record else "")
+        limit = landing_timeout(
+            settings.landing_timeout,
+            record.operation if record else GENERATE,
+            record.model if record else "",
+        )
         try:
             # Our own deadline, inside arq's: a slow landing is a failure that counts, where
             # arq's timeout would end the job with no word and no retry.
@@ -162,8 +167,8 @@ def build_worker(deps: Deps, **overrides: Any) -> StoppableWorker:
             func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries),
         ],
         "queue_name": LANDING_QUEUE,
-        # The longest landing any model may take: arq's claim must outlast it.
-        "job_timeout": landing_timeout(settings.landing_timeout, "") + ARQ_MARGIN,
+        # The longest landing any route and model may take: arq's timeout must outlast it.
+        "job_timeout": LONGEST_LANDING * settings.landing_timeout + ARQ_MARGIN,
         "max_tries": tries,
         "max_jobs": 20,
         "poll_delay": LANDING_POLL_DELAY,
