@@ -24,15 +24,23 @@ from simulator.account import account, list_problems
 from simulator.cdn import serve_file
 from simulator.config import Fault, SimulatorConfig
 from simulator.images import EXTENSIONS, PaddedImage, render
+from simulator.media import MediaFile, MediaFormat
 from simulator.responses import error, fault_response
 from simulator.state import Delivery, Received, SimJob, iso
-from simulator.validation import BodyError, images_asked, params_key_for, validate_submission
+from simulator.validation import (
+    BodyError,
+    images_asked,
+    params_key_for,
+    validate_route,
+    validate_submission,
+)
 from simulator.webhooks import WebhookSender
-from worker.apiframe.catalog import MODELS
+from worker.apiframe.catalog import GENERATE, MODELS, OPERATIONS
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 
 Handler = Callable[[Request], Awaitable[Response]]
 KNOBS = frozenset(knob.name for knob in fields(SimulatorConfig))
+MIDJOURNEY_GRIDS = ("variation", "outpaint")  # the actions that make a new grid of four
 
 
 class Simulator:
@@ -53,7 +61,10 @@ class Simulator:
         self._sender: WebhookSender | None = None
         self.app = Starlette(
             routes=[
-                Route("/v2/images/generate", self._recorded(self.generate), methods=["POST"]),
+                *(
+                    Route(f"/v2/{path}", self._recorded(self.generate), methods=["POST"])
+                    for path in OPERATIONS
+                ),
                 Route("/v2/jobs/{job_id}", self._recorded(self.get_job), methods=["GET"]),
                 Route("/v2/jobs", self._recorded(self.list_jobs), methods=["GET"]),
                 Route("/v2/me", self._recorded(self.me), methods=["GET"]),
@@ -83,7 +94,7 @@ class Simulator:
         """The knobs `job` runs with: its plan's, or else the live config."""
         return self._job_configs.get(job.id, self.config)
 
-    def image(self, url: str) -> PaddedImage:
+    def image(self, url: str) -> PaddedImage | MediaFile:
         name = url.rsplit("/", 1)[-1]
         return self.jobs[job_id_of(name)].images[name]
 
@@ -91,7 +102,7 @@ class Simulator:
         return [d for d in self.deliveries if d.job_id == job_id and event in (None, d.event)]
 
     def submissions(self) -> list[Received]:
-        return [r for r in self.received if r.path == "/v2/images/generate"]
+        return [r for r in self.received if r.path.removeprefix("/v2/") in OPERATIONS]
 
     async def settle(self) -> None:
         """Wait until every job and delivery in flight has finished."""
@@ -151,6 +162,8 @@ class Simulator:
     # The v2 routes.
 
     async def generate(self, request: Request) -> Response:
+        """Any of the ten job routes: the route is the path after `/v2/`."""
+        operation = request.url.path.removeprefix("/v2/")
         key, refusal = self._authenticate(request)
         if refusal or key is None:
             return refusal or error(401, "Invalid API key")
@@ -164,7 +177,13 @@ class Simulator:
             if replayed is not None:
                 return replayed
         try:
-            accepted = validate_submission(body, self.config)
+            if operation == GENERATE:
+                accepted = validate_submission(body, self.config)
+            else:
+                accepted = validate_route(operation, body, self.config)
+                parent_refusal = self._parent_refusal(key, operation, accepted)
+                if parent_refusal is not None:
+                    return parent_refusal
         except BodyError as exc:
             if idem_key is not None and self.config.bind_key_on_400:
                 self._idempotency[(key, idem_key)] = (fingerprint(body), "", time.time())
@@ -176,7 +195,7 @@ class Simulator:
                 creditsRequired=self.config.credit_cost,
                 creditsAvailable=self.config.credits,
             )
-        job = self._create(key, accepted, str(request.base_url).rstrip("/"))
+        job = self._create(key, operation, accepted, str(request.base_url).rstrip("/"))
         if idem_key is not None:
             self._idempotency[(key, idem_key)] = (fingerprint(accepted), job.id, time.time())
         if self.config_for(job).early:
@@ -200,15 +219,47 @@ class Simulator:
         job = self.jobs[seen[1]]
         return JSONResponse({"jobId": job.id, "status": job.status}, status_code=202)
 
-    def _create(self, key: str, body: dict[str, Any], base_url: str) -> SimJob:
+    def _parent_refusal(self, key: str, operation: str, body: dict[str, Any]) -> Response | None:
+        """An action's parent: 404 unless it is the caller's, 409 unless the action is
+        available for it (a finished job of the right route and kind)."""
+        if not OPERATIONS[operation].acts_on_parent:
+            return None
+        parent = self.jobs.get(str(body["parentJobId"]))
+        if parent is None or parent.api_key != key:
+            return error(404, "Parent job not found, or owned by a different user")
+        grid = parent.model == "midjourney" and parent.action in (None, "variation", "outpaint")
+        upsampled = parent.action in ("upsample", "pan", "inpaint")
+        available = {
+            "upsample": grid,
+            "variation": grid,
+            "inpaint": upsampled,
+            "outpaint": upsampled,
+            "pan": upsampled,
+        }.get(str(body["action"]), parent.model == "suno")
+        if parent.status != "COMPLETED" or not available:
+            return error(409, f"Action {body['action']} is not available for this job")
+        return None
+
+    def _create(self, key: str, operation: str, body: dict[str, Any], base_url: str) -> SimJob:
         self.config.credits -= self.config.credit_cost
-        model = body["model"]
+        parent = self.jobs.get(str(body.get("parentJobId")))
+        model = body.get("model", parent.model if parent else "")
+        known = OPERATIONS[operation].models.get(model)
+        if operation == GENERATE:
+            params = body.get(params_key_for(model, self.config), {})
+        elif known is not None:
+            params = body.get(known.params_key, {})
+        else:  # an action: its own fields
+            params = {k: v for k, v in body.items() if k not in ("action", "parentJobId")}
         job = SimJob(
             id=str(uuid.uuid4()),
             api_key=key,
-            prompt=body["prompt"],
+            prompt=body.get("prompt", ""),
             model=model,
-            params=body.get(params_key_for(model, self.config), {}),
+            params=params,
+            operation=operation,
+            action=body.get("action"),
+            parent_id=parent.id if parent else None,
             webhook_url=body.get(self.config.webhook_field),
             webhook_events=tuple(body.get("webhookEvents", ("progress", "completed", "failed"))),
             credit_cost=self.config.credit_cost,
@@ -334,17 +385,7 @@ class Simulator:
                 "error": job.error,
                 "model": job.model,
             }
-        aspect_ratio = str(job.params.get("aspect_ratio", "1:1"))
-        count = images_asked(job.params) or config.images_per_job
-        for index in range(1, max(1, min(MODELS[job.model].max_images, count)) + 1):
-            name = f"{job.id}-{index}.{EXTENSIONS[config.image_format]}"
-            picture = render(
-                job.prompt, index, aspect_ratio, config.image_format, config.image_long_side
-            )
-            job.images[name] = PaddedImage.sized(
-                picture, config.image_format, config.image_bytes, salt=name
-            )
-            job.image_urls.append(f"{job.cdn_base}/cdn/images/{name}")
+        self._make_results(job, config)
         job.status, job.progress = "COMPLETED", 100
         return {
             "event": "completed",
@@ -355,6 +396,55 @@ class Simulator:
             "model": job.model,
             "creditCost": job.credit_cost,
             "completedAt": iso(job.completed_at),
+        }
+
+    def _make_results(self, job: SimJob, config: SimulatorConfig) -> None:
+        """The job's files, and its result in its route's shape."""
+        makes = OPERATIONS[job.operation].makes
+        if makes == "video":
+            job.outputs = {"videoUrl": self._media(job, "mp4", 1, config.video_bytes)}
+        elif makes == "music" and job.action == "stems":
+            stems = [self._media(job, "wav", n, config.audio_bytes) for n in (1, 2)]
+            job.outputs = {"stems": [{"url": url} for url in stems]}
+        elif makes == "music":
+            most = OPERATIONS[job.operation].most(job.model)
+            job.outputs = {"tracks": [self._track(job, n, config) for n in range(1, most + 1)]}
+        else:
+            one = job.operation != GENERATE and job.action not in MIDJOURNEY_GRIDS
+            grid = job.model == "midjourney" and not one
+            count = 1 if one else 4 if grid else images_asked(job.params) or config.images_per_job
+            most = MODELS[job.model].max_images if job.model in MODELS else 4
+            for index in range(1, max(1, min(most, count)) + 1):
+                job.image_urls.append(self._image(job, str(index), config))
+            if grid:
+                job.outputs = {"images": list(job.image_urls),
+                               "gridUrl": self._image(job, "grid", config)}  # fmt: skip
+
+    def _image(self, job: SimJob, tag: str, config: SimulatorConfig) -> str:
+        aspect_ratio = str(job.params.get("aspect_ratio", "1:1"))
+        name = f"{job.id}-{tag}.{EXTENSIONS[config.image_format]}"
+        seed = hash(tag) % 1000 if not tag.isdigit() else int(tag)
+        picture = render(
+            job.prompt, seed, aspect_ratio, config.image_format, config.image_long_side
+        )
+        job.images[name] = PaddedImage.sized(
+            picture, config.image_format, config.image_bytes, salt=name
+        )
+        return f"{job.cdn_base}/cdn/images/{name}"
+
+    def _media(self, job: SimJob, fmt: MediaFormat, number: int, size: int) -> str:
+        name = f"{job.id}-{fmt}{number}.{fmt}"
+        job.images[name] = MediaFile.sized(fmt, size, salt=name)
+        return f"{job.cdn_base}/cdn/images/{name}"
+
+    def _track(self, job: SimJob, number: int, config: SimulatorConfig) -> dict[str, Any]:
+        return {
+            "id": f"trk_{job.id[:8]}_{number}",
+            "audioUrl": self._media(job, "wav", number, config.audio_bytes),
+            "imageUrl": self._image(job, f"cover{number}", config),
+            "title": f"{job.prompt[:40] or 'Untitled'} ({number})",
+            "tags": "simulated",
+            "duration": round((config.audio_bytes - 44) / (44_100 * 4), 2),
         }
 
     async def _deliver(self, job: SimJob, event: str, payload: dict[str, Any]) -> None:

@@ -7,10 +7,13 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from simulator.config import SimulatorConfig
 from simulator.images import CHUNK, CONTENT_TYPES, PaddedImage
+from simulator.media import MEDIA_TYPES, MediaFile
 from simulator.responses import error
 
 
-def serve_file(picture: PaddedImage, config: SimulatorConfig, request_number: int) -> Response:
+def serve_file(
+    picture: PaddedImage | MediaFile, config: SimulatorConfig, request_number: int
+) -> Response:
     """The `request_number`-th answer for one file, as the CDN faults say."""
     if request_number <= config.cdn_fail_first:
         return error(503, "CDN temporarily unavailable")
@@ -18,12 +21,12 @@ def serve_file(picture: PaddedImage, config: SimulatorConfig, request_number: in
         return HTMLResponse("<html><body><h1>Welcome to the CDN</h1></body></html>")
     return StreamingResponse(
         stream(picture, config),
-        media_type=CONTENT_TYPES[picture.fmt],
+        media_type={**CONTENT_TYPES, **MEDIA_TYPES}[picture.fmt],
         headers={"Content-Length": str(picture.size), "Cache-Control": "max-age=86400"},
     )
 
 
-async def stream(picture: PaddedImage, config: SimulatorConfig) -> AsyncIterator[bytes]:
+async def stream(picture: PaddedImage | MediaFile, config: SimulatorConfig) -> AsyncIterator[bytes]:
     """The file in 64 KiB pieces; slowed by `cdn_chunk_delay`, cut in half by `cdn_truncate`
     (the declared length stays whole, so the client sees the break)."""
     budget = picture.size // 2 if config.cdn_truncate else picture.size

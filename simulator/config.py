@@ -38,6 +38,8 @@ class SimulatorConfig:
     image_format: ImageFormat = "png"
     image_long_side: int = 256
     image_bytes: int = 0  # pad every file to at least this size; 0 keeps the natural size
+    video_bytes: int = 256 * 1024  # the size of every video (an mp4)
+    audio_bytes: int = 64 * 1024  # the size of every track and stem (a wav)
     file_ttl_seconds: float = 24 * 3600
     result_base_url: str | None = None  # where result URLs point; default: this server's CDN route
 

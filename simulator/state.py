@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.images import PaddedImage
+from simulator.media import MediaFile
 from worker.timestamps import iso_time
 
 
@@ -27,7 +28,11 @@ class SimJob:
     progress: int | None = None
     error: str | None = None
     image_urls: list[str] = field(default_factory=list)
-    images: dict[str, PaddedImage] = field(default_factory=dict)  # file name -> image
+    images: dict[str, PaddedImage | MediaFile] = field(default_factory=dict)  # name -> file
+    operation: str = "images/generate"
+    action: str | None = None
+    parent_id: str | None = None
+    outputs: dict[str, Any] | None = None  # the result, for a route whose shape is not images
     webhook_status: str | None = None
     created_at: float = field(default_factory=time.time)
     completed_at: float | None = None
@@ -40,6 +45,8 @@ class SimJob:
     def result(self, shape: str) -> Any:
         if self.status != "COMPLETED":
             return None
+        if self.outputs is not None:
+            return self.outputs
         if shape == "string":
             return self.image_urls[0] if self.image_urls else ""
         if shape == "empty":

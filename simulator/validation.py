@@ -1,11 +1,13 @@
-"""Strict validation of `POST /v2/images/generate` bodies, with Apiframe's error shapes: every
-model of the route, each with its own params block."""
+"""Strict validation of the job routes' bodies, with Apiframe's error shapes: every model of
+`POST /v2/images/generate` with its own params block, and on the other nine routes each model's
+route, block and prompt, and each action's own fields."""
 
 from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.config import SimulatorConfig
-from worker.apiframe.catalog import MODELS, PARAMS_KEYS
+from worker.apiframe.catalog import MODELS, OPERATIONS, PARAMS_KEYS, operation_of
+from worker.apiframe.models import ACTION_FIELDS
 
 GROK = "grok-imagine-image"
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "16:9", "9:16")
@@ -68,6 +70,45 @@ def validate_submission(body: Any, config: SimulatorConfig) -> dict[str, Any]:
     return body
 
 
+def validate_route(operation: str, body: Any, config: SimulatorConfig) -> dict[str, Any]:
+    """A body for any route but `images/generate`: the accepted body, or BodyError."""
+    if not isinstance(body, dict):
+        raise BodyError("Request body must be a JSON object", {"": ["Expected object"]})
+    route = OPERATIONS[operation]
+    shared = {"webhookEvents", config.webhook_field}
+    if route.acts_on_parent:
+        action = body.get("action")
+        if action not in route.actions:
+            raise BodyError("Validation failed", {"action": [f"One of {', '.join(route.actions)}"]})
+        required, optional = ACTION_FIELDS[str(action)]
+        allowed = shared | set(required) | set(optional) | {"action", "parentJobId"}
+        needed = set(required) | {"parentJobId"}
+    else:
+        model = body.get("model")
+        if model not in route.models:
+            elsewhere = operation_of(str(model)) if isinstance(model, str) else None
+            said = "Required" if model is None else "Unsupported model"
+            if elsewhere:
+                said = f"Unsupported model: {model} belongs to /v2/{elsewhere}"
+            raise BodyError("Validation failed", {"model": [said]})
+        known = route.models[str(model)]
+        allowed = shared | {"model", known.params_key} | ({"prompt"} if route.prompt else set())
+        needed = {"model"} | ({"prompt"} if route.prompt else set())
+        needed |= {known.params_key} if known.params_required else set()
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        names = ", ".join(f"'{key}'" for key in unknown)
+        raise BodyError(
+            f"Unrecognized keys: {names}", {"": [f"Unrecognized key(s) in object: {names}"]}
+        )
+    missing = sorted(needed - set(body))
+    if missing:
+        raise BodyError("Validation failed", {name: ["Required"] for name in missing})
+    if config.webhook_field in body and not is_url(body[config.webhook_field]):
+        raise BodyError("Validation failed", {config.webhook_field: ["Invalid url"]})
+    return body
+
+
 def check_params(model: str, key: str, params: Any) -> dict[str, list[str]]:
     if not isinstance(params, dict):
         return {key: ["Expected object"]}
@@ -94,4 +135,11 @@ def images_asked(params: dict[str, Any]) -> int | None:
     return None
 
 
-__all__ = ["PARAMS_KEYS", "BodyError", "images_asked", "params_key_for", "validate_submission"]
+__all__ = [
+    "PARAMS_KEYS",
+    "BodyError",
+    "images_asked",
+    "params_key_for",
+    "validate_route",
+    "validate_submission",
+]
