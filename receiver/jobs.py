@@ -36,7 +36,7 @@ from worker.deps import Deps
 from worker.ledger.ledger import Conflict
 from worker.ledger.paging import BadCursor, PageQuery
 from worker.ledger.records import JobRecord
-from worker.submission import submit_job
+from worker.submission import BadParent, submit_job
 from worker.validation import field_problems
 
 METADATA_BYTES = 4 * 1024  # what a record keeps of a caller's metadata, and sends in events
@@ -93,11 +93,14 @@ async def create_job(request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         return error(400, "Idempotency-Key must be 1 to 255 characters")
-    request_only = GenerateRequest(prompt=job.prompt, model=job.model, params=job.params)
+    fields = set(GenerateRequest.model_fields) - {"webhook_url", "webhook_events"}
+    request_only = GenerateRequest.model_validate(job.model_dump(include=fields))
     try:
         record = await submit_job(
             deps_of(request).submitting, request_only, metadata=job.metadata, idempotency_key=key
         )
+    except BadParent as exc:
+        return error(400, "invalid job request", details={"parentJobId": str(exc)})
     except Conflict as exc:
         return error(409, str(exc))
     except ApiframeError as exc:

@@ -401,7 +401,9 @@ class Simulator:
     def _make_results(self, job: SimJob, config: SimulatorConfig) -> None:
         """The job's files, and its result in its route's shape."""
         makes = OPERATIONS[job.operation].makes
-        if makes == "video":
+        if makes == "video" and config.wrong_kind:
+            job.outputs = {"videoUrl": self._image(job, "1", config)}
+        elif makes == "video":
             job.outputs = {"videoUrl": self._media(job, "mp4", 1, config.video_bytes)}
         elif makes == "music" and job.action == "stems":
             stems = [self._media(job, "wav", n, config.audio_bytes) for n in (1, 2)]
@@ -463,7 +465,7 @@ class Simulator:
         if job.expired(config.file_ttl_seconds):
             return error(404, "File expired")
         self.cdn_requests[name] += 1
-        return serve_file(picture, config, self.cdn_requests[name])
+        return serve_file(picture, config, self.cdn_requests[name], request.headers.get("range"))
 
 
 def job_id_of(file_name: str) -> str:

@@ -40,6 +40,7 @@ class SimulatorConfig:
     image_bytes: int = 0  # pad every file to at least this size; 0 keeps the natural size
     video_bytes: int = 256 * 1024  # the size of every video (an mp4)
     audio_bytes: int = 64 * 1024  # the size of every track and stem (a wav)
+    wrong_kind: bool = False  # serve a PNG where a video or a track is promised
     file_ttl_seconds: float = 24 * 3600
     result_base_url: str | None = None  # where result URLs point; default: this server's CDN route
 
@@ -61,6 +62,7 @@ class SimulatorConfig:
     cdn_fail_first: int = 0  # 503 for the first n requests of each file
     cdn_chunk_delay: float = 0.0  # slow bodies: a pause between 64 KiB chunks
     cdn_truncate: bool = False  # declare the full length, send half
+    cdn_ranges: bool = True  # serve `Range: bytes=N-` requests, as CDNs do
     cdn_content: CdnContent = "image"
 
     response_delay_seconds: float = 0.0  # a slow API, to exercise client timeouts

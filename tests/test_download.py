@@ -79,13 +79,27 @@ def origin(origin_server: Origin) -> str:
     return origin_server.url
 
 
+class Kept:
+    """A destination that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.begun: tuple[str, str, int | None] | None = None
+        self.body = bytearray()
+
+    async def begin(self, content_type: str, extension: str, size: int | None) -> None:
+        self.begun = (content_type, extension, size)
+
+    async def write(self, chunk: bytes) -> None:
+        assert self.begun is not None, "written before it was begun"
+        self.body += chunk
+
+
 async def fetch(deps: Deps, url: str, allowed: list[str]) -> bytes:
     """Fetch through the download client `open_deps` makes, as a worker does."""
-    download = await Downloader(deps.hosts, HostPolicy(allowed), CAPS).fetch(url)
-    try:
-        return download.file.read()
-    finally:
-        download.close()
+    kept = Kept()
+    download = await Downloader(deps.hosts, HostPolicy(allowed), CAPS).fetch(url, "image", kept)
+    assert download.size == len(kept.body)
+    return bytes(kept.body)
 
 
 async def test_an_exactly_named_host_may_be_loopback(origin: str, deps: Deps) -> None:
@@ -195,7 +209,7 @@ async def test_past_the_pooled_names_each_download_has_its_own_connection(
     downloader = Downloader(hosts, policy, CAPS)
     try:
         for _ in range(2):
-            (await downloader.fetch(origin_server.url + "/image.png")).close()
+            await downloader.fetch(origin_server.url + "/image.png", "image", Kept())
     finally:
         await hosts.aclose()
     assert len(set(origin_server.peers)) == 2

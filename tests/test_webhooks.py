@@ -208,8 +208,10 @@ async def test_cdn_outages_are_retried(stack: Stack) -> None:
 
 
 async def test_truncated_downloads_are_retried(stack: Stack) -> None:
-    """A body cut short is never stored; the retry, once whole, is."""
+    """A body cut short by a CDN that serves no ranges is never stored; the retry, once whole,
+    is."""
     stack.sim.config.cdn_truncate = True
+    stack.sim.config.cdn_ranges = False
     stack.sim.config.image_bytes = 200_000
     job_id = (await stack.submit())["jobId"]
     await stack.sim.settle()

@@ -23,6 +23,7 @@ from worker.apiframe.catalog import (
     operation_of,
 )
 from worker.apiframe.results import Asset, assets_of
+from worker.validation import FieldProblem
 
 MODEL = "grok-imagine-image"
 GROK_ALIAS = "grokParams"  # the params block's other published spelling
@@ -111,7 +112,7 @@ class GenerateRequest(BaseModel):
             grok = {GROK_ALIAS} if model.name == MODEL else set()
             if key not in {model.params_key} | grok:
                 message = f"{key} is not {model.name}'s params block: send {model.params_key}"
-                raise ValueError(message)
+                raise FieldProblem(key, message)
         rest = {name: value for name, value in data.items() if name != key}
         return {**rest, "params": data[key]}
 
@@ -120,54 +121,65 @@ class GenerateRequest(BaseModel):
         operation = OPERATIONS.get(self.operation)
         if operation is None:
             known = ", ".join(OPERATIONS)
-            raise ValueError(f"unknown operation {self.operation[:60]!r}: one of {known}")
+            raise FieldProblem(
+                "operation", f"unknown operation {self.operation[:60]!r}: one of {known}"
+            )
         if operation.acts_on_parent:
             return self._fits_the_action(operation)
         if self.model is None and operation.path == GENERATE:
             self.model = MODEL
         if self.action is not None or self.parent_job_id is not None:
-            raise ValueError(f"{operation.path} takes no action or parentJobId")
+            raise FieldProblem("action", f"{operation.path} takes no action or parentJobId")
         model = operation.models.get(self.model or "")
         if model is None:
             elsewhere = operation_of(self.model or "")
             if elsewhere is not None:
-                raise ValueError(f"{self.model} is a model of {elsewhere}, not {operation.path}")
-            raise ValueError(
+                raise FieldProblem(
+                    "model", f"{self.model} is a model of {elsewhere}, not {operation.path}"
+                )
+            raise FieldProblem(
+                "model",
                 f"unknown model {str(self.model)[:60]!r} for {operation.path}: "
-                f"`imagedock models --operation {operation.path}` lists them"
+                f"`imagedock models --operation {operation.path}` lists them",
             )
         if operation.prompt and self.prompt is None:
-            raise ValueError(f"{operation.path} needs a prompt")
+            raise FieldProblem("prompt", f"{operation.path} needs a prompt")
         if not operation.prompt and self.prompt is not None:
-            raise ValueError(f"{operation.path} takes no prompt (it goes in {model.params_key})")
+            raise FieldProblem(
+                "prompt", f"{operation.path} takes no prompt (it goes in {model.params_key})"
+            )
         if self.prompt is not None and len(self.prompt) > model.prompt_max:
-            raise ValueError(
-                f"{model.name} takes a prompt of at most {model.prompt_max} characters"
+            raise FieldProblem(
+                "prompt", f"{model.name} takes a prompt of at most {model.prompt_max} characters"
             )
         if model.params_required and not self.params:
-            raise ValueError(f"{model.name} needs its {model.params_key} block")
+            raise FieldProblem(model.params_key, f"{model.name} needs its {model.params_key} block")
         if model.name == MODEL and self.params is not None:
             self.params = GrokParams.model_validate(self.params).wire()
         return self
 
     def _fits_the_action(self, operation: Operation) -> "GenerateRequest":
         if self.model is not None:
-            raise ValueError(f"{operation.path} takes no model: it acts on its parent's")
+            raise FieldProblem("model", f"{operation.path} takes no model: it acts on its parent's")
         if self.action not in operation.actions:
-            raise ValueError(f"{operation.path} takes an action: one of "
+            raise FieldProblem("action", f"{operation.path} takes an action: one of "
                              f"{', '.join(operation.actions)}")  # fmt: skip
         if not self.parent_job_id:
-            raise ValueError(f"{operation.path} needs parentJobId: the job it acts on")
+            raise FieldProblem(
+                "parentJobId", f"{operation.path} needs parentJobId: the job it acts on"
+            )
         required, optional = ACTION_FIELDS[self.action]
         given = set(self.params or {}) | ({"prompt"} if self.prompt is not None else set())
         missing = sorted(required - given)
         if missing:
-            raise ValueError(f"{self.action} needs {', '.join(missing)}")
+            raise FieldProblem(missing[0], f"{self.action} needs {', '.join(missing)}")
         if self.prompt is not None and "prompt" not in required | optional:
-            raise ValueError(f"{self.action} takes no prompt")
+            raise FieldProblem("prompt", f"{self.action} takes no prompt")
         longest = ACTION_PROMPT_MAX.get(self.action, 0)
         if self.prompt is not None and len(self.prompt) > longest:
-            raise ValueError(f"{self.action} takes a prompt of at most {longest} characters")
+            raise FieldProblem(
+                "prompt", f"{self.action} takes a prompt of at most {longest} characters"
+            )
         return self
 
     @property

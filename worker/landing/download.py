@@ -5,25 +5,26 @@ medium the job promised (an image, a video or audio).
 
 Connections are pooled per host name (`HostClients`): one made, and verified, for one name never
 carries a request for another, and a job's images, and the next job's, skip the TCP and TLS
-handshakes. Bodies are spooled to a temporary file past a few MiB, so a 50 MB image never sits
-in memory whole.
+handshakes. Bytes go to a `Destination` as they arrive (`landing.upload` writes them to S3 a part
+at a time), so no file, however large, sits in memory or on disk whole.
 """
 
 import asyncio
 import hashlib
-import tempfile
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import IO
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 import httpx
+import structlog
 
 from worker.landing.errors import PermanentError, TransientError
 from worker.landing.hosts import HostPolicy
 
 MAX_REDIRECTS = 3
-SPOOL_IN_MEMORY = 8 * 1024 * 1024
+MAX_RESUMES = 4  # requests one download may take, the first included, when its body breaks off
 PERMANENT_STATUSES = {400, 401, 403, 404, 410, 451}
 IDENTITY = {"Accept-Encoding": "identity"}
 CLOSE = {"Connection": "close"}
@@ -40,13 +41,22 @@ SIGNATURES = (  # (prefix, content type, extension); the RIFF and ISO-BMFF famil
 RIFF = {b"WEBP": ("image/webp", "webp"), b"WAVE": ("audio/wav", "wav")}
 BRANDS = {b"qt  ": ("video/quicktime", "mov"), b"M4A ": ("audio/mp4", "m4a")}  # else an mp4
 MEDIA = {"image": "an image", "video": "a video", "audio": "audio"}
+log = structlog.get_logger("download")
 
 
-@dataclass
+class Destination(Protocol):
+    """Where a download's bytes go as they arrive: told the file's type (from its first bytes)
+    and size (if the CDN said it) before the first byte."""
+
+    async def begin(self, content_type: str, extension: str, size: int | None) -> None: ...
+
+    async def write(self, chunk: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
 class Download:
-    """A fetched image in a temporary file; close it when done."""
+    """What was fetched: its size, digests and type; the bytes went to the destination."""
 
-    file: IO[bytes]
     size: int
     sha256: str
     md5: str
@@ -54,8 +64,23 @@ class Download:
     extension: str
     source_url: str
 
-    def close(self) -> None:
-        self.file.close()
+
+@dataclass
+class Received:
+    """One download's state across the requests that make it (a resumed one takes several)."""
+
+    size: int = 0
+    head: bytes = b""
+    pending: list[bytes] = field(default_factory=list)  # bytes held until the type is known
+    begun: bool = False
+    ranges: bool = False  # the CDN said it serves byte ranges: a broken body can resume
+    total: int | None = None
+    sha256: Any = field(default_factory=hashlib.sha256)
+    md5: Any = field(default_factory=lambda: hashlib.md5(usedforsecurity=False))
+
+
+class Broken(Exception):
+    """The body broke off after some bytes, from a CDN that serves ranges: resume."""
 
 
 def sniff(head: bytes) -> tuple[str, str] | None:
@@ -111,9 +136,21 @@ class Downloader:
         self._policy = policy
         self._caps = caps  # the most bytes of a file, by medium
 
-    async def fetch(self, url: str, medium: str = "image") -> Download:
-        """Stream `url`, a file of `medium`, into a temporary file, following at most a few
-        checked redirects."""
+    async def fetch(self, url: str, medium: str, into: Destination) -> Download:
+        """Stream `url`, a file of `medium`, into `into`, following at most a few checked
+        redirects; a body that breaks off part-way resumes with `Range` where the CDN allows
+        it, a few times."""
+        got = Received()
+        for _ in range(MAX_RESUMES):
+            try:
+                return await self._fetch_from(url, medium, into, got)
+            except Broken as exc:
+                log.info("download.resuming", url=url, at=got.size, error=repr(exc.__cause__))
+        raise TransientError(f"download of {url} broke off {MAX_RESUMES} times")
+
+    async def _fetch_from(
+        self, url: str, medium: str, into: Destination, got: Received
+    ) -> Download:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             target = await self._policy.check(current)
@@ -123,6 +160,8 @@ class Downloader:
             # address must never carry it.
             client, pooled = self._hosts.for_host(target.host)
             headers = {"Host": httpx.URL(current).netloc.decode(), **IDENTITY}
+            if got.size:
+                headers["Range"] = f"bytes={got.size}-"
             try:
                 async with client.stream(
                     "GET",
@@ -133,62 +172,83 @@ class Downloader:
                     if response.is_redirect and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
                         continue
-                    return await self._receive(url, medium, response)
+                    return await self._receive(url, medium, response, into, got)
             except httpx.TransportError as exc:
+                if got.ranges and got.size:
+                    raise Broken from exc
                 raise TransientError(f"download of {url} broke off: {exc!r}") from exc
         raise PermanentError(f"download of {url} redirected more than {MAX_REDIRECTS} times")
 
-    async def _receive(self, url: str, medium: str, response: httpx.Response) -> Download:
+    async def _receive(
+        self,
+        url: str,
+        medium: str,
+        response: httpx.Response,
+        into: Destination,
+        got: Received,
+    ) -> Download:
         status = response.status_code
         if status in PERMANENT_STATUSES:
             expired = " (the file has probably expired)" if status in (403, 404, 410) else ""
             raise PermanentError(f"the CDN answered {status} for {url}{expired}")
         if status == 429 or status >= 500:
             raise TransientError(f"the CDN answered {status} for {url}")
-        if status != 200:
+        if got.size and not resumed_at(response, got.size):
+            raise TransientError(f"the CDN did not resume {url} at byte {got.size} ({status})")
+        if not got.size and status != 200:
             raise PermanentError(f"the CDN answered an unexpected {status} for {url}")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding != "identity":
             # Decoding would let a few compressed bytes grow past any cap in memory.
             raise PermanentError(f"{url} came with Content-Encoding {encoding!r}, not identity")
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self._caps[medium]:
-            raise PermanentError(self._too_big(url, medium, int(declared)))
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-        try:
-            return await self._spool(url, medium, response, spool)
-        except BaseException:
-            spool.close()
-            raise
-
-    async def _spool(
-        self, url: str, medium: str, response: httpx.Response, spool: IO[bytes]
-    ) -> Download:
-        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-        size, head, cap = 0, b"", self._caps[medium]
+        if not got.size:
+            got.ranges = response.headers.get("accept-ranges", "").strip().lower() == "bytes"
+            declared = response.headers.get("content-length", "")
+            got.total = int(declared) if declared.isdigit() else None
+        cap = self._caps[medium]
+        if got.total is not None and got.total > cap:
+            raise PermanentError(self._too_big(url, medium, got.total))
         async for chunk in response.aiter_raw():  # the bytes as they arrive, never decoded
-            size += len(chunk)
-            if size > cap:
-                raise PermanentError(self._too_big(url, medium, size))
-            if len(head) < 16:
-                head += chunk[:16]
-                if len(head) >= 12:
-                    self._check_type(url, medium, head)
-            sha256.update(chunk)
-            md5.update(chunk)
-            spool.write(chunk)
-        found = self._check_type(url, medium, head)
-        spool.seek(0)
-        return Download(spool, size, sha256.hexdigest(), md5.hexdigest(), *found, url)
+            got.size += len(chunk)
+            if got.size > cap:
+                raise PermanentError(self._too_big(url, medium, got.size))
+            got.sha256.update(chunk)
+            got.md5.update(chunk)
+            if got.begun:
+                await into.write(chunk)
+                continue
+            got.head += chunk[: 16 - len(got.head)]
+            got.pending.append(chunk)
+            if len(got.head) >= 16:
+                await self._begin(url, medium, into, got)
+        if not got.begun:  # a file shorter than the head
+            await self._begin(url, medium, into, got)
+        found = sniff(got.head)
+        assert found is not None
+        return Download(got.size, got.sha256.hexdigest(), got.md5.hexdigest(), *found, url)
+
+    async def _begin(self, url: str, medium: str, into: Destination, got: Received) -> None:
+        content_type, extension = self._check_type(url, medium, got.head)
+        await into.begin(content_type, extension, got.total)
+        got.begun = True
+        for held in got.pending:
+            await into.write(held)
+        got.pending.clear()
 
     @staticmethod
     def _check_type(url: str, medium: str, head: bytes) -> tuple[str, str]:
         found = sniff(head)
         if found is None or medium_of(found[0]) != medium:
-            what = f"a {found[0]} file" if found else f"a file starting {head[:12]!r}"
+            what = found[0] if found else f"a file starting {head[:12]!r}"
             raise PermanentError(f"{url} is not {MEDIA[medium]}: the CDN sent {what}")
         return found
 
     def _too_big(self, url: str, medium: str, size: int) -> str:
         setting = f"IMAGEDOCK_MAX_{medium.upper()}_BYTES"
         return f"{url} is over the {self._caps[medium]}-byte cap ({setting}): {size}"
+
+
+def resumed_at(response: httpx.Response, offset: int) -> bool:
+    """Whether the answer is the rest of the file from `offset`: a 206 whose range says so."""
+    found = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("content-range", ""))
+    return response.status_code == 206 and found is not None and int(found.group(1)) == offset

@@ -16,7 +16,8 @@ from worker.apiframe.results import Asset, dumps, shape_of
 from worker.events import Events
 from worker.landing.download import Downloader
 from worker.landing.errors import PermanentError, TransientError
-from worker.landing.storage import Blob, ObjectStore, json_blob
+from worker.landing.storage import ObjectStore, json_blob
+from worker.landing.upload import ObjectWriter
 from worker.ledger.ledger import Ledger
 from worker.ledger.records import JobRecord, StoredObject
 from worker.status import FAILURES, Status, from_apiframe
@@ -179,7 +180,14 @@ async def store_all(
 
 
 async def still_stored(store: ObjectStore, stored: StoredObject) -> bool:
-    return (await store.head(stored.key)).get("sha256") == stored.sha256
+    """Whether the object is in S3 as it was landed: its SHA-256 where it carries one (a
+    multipart upload is made before its digest is known), else its size."""
+    found = await store.stat(stored.key)
+    if found is None:
+        return False
+    if "sha256" in found.metadata:
+        return found.metadata["sha256"] == stored.sha256
+    return found.size == stored.bytes
 
 
 async def store_one(
@@ -188,8 +196,15 @@ async def store_one(
     """Download one file, of the medium its kind promises, and store it under its name."""
     assert record.job_id is not None
     medium, url = asset.kind.medium, asset.url
-    download = await deps.downloader.fetch(url, medium)
+    metadata = {
+        "job-id": record.job_id,
+        "source-url": url,
+        "model": record.model,
+        "kind": asset.kind.value,
+    }
+    writer = ObjectWriter(deps.store, record.job_id, asset.name, metadata)
     try:
+        download = await deps.downloader.fetch(url, medium, writer)
         await deps.ledger.log(
             record.ref,
             record.job_id,
@@ -201,17 +216,11 @@ async def store_one(
             bytes=download.size,
             sha256=download.sha256,
         )
-        key = deps.store.key(record.job_id, f"{asset.name}.{download.extension}")
-        metadata = {
-            "job-id": record.job_id,
-            "source-url": url,
-            "sha256": download.sha256,
-            "model": record.model,
-            "kind": asset.kind.value,
-        }
-        await deps.store.put_once(key, Blob.of(download, metadata))
-    finally:
-        download.close()
+        await writer.finish(download)
+    except BaseException:
+        await writer.abort()
+        raise
+    key = writer.key
     stored = StoredObject(
         index,
         deps.store.bucket,

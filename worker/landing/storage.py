@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from worker.landing.download import Download
 from worker.landing.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -61,17 +60,13 @@ class Blob:
     content_type: str
     metadata: dict[str, str]
 
-    @classmethod
-    def of(cls, download: Download, metadata: dict[str, str]) -> "Blob":
-        """A fetched image, described by the digests computed while it streamed."""
-        return cls(
-            download.file,
-            download.size,
-            download.sha256,
-            download.md5,
-            download.content_type,
-            metadata,
-        )
+
+@dataclass(frozen=True)
+class Stat:
+    """An object's user metadata and size."""
+
+    metadata: dict[str, str]
+    size: int
 
 
 class ObjectStore:
@@ -110,14 +105,66 @@ class ObjectStore:
 
     async def head(self, key: str) -> dict[str, str]:
         """The object's user metadata, or {} if it does not exist."""
+        found = await self.stat(key)
+        return found.metadata if found else {}
+
+    async def stat(self, key: str) -> Stat | None:
+        """The object's metadata and size, or None if it does not exist."""
         try:
             answer = await self._call(self.client.head_object, Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return {}
+                return None
             raise
-        metadata: dict[str, str] = answer.get("Metadata", {})
-        return metadata
+        return Stat(answer.get("Metadata", {}), int(answer.get("ContentLength", 0)))
+
+    # A multipart upload, a part at a time (see `landing.upload`).
+
+    async def create_upload(self, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        answer = await self._call(
+            self.client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            ContentType=content_type,
+            CacheControl=CACHE_CONTROL,
+            Metadata=ascii_metadata(metadata),
+        )
+        return str(answer["UploadId"])
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """Send part `number`; returns its ETag. Checked by S3 with the checksum mode's digest."""
+        extra: dict[str, Any] = {}
+        if self._checksum_mode != "when_supported":  # else boto3 sends a CRC32 of its own
+            extra["ContentMD5"] = base64.b64encode(
+                hashlib.md5(body, usedforsecurity=False).digest()
+            ).decode()
+        answer = await self._call(
+            self.client.upload_part,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            **extra,
+        )
+        return str(answer["ETag"])
+
+    async def complete_upload(self, key: str, upload_id: str, etags: list[str]) -> None:
+        """Make the object of the parts sent, unless `key` exists (S3 answers 412)."""
+        parts = [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, start=1)]
+        await self._call(
+            self.client.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            IfNoneMatch="*",
+        )
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        await self._call(
+            self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id
+        )
 
     async def check_bucket(self) -> None:
         """Raise TransientError, naming S3's answer, unless the bucket can be reached."""

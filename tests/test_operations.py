@@ -1,0 +1,142 @@
+"""Every Apiframe job route lands through the same pipeline: videos, tracks with their covers,
+Midjourney grids and their actions, each file typed by its kind and named by it."""
+
+import json
+
+from tests.support.stack import BUCKET, Stack
+
+
+async def test_a_video_lands_as_its_kind(stack: Stack) -> None:
+    """A Kling video: `videoUrl` lands as `1.mp4`, byte for byte, typed as a video, and the
+    job, its manifest and its event say what made it."""
+    stack.sim.config.video_bytes = 3 * 1024 * 1024
+    answer = await stack.submit("a heron takes off", operation="videos/generate", model="kling-3.0")
+    job_id = answer["jobId"]
+    await stack.run_worker()
+    job = await stack.job(job_id)
+    assert (job["status"], job["operation"]) == ("LANDED", "videos/generate")
+    [video] = job["objects"]
+    assert (video["kind"], video["key"]) == ("video", f"apiframe/{job_id}/1.mp4")
+    url = stack.sim.jobs[job_id].outputs["videoUrl"]  # type: ignore[index]
+    assert stack.object(video["key"]) == stack.sim.image(url).read()
+    assert stack.s3.head_object(Bucket=BUCKET, Key=video["key"])["ContentType"] == "video/mp4"
+    manifest = json.loads(stack.object(f"apiframe/{job_id}/manifest.json"))
+    assert (manifest["operation"], manifest["objects"]) == ("videos/generate", job["objects"])
+    [event] = stack.delivered("job.landed")
+    assert event["data"]["operation"] == "videos/generate"
+    assert event["data"]["images"][0]["kind"] == "video"
+    [submitted] = stack.sim.submissions()
+    assert submitted.path == "/v2/videos/generate"
+    assert "prompt" in json.loads(submitted.body)
+
+
+async def test_a_songs_tracks_land_with_their_covers(stack: Stack) -> None:
+    """Suno's two tracks: each audio file and its cover art, named by the track."""
+    answer = await stack.submit("a sea shanty about S3", operation="music/generate", model="suno")
+    job_id = answer["jobId"]
+    await stack.run_worker()
+    job = await stack.job(job_id)
+    assert job["status"] == "LANDED"
+    prefix = f"apiframe/{job_id}/"
+    assert stack.keys(job_id) == [
+        prefix + name
+        for name in (
+            "manifest.json",
+            "track-1-cover.png",
+            "track-1.wav",
+            "track-2-cover.png",
+            "track-2.wav",
+        )
+    ]
+    tracks = stack.sim.jobs[job_id].outputs["tracks"]  # type: ignore[index]
+    kinds = [(o["kind"], o.get("trackId")) for o in job["objects"]]
+    assert kinds == [
+        ("audio", tracks[0]["id"]),
+        ("cover", tracks[0]["id"]),
+        ("audio", tracks[1]["id"]),
+        ("cover", tracks[1]["id"]),
+    ]
+    audio = job["objects"][0]
+    assert stack.object(audio["key"]) == stack.sim.image(tracks[0]["audioUrl"]).read()
+    assert stack.s3.head_object(Bucket=BUCKET, Key=audio["key"])["ContentType"] == "audio/wav"
+
+
+async def test_a_midjourney_grid_then_its_upsample(stack: Stack) -> None:
+    """A grid lands its four images and the grid; U2 names the grid by imagedock's ref, is
+    sent Apiframe's id for it, and lands one image whose manifest and event name the parent."""
+    grid = await stack.submit("a lighthouse in fog", model="midjourney")
+    await stack.run_worker()
+    landed = await stack.job(grid["jobId"])
+    assert [o["kind"] for o in landed["objects"]] == ["image"] * 4 + ["grid"]
+    assert landed["objects"][-1]["key"] == f"apiframe/{grid['jobId']}/grid.png"
+
+    action = {"operation": "images/midjourney/action", "action": "upsample", "index": 2}
+    response = await stack.api.post("/jobs", json={**action, "parentJobId": grid["ref"]})
+    assert response.status_code == 202, response.text
+    upsampled = response.json()
+    await stack.run_worker()
+    job = await stack.job(upsampled["jobId"])
+    assert (job["status"], job["action"]) == ("LANDED", "upsample")
+    assert (job["parentJobId"], job["model"]) == (grid["jobId"], "midjourney")
+    sent = json.loads(stack.sim.submissions()[-1].body)
+    assert (sent["parentJobId"], sent["index"], sent["action"]) == (grid["jobId"], 2, "upsample")
+    assert "model" not in sent
+    manifest = json.loads(stack.object(f"apiframe/{upsampled['jobId']}/manifest.json"))
+    assert (manifest["parentJobId"], manifest["action"]) == (grid["jobId"], "upsample")
+    [event] = stack.delivered("job.landed")[-1:]
+    assert event["data"]["parentJobId"] == grid["jobId"]
+
+
+async def test_bad_routes_and_parents_are_refused_by_field(stack: Stack) -> None:
+    """A model sent to another route, an action on a job imagedock does not know, or on one
+    not finished: 400s naming the field, and nothing sent to Apiframe."""
+    cases = [
+        ({"prompt": "a fox", "operation": "videos/generate", "model": "flux-2-pro"}, "model"),
+        ({"operation": "images/upscale", "model": "topaz-image-upscale"}, "topazUpscaleParams"),
+        ({"operation": "images/upscale", "model": "topaz-image-upscale", "prompt": "x",
+          "topazUpscaleParams": {"image": "https://example.com/a.png"}}, "prompt"),
+        ({"operation": "music/suno/action", "action": "stems",
+          "parentJobId": "0" * 32}, "parentJobId"),
+        ({"operation": "images/midjourney/action", "action": "zoom",
+          "parentJobId": "0" * 32}, "action"),
+        ({"operation": "images/generate/more", "prompt": "a fox"}, "operation"),
+    ]  # fmt: skip
+    for body, field in cases:
+        response = await stack.api.post("/jobs", json=body)
+        assert response.status_code == 400, body
+        assert field in response.json()["details"], response.json()
+    stack.sim.config.stall = True
+    running = await stack.submit("a grid", model="midjourney")
+    body = {"operation": "images/midjourney/action", "action": "variation", "index": 1,
+            "parentJobId": running["jobId"]}  # fmt: skip
+    refused = await stack.api.post("/jobs", json=body)
+    assert refused.status_code == 400
+    assert "needs it finished" in refused.json()["details"]["parentJobId"]
+    assert len(stack.sim.submissions()) == 1
+
+
+async def test_a_file_of_another_kind_fails_the_job_cleanly(stack: Stack) -> None:
+    """A CDN that answers an image where a video was promised fails the job with the reason,
+    and leaves nothing of it in S3."""
+    stack.sim.plan_next_job(wrong_kind=True)
+    answer = await stack.submit("a comet", operation="videos/generate", model="veo-3")
+    await stack.run_worker()
+    ended = await stack.job(answer["jobId"])
+    assert ended["status"] == "FAILED"
+    assert "is not a video: the CDN sent image/png" in ended["error"]
+    assert stack.keys(answer["jobId"]) == []
+
+
+async def test_a_download_cut_at_half_resumes_where_it_broke(stack: Stack) -> None:
+    """A CDN that serves ranges and breaks off half-way is asked for the rest: the video lands
+    whole in one attempt, by parts, from two requests."""
+    stack.sim.config.video_bytes = 20 * 1024 * 1024  # past one part: a multipart upload
+    stack.sim.plan_next_job(cdn_truncate=True)
+    answer = await stack.submit("a tide", operation="videos/generate", model="kling-2.6")
+    await stack.run_worker()
+    job = await stack.job(answer["jobId"])
+    assert job["status"] == "LANDED"
+    url = stack.sim.jobs[answer["jobId"]].outputs["videoUrl"]  # type: ignore[index]
+    assert stack.sim.cdn_requests[url.rsplit("/", 1)[-1]] == 2
+    assert stack.object(job["objects"][0]["key"]) == stack.sim.image(url).read()
+    assert "landing.retry" not in await stack.log_events(answer["jobId"])
