@@ -26,7 +26,8 @@ async def landed_by_a_new_worker(stack: Stack, **body: Any) -> tuple[str, int]:
         job_id = (await stack.submit(**body))["jobId"]
 
         async def landed() -> bool:
-            return (await stack.job(job_id))["status"] == "LANDED"
+            status: str = (await stack.job(job_id))["status"]
+            return status == "LANDED"
 
         await eventually(landed, f"job {job_id} landed", deadline=240)
         return job_id, peak_rss(worker.pid)
