@@ -36,6 +36,7 @@ from worker.deps import Deps
 from worker.ledger.ledger import Conflict
 from worker.ledger.paging import BadCursor, PageQuery
 from worker.ledger.records import JobRecord
+from worker.references import BadReference
 from worker.submission import BadParent, submit_job
 from worker.validation import field_problems
 
@@ -101,6 +102,8 @@ async def create_job(request: Request) -> Response:
         )
     except BadParent as exc:
         return error(400, "invalid job request", details={"parentJobId": str(exc)})
+    except BadReference as exc:
+        return error(400, "invalid job request", details={exc.field: str(exc)})
     except Conflict as exc:
         return error(409, str(exc))
     except ApiframeError as exc:

@@ -6,7 +6,7 @@ from typing import Literal
 from worker.apiframe.signatures import Variant
 
 ImageFormat = Literal["png", "jpeg", "webp"]
-ResultShape = Literal["images", "string", "empty"]
+ResultShape = Literal["images", "string", "empty", "unknown"]
 CdnContent = Literal["image", "html"]
 
 

@@ -45,6 +45,8 @@ class SimJob:
     def result(self, shape: str) -> Any:
         if self.status != "COMPLETED":
             return None
+        if shape == "unknown":  # a shape no document has published
+            return {"clips": [{"href": url} for url in self.image_urls]}
         if self.outputs is not None:
             return self.outputs
         if shape == "string":

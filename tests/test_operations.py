@@ -3,6 +3,8 @@ Midjourney grids and their actions, each file typed by its kind and named by it.
 
 import json
 
+import httpx
+
 from tests.support.stack import BUCKET, Stack
 
 
@@ -140,3 +142,54 @@ async def test_a_download_cut_at_half_resumes_where_it_broke(stack: Stack) -> No
     assert stack.sim.cdn_requests[url.rsplit("/", 1)[-1]] == 2
     assert stack.object(job["objects"][0]["key"]) == stack.sim.image(url).read()
     assert "landing.retry" not in await stack.log_events(answer["jobId"])
+
+
+async def test_a_landed_image_is_upscaled_and_cut_out_by_reference(stack: Stack) -> None:
+    """An upscale and a background removal name an image imagedock landed by its key: Apiframe
+    is sent a presigned URL that serves it, the record keeps the reference, not the URL."""
+    first = await stack.submit("a teapot")
+    await stack.run_worker()
+    [landed] = (await stack.job(first["jobId"]))["objects"]
+    routes = [
+        ("images/upscale", "topaz-image-upscale", "topazUpscaleParams"),
+        ("images/background-remove", "bria-bg-remove", "briaBgRemoveParams"),
+    ]
+    async with httpx.AsyncClient() as http:
+        for operation, model, block in routes:
+            body = {"operation": operation, "model": model, block: {"image": {"s3": landed["key"]}}}
+            response = await stack.api.post("/jobs", json=body)
+            assert response.status_code == 202, response.text
+            sent = json.loads(stack.sim.submissions()[-1].body)[block]["image"]
+            assert (await http.get(sent)).content == stack.object(landed["key"])
+            await stack.run_worker()
+            job = await stack.job(response.json()["jobId"])
+            assert (job["status"], job["operation"]) == ("LANDED", operation)
+            assert job["params"] == {"image": {"s3": landed["key"]}}
+            assert sent not in json.dumps(job)
+
+
+async def test_a_reference_outside_the_prefix_or_missing_is_refused(stack: Stack) -> None:
+    """Only objects under imagedock's prefix that exist may be named; nothing is sent."""
+    for key, said in (("private/payroll.pdf", "is not under"),
+                      ("apiframe/../x.png", "is not under"),
+                      ("apiframe/nothing/1.png", "does not exist")):  # fmt: skip
+        body = {"operation": "images/upscale", "model": "clarity-upscale",
+                "clarityUpscaleParams": {"image": {"s3": key}}}  # fmt: skip
+        response = await stack.api.post("/jobs", json=body)
+        assert response.status_code == 400
+        assert said in response.json()["details"]["clarityUpscaleParams.image"]
+    assert stack.sim.submissions() == []
+
+
+async def test_a_result_of_no_known_shape_is_asked_again_then_failed(stack: Stack) -> None:
+    """A result naming files in a shape imagedock does not know is not dropped: Apiframe is
+    asked again, and the job fails with the shape it saw."""
+    stack.sim.config.webhook_result_shape = "unknown"
+    stack.sim.config.job_result_shape = "unknown"
+    answer = await stack.submit("a kite")
+    await stack.run_worker()
+    job = await stack.job(answer["jobId"])
+    assert job["status"] == "FAILED"
+    assert "naming no file: an object with clips" in job["error"]
+    asked = [r for r in stack.sim.received if r.path == f"/v2/jobs/{answer['jobId']}"]
+    assert asked

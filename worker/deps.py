@@ -86,6 +86,9 @@ class Deps:
             settings.poll_after,
             # Stable while the submitting key is: a rotation starts fresh refs for new keys.
             hashlib.sha256(f"imagedock-ref:{settings.api_keys[0]}".encode()).digest(),
+            self.store,
+            # Past the longest a job may run, and the hour Apiframe may queue it first.
+            round(settings.job_deadline) + 3600,
         )
 
     @cached_property

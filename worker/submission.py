@@ -7,12 +7,15 @@ submit at a time is in flight for a record, however many copies of a request arr
 
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from arq.connections import ArqRedis
 
+from worker import references
 from worker.apiframe import (
     ApiframeClient,
     ApiframeError,
@@ -22,6 +25,7 @@ from worker.apiframe import (
 )
 from worker.apiframe.catalog import GENERATE
 from worker.events import Events
+from worker.landing.storage import ObjectStore
 from worker.ledger import keys
 from worker.ledger.keys import is_ref
 from worker.ledger.ledger import Attached, Conflict, Ledger
@@ -42,6 +46,8 @@ class SubmitDeps:
     public_url: str
     poll_after: float
     ref_secret: bytes  # keys caller refs (`caller_ref`); derived from imagedock's Apiframe key
+    store: ObjectStore  # where inputs named by reference (`references`) are
+    reference_seconds: int  # how long their presigned URLs live: past the longest job
 
     def webhook_url(self, ref: str) -> str:
         return f"{self.public_url}/webhooks/apiframe?ref={ref}"
@@ -59,6 +65,8 @@ async def submit_job(
     action's parent may be named by imagedock's ref or by Apiframe's job id: Apiframe is sent
     its own (`BadParent` if imagedock does not know the parent or it has not finished)."""
     params = request.params or {}
+    block = request.catalogued.params_key if request.catalogued else ""
+    await references.check(deps.store, params, block)
     model, lineage = request.model or "", lineage_of(request)
     if request.route.acts_on_parent:
         parent = await parent_of(deps.ledger, request.parent_job_id or "")
@@ -83,9 +91,11 @@ async def submit_job(
         if not held:
             raise Conflict("that Idempotency-Key is being submitted right now; retry shortly")
         if not created:  # the lease's last holder may have submitted it since it was read
-            latest = await deps.ledger.get(record.ref)
-            if latest is not None and (latest.job_id or latest.status in FINAL):
-                return latest
+            record = await deps.ledger.get(record.ref) or record
+            if record.job_id or record.status in FINAL:
+                return record
+        wire = await sent_params(deps, record, params)
+        request = request.model_copy(update={"params": wire or request.params})
         submission, attached = await send(deps, record, request, actor)
     job_id = submission.job_id
     early = attached.early
@@ -104,6 +114,20 @@ async def submit_job(
     final = await deps.ledger.get(record.ref)
     assert final is not None
     return final
+
+
+async def sent_params(
+    deps: SubmitDeps, record: JobRecord, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The params Apiframe is sent, references made URLs: made once, then kept with the
+    record, so that every retry sends the same body. None if nothing needs resolving."""
+    if record.sent_params is not None:
+        return record.sent_params
+    if not any(True for _ in references.references(params)):
+        return None
+    wire = await references.resolve(deps.store, params, deps.reference_seconds)
+    await deps.ledger.set_fields(record.ref, sent_params=json.dumps(wire))
+    return wire
 
 
 class BadParent(ValueError):

@@ -39,12 +39,20 @@ FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 PROMPT_LONGEST = max(model.prompt_max for model in EVERY_MODEL.values())
 
 
+class S3Reference(BaseModel):
+    """An object of imagedock's own bucket, named where a URL is taken (see `references`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s3: str = Field(min_length=1, max_length=1024)
+
+
 class GrokParams(BaseModel):
     """Grok Imagine's optional parameters: a reference image and an aspect ratio."""
 
     model_config = ConfigDict(extra="forbid")
 
-    image: HttpUrl | None = None
+    image: HttpUrl | S3Reference | None = None
     aspect_ratio: AspectRatio | None = None
 
     def wire(self) -> dict[str, Any]:

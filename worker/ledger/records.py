@@ -84,6 +84,7 @@ class JobRecord:
     operation: str = GENERATE  # the Apiframe route that made the job
     action: str | None = None  # an action route's action
     parent_job_id: str | None = None  # the Apiframe job an action acted on
+    sent_params: dict[str, Any] | None = None  # as Apiframe was sent them: references resolved
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -116,6 +117,7 @@ class JobRecord:
             operation=raw.get("operation") or GENERATE,
             action=raw.get("action") or None,
             parent_job_id=raw.get("parent_job_id") or None,
+            sent_params=json.loads(raw["sent_params"]) if raw.get("sent_params") else None,
         )
 
     def outcome(self, now: float) -> dict[str, Any]:
