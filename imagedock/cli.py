@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from worker.apiframe.catalog import GENERATE, OPERATIONS
 from worker.settings import Settings, SettingsError, load_settings
 from worker.status import Status
 from worker.structured_logging import configure_logging
@@ -62,8 +63,11 @@ def run_submit(args: argparse.Namespace, settings: Settings) -> int:
         submit(
             settings,
             args.prompt,
+            operation=args.operation,
             model=args.model,
             params=args.params,
+            action=args.action,
+            parent=args.parent,
             image=args.image,
             aspect_ratio=args.aspect_ratio,
             metadata=metadata,
@@ -75,7 +79,7 @@ def run_submit(args: argparse.Namespace, settings: Settings) -> int:
 def run_models(args: argparse.Namespace, settings: Settings) -> int:
     from imagedock.commands import models
 
-    return models()
+    return models(args.operation)
 
 
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
@@ -176,11 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=run_worker)
 
     submit = commands.add_parser("submit", help="submit one job from the shell")
-    submit.add_argument("prompt")
-    submit.add_argument("--model", default="grok-imagine-image", help="see `imagedock models`")
+    submit.add_argument("prompt", nargs="?", help="for the routes that take one")
     submit.add_argument(
-        "--params", type=json_object, help="the model's params block, as a JSON object"
+        "--operation",
+        choices=list(OPERATIONS),
+        default=GENERATE,
+        help="Apiframe's route after /v2/ (images/generate)",
     )
+    submit.add_argument(
+        "--model", help="see `imagedock models --operation ROUTE` (grok-imagine-image)"
+    )
+    submit.add_argument(
+        "--params",
+        type=json_object,
+        help="the model's params block, or an action's fields, as a JSON object; "
+        'a URL may be {"s3": KEY} of an object imagedock landed',
+    )
+    submit.add_argument("--action", help="an action route's action (upsample, stems...)")
+    submit.add_argument("--parent", help="the job an action acts on: its jobId or ref")
     submit.add_argument("--image", help="Grok: a reference image URL, for image-to-image")
     submit.add_argument("--aspect-ratio", choices=["1:1", "2:3", "3:2", "16:9", "9:16"])
     submit.add_argument(
@@ -189,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key")
     submit.set_defaults(handler=run_submit)
 
-    models = commands.add_parser("models", help="list the image models and their params blocks")
+    models = commands.add_parser(
+        "models", help="list Apiframe's job routes, or one route's models and params blocks"
+    )
+    models.add_argument("--operation", choices=list(OPERATIONS), help="the route to list")
     models.set_defaults(handler=run_models)
 
     jobs = commands.add_parser("jobs", help="list the most recent jobs")

@@ -13,15 +13,17 @@ from rich.table import Table
 from imagedock.clients import open_deps
 from receiver.schemas import JobView
 from worker.apiframe import MODEL, ApiframeError, GenerateRequest, GrokParams
-from worker.apiframe.catalog import MODELS
+from worker.apiframe.catalog import OPERATIONS
+from worker.apiframe.models import ACTION_FIELDS
 from worker.ledger.ledger import Conflict
 from worker.ledger.log import WARNINGS, LogEntry
 from worker.ledger.paging import PageQuery
 from worker.ledger.records import JobRecord
+from worker.references import BadReference
 from worker.runtime.queue import enqueue_replay
 from worker.settings import Settings
 from worker.status import Status
-from worker.submission import submit_job, track_job
+from worker.submission import BadParent, submit_job, track_job
 from worker.validation import field_problems
 
 console = Console()
@@ -41,10 +43,13 @@ def moment(ts: float | None) -> str:
 
 async def submit(
     settings: Settings,
-    prompt: str,
+    prompt: str | None,
     *,
-    model: str,
+    operation: str,
+    model: str | None,
     params: dict[str, Any] | None,
+    action: str | None,
+    parent: str | None,
     image: str | None,
     aspect_ratio: str | None,
     metadata: dict[str, str],
@@ -53,10 +58,20 @@ async def submit(
     settings.require("apiframe_key", "public_url")
     try:  # checked before anything is recorded or sent
         grok = GrokParams.model_validate({"image": image, "aspect_ratio": aspect_ratio}).wire()
-        if grok and model != MODEL:
+        if grok and (model or MODEL) != MODEL:
             print("imagedock submit: --image and --aspect-ratio are Grok's", file=sys.stderr)
             return 2
-        request = GenerateRequest(prompt=prompt, model=model, params={**(params or {}), **grok})
+        given = {
+            "operation": operation,
+            "prompt": prompt,
+            "model": model,
+            "params": {**(params or {}), **grok} or None,
+            "action": action,
+            "parentJobId": parent,
+        }
+        request = GenerateRequest.model_validate(
+            {name: value for name, value in given.items() if value is not None}
+        )
     except ValidationError as exc:
         found = "; ".join(f"{path}: {msg}" for path, msg in field_problems(exc).items())
         print(f"imagedock submit: {found}", file=sys.stderr)
@@ -70,6 +85,9 @@ async def submit(
                 idempotency_key=idempotency_key,
                 actor="cli",
             )
+    except (BadParent, BadReference) as exc:
+        print(f"imagedock submit: {exc}", file=sys.stderr)
+        return 2
     except (ApiframeError, Conflict) as exc:
         console.print(f"[red]not submitted:[/] {exc}")
         return 1
@@ -196,12 +214,34 @@ async def redrive(settings: Settings) -> int:
     return 0
 
 
-def models() -> int:
-    """`imagedock models`: every model on Apiframe's image route, as imagedock submits it."""
-    table = Table(title=f"{len(MODELS)} image models")
-    for column in ("model", "params block", "images per job", "prompt up to"):
+def models(operation: str | None = None) -> int:
+    """`imagedock models`: Apiframe's ten job routes; with `--operation`, every model on that
+    route (or every action, for an action route), as imagedock submits it."""
+    if operation is None:
+        table = Table(title=f"{len(OPERATIONS)} job routes: `imagedock models --operation ROUTE`")
+        for column in ("operation", "makes", "models or actions", "prompt"):
+            table.add_column(column)
+        for route in OPERATIONS.values():
+            made = ", ".join(route.actions) if route.acts_on_parent else f"{len(route.models)}"
+            taken = {True: "required", False: "none", None: "per action"}[route.prompt]
+            table.add_row(route.path, route.makes, made, taken)
+        console.print(table)
+        return 0
+    route = OPERATIONS[operation]
+    if route.acts_on_parent:
+        table = Table(title=f"{operation}: actions on a parent job (--parent)")
+        for column in ("action", "needs", "may take"):
+            table.add_column(column)
+        for action in route.actions:
+            needed, optional = ACTION_FIELDS[action]
+            table.add_row(action, ", ".join(sorted(needed)), ", ".join(sorted(optional)))
+        console.print(table)
+        return 0
+    table = Table(title=f"{operation}: {len(route.models)} models")
+    for column in ("model", "params block", "files per job", "prompt up to"):
         table.add_column(column)
-    for model in MODELS.values():
-        table.add_row(model.name, model.params_key, str(model.max_images), str(model.prompt_max))
+    for model in route.models.values():
+        prompt = str(model.prompt_max) if route.prompt else "none"
+        table.add_row(model.name, model.params_key, str(model.max_images), prompt)
     console.print(table)
     return 0

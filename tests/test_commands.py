@@ -126,3 +126,27 @@ async def test_jobs_status_and_tail_print_json_lines_when_piped(stack: Stack) ->
     entries = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert len(entries) == 5
     assert all(entry["id"] and entry["event"] for entry in entries)
+
+
+async def test_submit_and_models_take_every_route(stack: Stack) -> None:
+    """`--operation` submits to any route: a Midjourney grid, then its upsample naming the grid
+    by ref; `models --operation` lists a route's models or actions; a bad one exits 2."""
+    grid = await imagedock(stack, "submit", "a lantern", "--model", "midjourney")
+    assert grid.returncode == 0, grid.stderr
+    ref = json.loads(grid.stdout)["ref"]
+    await stack.run_worker()
+    upsample = await imagedock(
+        stack, "submit", "--operation", "images/midjourney/action", "--action", "upsample",
+        "--params", '{"index": 3}', "--parent", ref,
+    )  # fmt: skip
+    assert upsample.returncode == 0, upsample.stderr
+    job = await stack.job(json.loads(upsample.stdout)["jobId"])
+    assert (job["operation"], job["action"], job["params"]) == (
+        "images/midjourney/action", "upsample", {"index": 3}
+    )  # fmt: skip
+    listed = await imagedock(stack, "models", "--operation", "videos/generate")
+    assert "kling-3.0" in listed.stdout
+    assert "flux-2-pro" not in listed.stdout
+    wrong = await imagedock(stack, "submit", "a fox", "--operation", "videos/generate")
+    assert wrong.returncode == 2
+    assert "model" in wrong.stderr
