@@ -81,6 +81,8 @@ async def test_every_metric_the_rules_read_is_exported_with_its_value(stack: Sta
     landed_bytes = sum(stored["bytes"] for stored in job["objects"])
     assert value(found, "imagedock_landing_bytes_sum") == landed_bytes
     assert value(found, "imagedock_landing_bytes_bucket", le="+Inf") == 1
+    assert value(found, "imagedock_files_landed_total", kind="image") == len(job["objects"])
+    assert value(found, "imagedock_files_landed_total", kind="video") == 0
     assert value(found, "imagedock_event_deliveries_total", outcome="delivered") == 2
     assert value(found, "imagedock_workers_alive") == 1
     assert value(found, "imagedock_worker_last_heartbeat_timestamp_seconds") > 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from worker.apiframe.results import Kind
 from worker.ledger import keys
 from worker.ledger.records import text
 from worker.status import UNFINISHED, Status
@@ -108,8 +109,16 @@ EVENT_DELIVERIES = Counter(
     "outcome",
     always=("delivered", "retried", "dead"),
 )
+FILES_LANDED = Counter(
+    "files_landed",
+    "Files landed in S3, by kind (image, grid, video, audio, cover, stem).",
+    "file:",
+    "kind",
+    always=tuple(kind.value for kind in Kind),
+)
 COUNTERS = (
     JOBS_SUBMITTED,
+    FILES_LANDED,
     JOBS_LANDED,
     JOBS_FAILED,
     JOBS_LANDED_VIA_POLL,

@@ -6,6 +6,7 @@ them."""
 METRICS = {
     "imagedock_jobs_submitted_total": "counter",
     "imagedock_jobs_landed_total": "counter",
+    "imagedock_files_landed_total": "counter",
     "imagedock_jobs_failed_total": "counter",
     "imagedock_jobs_landed_via_poll_total": "counter",
     "imagedock_webhooks_missed_total": "counter",

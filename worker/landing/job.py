@@ -235,5 +235,8 @@ async def store_one(
     )
     detail = {"index": index, "kind": asset.kind, "key": key, "bytes": download.size}
     stored_event = f"{medium}.stored"
-    await deps.ledger.add_object(record.ref, record.job_id, stored, actor, stored_event, **detail)
+    counting = (metrics.FILES_LANDED(asset.kind.value),)
+    await deps.ledger.add_object(
+        record.ref, record.job_id, stored, actor, stored_event, counting=counting, **detail
+    )
     return stored

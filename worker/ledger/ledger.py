@@ -261,14 +261,25 @@ class Ledger:
         await self.redis.hset(keys.job(ref), mapping=dict(fields))  # type: ignore[misc]
 
     async def add_object(
-        self, ref: str, job_id: str, stored: StoredObject, actor: str, event: str, /, **detail: Any
+        self,
+        ref: str,
+        job_id: str,
+        stored: StoredObject,
+        actor: str,
+        event: str,
+        /,
+        *,
+        counting: tuple[metrics.Counted, ...] = (),
+        **detail: Any,
     ) -> None:
-        """Record a stored object and write its log entry `event`, in one round trip."""
+        """Record a stored object, write its log entry `event` and add one to each counter in
+        `counting`, in one round trip."""
         async with self.redis.pipeline(transaction=True) as pipe:
             # EVAL, not EVALSHA: a pipeline's script would cost a SCRIPT EXISTS round trip.
             names = [keys.objects(ref), keys.job(ref)]
             pipe.eval(source("add_object"), len(names), *names, str(stored.index), stored.to_json())
             queue_entry(pipe, ref, job_id, actor, event, detail)
+            metrics.queue_counts(pipe, counting, None)
             await pipe.execute()
         echo(event, ref, job_id, actor, detail)
 
