@@ -11,11 +11,12 @@ from starlette.staticfiles import StaticFiles
 PAGE = Path(__file__).parent / "page" / "index.html"
 STATIC = Path(__file__).parent / "static"
 
-# The page runs only its own script and style and talks only to the receiver; images may come
-# from anywhere over HTTP(S), as presigned S3 URLs do. No inline code, so an injected tag is inert.
+# The page runs only its own script and style and talks only to the receiver; images, videos
+# and tracks may come from anywhere over HTTP(S), as presigned S3 URLs do. No inline code, so an
+# injected tag is inert.
 POLICY = (
-    "default-src 'self'; img-src 'self' https: http:; connect-src 'self'; style-src 'self'; "
-    "script-src 'self'; frame-ancestors 'none'"
+    "default-src 'self'; img-src 'self' https: http:; media-src 'self' https: http:; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 )
 HEADERS = {
     "Content-Security-Policy": POLICY,

@@ -365,3 +365,30 @@ async def test_the_filters_narrow_the_table(stack: Stack, dashboard: Dashboard) 
     await expect(page.locator("#jobs tbody tr")).to_have_count(1)
     await expect(dashboard.row(grok)).to_have_count(0)
     dashboard.assert_quiet(stack)
+
+
+async def test_a_video_and_a_track_show_as_players(stack: Stack, dashboard: Dashboard) -> None:
+    """A landed video shows as a video player and a link; a song's tracks as audio players
+    whose files load from S3, with their covers as thumbnails."""
+    page = await dashboard.live()
+    video = (await stack.submit("a wave", operation="videos/generate", model="kling-3.0"))["ref"]
+    song = (await stack.submit("a ballad", operation="music/generate", model="suno"))["ref"]
+    await stack.run_worker()
+    row = dashboard.row(video)
+    await expect(row).to_have_attribute("data-status", "LANDED")
+    player = row.locator("video.player")
+    await expect(player).to_have_count(1)
+    assert (await player.get_attribute("src") or "").startswith(s3_endpoint(stack))
+    await expect(row.locator(".media a")).to_have_text("video ↗")
+    await expect(row.locator(".model")).to_have_attribute("title", "videos/generate: kling-3.0")
+    tracks = dashboard.row(song).locator("audio.player")
+    await expect(tracks).to_have_count(2)
+    await page.wait_for_function(  # a WAV the browser can read: its metadata loaded from S3
+        "players => players.every((player) => player.readyState >= 1 && player.duration > 0)",
+        arg=await tracks.element_handles(),
+        timeout=WAIT_MS,
+    )
+    covers = dashboard.row(song).locator("img.thumb.cover")
+    await expect(covers).to_have_count(2)
+    await loaded(page, covers)
+    dashboard.assert_quiet(stack)

@@ -186,7 +186,9 @@ function renderRow(job, old = null) {
   const badge = element("td", "status");
   badge.append(element("span", "badge", status));
   const age = element("td", "age", ago(created));
-  const model = element("td", "model", job.model, { title: job.model });
+  // What made the job: its model, and past the default route, the route and action too.
+  const made = job.action ? `${job.model} ${job.action}` : job.model;
+  const model = element("td", "model", made, { title: `${job.operation}: ${made}` });
   const prompt = element("td", "prompt", job.prompt, { title: job.prompt });
   const reason = element("td", "reason", job.error ?? "");
   row.append(badge, age, model, prompt, thumbnails(job, old), reason);
@@ -200,11 +202,28 @@ function thumbnails(job, old) {
   const cell = element("td", "images");
   cell.dataset.keys = keys;
   for (const stored of job.objects.filter((each) => each.url)) {
-    const link = element("a", "", "", { href: stored.url, target: "_blank", rel: "noopener" });
-    link.append(element("img", "thumb", "", { src: stored.url, alt: `image ${stored.index + 1}` }));
-    cell.append(link);
+    cell.append(preview(stored));
   }
   return cell;
+}
+
+// A file as its kind is best seen: an image as a thumbnail, a video or a track as a player
+// that loads nothing until it is played, each with a link to the file itself.
+function preview(stored) {
+  const link = element("a", "", "", { href: stored.url, target: "_blank", rel: "noopener" });
+  const name = `${stored.kind ?? "image"} ${stored.index}`;
+  if (stored.kind === "video" || stored.kind === "audio" || stored.kind === "stem") {
+    const tag = stored.kind === "video" ? "video" : "audio";
+    const player = element(tag, `player ${tag}`, "", {
+      src: stored.url, controls: true, preload: "metadata", title: name,
+    });
+    const figure = element("span", "media");
+    link.textContent = stored.kind === "video" ? "video ↗" : "track ↗";
+    figure.append(player, link);
+    return figure;
+  }
+  link.append(element("img", `thumb ${stored.kind ?? "image"}`, "", { src: stored.url, alt: name }));
+  return link;
 }
 
 function noteModel(job) {
