@@ -193,3 +193,15 @@ async def test_a_result_of_no_known_shape_is_asked_again_then_failed(stack: Stac
     assert "naming no file: an object with clips" in job["error"]
     asked = [r for r in stack.sim.received if r.path == f"/v2/jobs/{answer['jobId']}"]
     assert asked
+
+
+async def test_a_video_is_polled_at_its_own_cadence(stack: Stack) -> None:
+    """A job whose webhook has not come is checked again as Apiframe advises for what it makes:
+    an image 2 s later, a video 5 s later."""
+    stack.sim.config.stall = True
+    image = await stack.submit("a stalled still")
+    video = await stack.submit("a stalled take", operation="videos/generate", model="veo-3")
+    await stack.wait_until_due()
+    assert await stack.poll() == 2
+    intervals = [(await stack.ledger.get(job["ref"])) for job in (image, video)]
+    assert [record.poll_interval for record in intervals if record] == [2.0, 5.0]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound, RateLimited
+from worker.apiframe.catalog import GENERATE, OPERATIONS
 from worker.apiframe.results import dumps
 from worker.events import Events
 from worker.ledger import keys
@@ -166,11 +167,12 @@ async def missed(ledger: Ledger, record: JobRecord, status: str) -> None:
 async def reschedule(
     deps: PollingDeps, record: JobRecord, *, at_least: float | None = None
 ) -> None:
-    """The next check, backing off per job from 2 s to the configured cap, and never sooner
-    than a 429's Retry-After."""
-    interval = min(
-        (record.poll_interval or FIRST_INTERVAL / 2) * 2, deps.settings.poll_max_interval
-    )
+    """The next check, backing off per job from its route's cadence (2 s for images, 5 s for
+    video and music, as Apiframe advises) to the configured cap, and never sooner than a
+    429's Retry-After."""
+    route = OPERATIONS.get(record.operation) or OPERATIONS[GENERATE]
+    first = max(FIRST_INTERVAL, route.poll_every)
+    interval = min((record.poll_interval or first / 2) * 2, deps.settings.poll_max_interval)
     await deps.ledger.set_fields(record.ref, poll_interval=interval)
     wait = max(interval, at_least or 0.0)  # the backoff goes on from its own interval
     await deps.ledger.schedule_poll(record.ref, time.time() + wait, only_if_tracked=True)
