@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
 from worker.apiframe.catalog import GENERATE, OPERATIONS, metric_label
-from worker.apiframe.results import Asset, dumps, shape_of
+from worker.apiframe.results import Asset, Kind, dumps, shape_of
 from worker.events import Events
 from worker.landing.download import Downloader
 from worker.landing.errors import PermanentError, TransientError
@@ -37,12 +37,23 @@ class LandingDeps:
 SLOWER = {"image": 1.0, "music": 3.0, "video": 10.0}  # a landing's time, against images'
 
 
-def most_files(operation: str, model: str) -> int:
-    """The most files a job of `model` on `operation` may land: its main kind's, and a grid
-    or a cover for each track beside them."""
+NOUNS = {Kind.IMAGE: "images", Kind.VIDEO: "videos", Kind.AUDIO: "tracks", Kind.STEM: "stems"}
+
+
+def too_many(assets: list[Asset], operation: str, model: str) -> str | None:
+    """Why a result names more files than a job of `model` on `operation` returns, if it does:
+    more of a kind than the model's most, more than one grid, or more covers than tracks."""
     route = OPERATIONS.get(operation) or OPERATIONS[GENERATE]
     most = route.most(model)
-    return 2 * most if route.makes == "music" else most + (1 if route.makes == "image" else 0)
+    for kind, noun in NOUNS.items():
+        count = sum(1 for asset in assets if asset.kind is kind)
+        if count > most:
+            return f"Apiframe returned {count} {noun}; {model or operation} returns {most}"
+    grids = sum(1 for asset in assets if asset.kind is Kind.GRID)
+    covers = sum(1 for asset in assets if asset.kind is Kind.COVER)
+    if grids > 1 or covers > sum(1 for asset in assets if asset.kind is Kind.AUDIO):
+        return f"Apiframe returned {grids} grids and {covers} covers for one job"
+    return None
 
 
 def landing_timeout(base: float, operation: str = GENERATE, model: str = "") -> float:
@@ -130,12 +141,9 @@ async def store_all(
     deps: LandingDeps, record: JobRecord, assets: list[Asset], actor: str, *, verify: bool = False
 ) -> Status:
     assert record.job_id is not None
-    most = most_files(record.operation, record.model)
-    if len(assets) > most:
-        raise PermanentError(
-            f"Apiframe returned {len(assets)} files; {record.model or record.operation} "
-            f"returns at most {most}"
-        )
+    refused = too_many(assets, record.operation, record.model)
+    if refused is not None:
+        raise PermanentError(refused)
     started = time.monotonic()
     done = {stored.index: stored for stored in record.objects}
     for index, asset in enumerate(assets, start=1):
