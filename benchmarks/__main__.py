@@ -17,6 +17,7 @@ BENCHMARKS = (
     "live_streams",
     "landing",
     "landing_memory",
+    "large_video",
     "poller",
     "end_to_end",
     "redis_cost",
