@@ -35,10 +35,10 @@ ENTRYPOINT ["imagedock"]
 CMD ["receiver", "--host", "0.0.0.0", "--port", "8000"]
 
 # The simulated Apiframe, for compose's `simulator` profile and local trials only: the one
-# place the simulator extra (Pillow, SeaweedFS) is installed.
+# place the simulator extra (Pillow and jsonschema; SeaweedFS runs apart) is installed.
 FROM runtime AS simulator
 USER 0
-RUN /venv/bin/pip install --no-cache-dir "pillow>=10.0"
+RUN /venv/bin/pip install --no-cache-dir "pillow>=10.0" "jsonschema>=4.18"
 USER 10001
 EXPOSE 9000
 HEALTHCHECK NONE

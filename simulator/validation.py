@@ -1,9 +1,18 @@
 """Strict validation of the job routes' bodies, with Apiframe's error shapes: every model of
-`POST /v2/images/generate` with its own params block, and on the other nine routes each model's
-route, block and prompt, and each action's own fields."""
+`POST /v2/images/generate` with its own params block (by hand, with the spellings the simulator
+can be switched to), and the other nine routes against Apiframe's own request schemas.
 
+`requests.json` holds those nine schemas as the OpenAPI document shipped with Apiframe's
+first-party Node SDK (`@apiframe-ai/sdk` 2.0.0-beta.1, MIT) has them: each a `oneOf` of one
+member per model (or action), every object closed (`additionalProperties: false`). A body is
+checked against its model's or action's member, so a problem is named by its field."""
+
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator
 
 from simulator.config import SimulatorConfig
 from worker.apiframe.catalog import MODELS, OPERATIONS, PARAMS_KEYS, operation_of
@@ -106,7 +115,30 @@ def validate_route(operation: str, body: Any, config: SimulatorConfig) -> dict[s
         raise BodyError("Validation failed", {name: ["Required"] for name in missing})
     if config.webhook_field in body and not is_url(body[config.webhook_field]):
         raise BodyError("Validation failed", {config.webhook_field: ["Invalid url"]})
+    details = schema_problems(operation, body, skip={config.webhook_field, "webhookEvents"})
+    if details:
+        raise BodyError("Validation failed", details)
     return body
+
+
+SCHEMAS: dict[str, Any] = json.loads(Path(__file__).with_name("requests.json").read_text())
+
+
+def schema_problems(operation: str, body: dict[str, Any], skip: set[str]) -> dict[str, list[str]]:
+    """What the route's schema finds wrong with `body` (less the fields in `skip`), by field."""
+    route, schema = OPERATIONS[operation], SCHEMAS[operation]
+    chosen = "action" if route.acts_on_parent else "model"
+    members = [
+        member
+        for member in schema.get("oneOf", [schema])
+        if body.get(chosen) in member["properties"][chosen].get("enum", [])
+    ]
+    checked = {name: value for name, value in body.items() if name not in skip}
+    details: dict[str, list[str]] = {}
+    for problem in Draft202012Validator(members[0] if members else schema).iter_errors(checked):
+        path = ".".join(str(part) for part in problem.absolute_path)
+        details.setdefault(path, []).append(problem.message)
+    return details
 
 
 def check_params(model: str, key: str, params: Any) -> dict[str, list[str]]:

@@ -342,3 +342,53 @@ async def test_a_job_that_does_not_complete_is_refunded(
     assert (job["status"], job["progress"], job["creditCost"]) == (status, 0, 0)
     assert job["expired"] is False
     assert apiframe.sim.config.credits == credits
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("images/upscale", {"model": "topaz-image-upscale",
+                            "topazUpscaleParams": {"image": "https://cdn.test/a.png",
+                                                   "upscale_factor": 3}},
+         "topazUpscaleParams.upscale_factor"),
+        ("images/upscale", {"model": "topaz-image-upscale",
+                            "topazUpscaleParams": {"image": "https://cdn.test/a.png", "dpi": 9}},
+         "topazUpscaleParams"),
+        ("videos/generate", {"model": "kling-3.0", "prompt": "a wave",
+                             "klingParams": {"duration": 30}}, "klingParams.duration"),
+        ("videos/generate", {"model": "flux-2-pro", "prompt": "a wave"}, "model"),
+        ("music/generate", {"model": "suno", "prompt": "a song", "fluxParams": {}}, ""),
+    ],
+)  # fmt: skip
+async def test_every_route_checks_its_body_against_apiframes_schema(
+    apiframe: Apiframe, http: httpx.AsyncClient, route: str, body: dict[str, Any], field: str
+) -> None:
+    """The nine routes beside images/generate refuse what Apiframe's own request schema does,
+    naming the field, and create no job."""
+    response = await http.post(f"{apiframe.url}/v2/{route}", json=body)
+    assert response.status_code == 400, response.text
+    assert field in response.json()["details"]
+    assert apiframe.sim.jobs == {}
+
+
+async def test_an_action_not_available_for_its_parent_is_a_409(
+    apiframe: Apiframe, http: httpx.AsyncClient
+) -> None:
+    """U1 of a grid makes an upscaled image; upsampling that image again is not available."""
+    body = {"model": "midjourney", "prompt": "a bay"}
+    grid = (await http.post(f"{apiframe.url}{GENERATE}", json=body)).json()["jobId"]
+    await wait_for_status(http, f"{apiframe.url}/v2/jobs/{grid}", "COMPLETED")
+    action = f"{apiframe.url}/v2/images/midjourney/action"
+    upsampled = await http.post(
+        action, json={"action": "upsample", "index": 1, "parentJobId": grid}
+    )
+    assert upsampled.status_code == 202
+    child = upsampled.json()["jobId"]
+    done = await wait_for_status(http, f"{apiframe.url}/v2/jobs/{child}", "COMPLETED")
+    assert len(done["result"]["images"]) == 1
+    again = await http.post(action, json={"action": "upsample", "index": 1, "parentJobId": child})
+    assert again.status_code == 409
+    panned = await http.post(
+        action, json={"action": "pan", "direction": "left", "parentJobId": child}
+    )
+    assert panned.status_code == 202
