@@ -12,7 +12,7 @@ from rich.table import Table
 
 from imagedock.clients import open_deps
 from receiver.schemas import JobView
-from worker.apiframe import MODEL, ApiframeError, GenerateRequest, GrokParams
+from worker.apiframe import MODEL, ApiframeError, ApiframeRequest, GrokParams
 from worker.apiframe.catalog import OPERATIONS
 from worker.apiframe.models import ACTION_FIELDS
 from worker.ledger.ledger import Conflict
@@ -69,7 +69,7 @@ async def submit(
             "action": action,
             "parentJobId": parent,
         }
-        request = GenerateRequest.model_validate(
+        request = ApiframeRequest.model_validate(
             {name: value for name, value in given.items() if value is not None}
         )
     except ValidationError as exc:

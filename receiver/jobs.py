@@ -24,9 +24,9 @@ from receiver.state import deps_of, lists_of
 from receiver.stream import log_stream, wants_stream
 from worker.apiframe import (
     ApiframeError,
+    ApiframeRequest,
     AuthenticationError,
     Forbidden,
-    GenerateRequest,
     IdempotencyConflict,
     InsufficientCredits,
     InvalidRequest,
@@ -54,7 +54,7 @@ def hide_webhook_fields(schema: dict[str, Any]) -> None:
         schema.get("properties", {}).pop(name, None)
 
 
-class JobRequest(GenerateRequest):
+class JobRequest(ApiframeRequest):
     """`POST /jobs`: a submission plus the caller's metadata, which comes back in every event.
     What the record keeps is capped: metadata at 4 KiB and params at 8 KiB, as JSON."""
 
@@ -94,8 +94,8 @@ async def create_job(request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         return error(400, "Idempotency-Key must be 1 to 255 characters")
-    fields = set(GenerateRequest.model_fields) - {"webhook_url", "webhook_events"}
-    request_only = GenerateRequest.model_validate(job.model_dump(include=fields))
+    fields = set(ApiframeRequest.model_fields) - {"webhook_url", "webhook_events"}
+    request_only = ApiframeRequest.model_validate(job.model_dump(include=fields))
     try:
         record = await submit_job(
             deps_of(request).submitting, request_only, metadata=job.metadata, idempotency_key=key

@@ -8,6 +8,7 @@ import json
 import random
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -425,7 +426,7 @@ class Simulator:
     def _image(self, job: SimJob, tag: str, config: SimulatorConfig) -> str:
         aspect_ratio = str(job.params.get("aspect_ratio", "1:1"))
         name = f"{job.id}-{tag}.{EXTENSIONS[config.image_format]}"
-        seed = hash(tag) % 1000 if not tag.isdigit() else int(tag)
+        seed = int(tag) if tag.isdigit() else zlib.crc32(tag.encode()) % 1000
         picture = render(
             job.prompt, seed, aspect_ratio, config.image_format, config.image_long_side
         )

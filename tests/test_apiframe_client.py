@@ -11,10 +11,10 @@ from tests.support.apiframe import list_jobs
 from tests.support.stack import API_KEY, Apiframe
 from worker.apiframe import (
     ApiframeClient,
+    ApiframeRequest,
     ApiframeStatusError,
     AuthenticationError,
     Forbidden,
-    GenerateRequest,
     IdempotencyConflict,
     InsufficientCredits,
     InvalidRequest,
@@ -28,7 +28,7 @@ from worker.apiframe.client import parse_retry_after
 from worker.status import Status, from_apiframe
 
 GENERATE = "/v2/images/generate"
-REQUEST = GenerateRequest(prompt="a heron in fog", params={"aspect_ratio": "3:2"})
+REQUEST = ApiframeRequest(prompt="a heron in fog", params={"aspect_ratio": "3:2"})
 
 
 async def test_submit_and_follow_a_job(apiframe: Apiframe, client: ApiframeClient) -> None:
@@ -64,7 +64,7 @@ async def test_sends_the_key_a_user_agent_and_grok_params(
 def test_callers_may_name_the_params_block_either_way() -> None:
     """`grokParams` and `grokImagineParams` from callers read as the same parameters."""
     for name in ("grokParams", "grokImagineParams"):
-        request = GenerateRequest.model_validate({"prompt": "x", name: {"aspect_ratio": "9:16"}})
+        request = ApiframeRequest.model_validate({"prompt": "x", name: {"aspect_ratio": "9:16"}})
         assert request.params == {"aspect_ratio": "9:16"}
 
 
@@ -90,7 +90,7 @@ async def test_falls_back_to_the_other_spelling_once_and_remembers(
 async def test_unrelated_400s_are_not_retried(apiframe: Apiframe, client: ApiframeClient) -> None:
     """A 400 about anything else surfaces at once, with Apiframe's details."""
     with pytest.raises(InvalidRequest) as caught:
-        await client.submit(GenerateRequest.model_construct(prompt="x", model="not-a-model"))
+        await client.submit(ApiframeRequest.model_construct(prompt="x", model="not-a-model"))
     assert "model" in caught.value.details
     assert caught.value.request_id
     assert len(apiframe.sim.submissions()) == 1
@@ -151,7 +151,7 @@ async def test_idempotency_conflict(apiframe: Apiframe, client: ApiframeClient) 
     first = await client.submit(REQUEST, idempotency_key="same")
     replay = await client.submit(REQUEST, idempotency_key="same")
     with pytest.raises(IdempotencyConflict):
-        await client.submit(GenerateRequest(prompt="other"), idempotency_key="same")
+        await client.submit(ApiframeRequest(prompt="other"), idempotency_key="same")
     assert first.job_id == replay.job_id
     assert len(apiframe.sim.jobs) == 1
 

@@ -9,7 +9,7 @@ import sys
 
 from tests.support.processes import env_of, running
 from tests.support.stack import Stack
-from worker.apiframe import GenerateRequest
+from worker.apiframe import ApiframeRequest
 from worker.runtime.heartbeat import beat
 
 
@@ -49,7 +49,7 @@ async def test_submit_says_why_apiframe_refused(stack: Stack) -> None:
 
 async def test_track_replay_and_redrive(stack: Stack) -> None:
     """A job submitted elsewhere is tracked once; replay and redrive say what they queued."""
-    foreign = (await stack.deps.apiframe.submit(GenerateRequest(prompt="elsewhere"))).job_id
+    foreign = (await stack.deps.apiframe.submit(ApiframeRequest(prompt="elsewhere"))).job_id
     tracked = await imagedock(stack, "track", foreign)
     assert tracked.returncode == 0, tracked.stderr
     assert f"tracking {foreign}" in tracked.stdout

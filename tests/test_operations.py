@@ -1,6 +1,7 @@
 """Every Apiframe job route lands through the same pipeline: videos, tracks with their covers,
 Midjourney grids and their actions, each file typed by its kind and named by it."""
 
+import asyncio
 import json
 
 import httpx
@@ -205,3 +206,26 @@ async def test_a_video_is_polled_at_its_own_cadence(stack: Stack) -> None:
     assert await stack.poll() == 2
     intervals = [(await stack.ledger.get(job["ref"])) for job in (image, video)]
     assert [record.poll_interval for record in intervals if record] == [2.0, 5.0]
+
+
+async def test_a_retried_submit_sends_the_same_presigned_url(stack: Stack) -> None:
+    """A submit naming an input by reference that Apiframe answered 503 is retried with the
+    caller's Idempotency-Key: the same body, the same URL, so Apiframe sees one request made
+    twice; once Apiframe has the job, the record keeps the URL no longer."""
+    first = await stack.submit("a teapot")
+    await stack.run_worker()
+    [landed] = (await stack.job(first["jobId"]))["objects"]
+    body = {"operation": "images/background-remove", "model": "851-bg-remove",
+            "lab851BgRemoveParams": {"image": {"s3": landed["key"]}}}  # fmt: skip
+    headers = {"Idempotency-Key": "cutout-7"}
+    stack.sim.fail_next(503, path="/v2/images/background-remove")
+    refused = await stack.api.post("/jobs", json=body, headers=headers)
+    assert refused.status_code == 503
+    await asyncio.sleep(1.1)  # a URL presigned now would be signed at another second
+    accepted = await stack.api.post("/jobs", json=body, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    sent = [r.body for r in stack.sim.submissions() if r.path.endswith("background-remove")]
+    assert len(sent) == 2
+    assert sent[0] == sent[1]
+    raw = await stack.redis.hgetall(f"imagedock:job:{accepted.json()['ref']}")
+    assert b"sent_params" not in raw

@@ -7,7 +7,7 @@ import uuid
 from tests.support.ledger import counters
 from tests.support.processes import killable_worker
 from tests.support.stack import API_KEY, BUCKET, Stack
-from worker.apiframe import ApiframeClient, GenerateRequest
+from worker.apiframe import ApiframeClient, ApiframeRequest
 from worker.ledger.keys import POLL_SET
 from worker.polling import follow
 from worker.runtime.tasks import build_poll_worker
@@ -87,7 +87,7 @@ async def test_a_still_running_job_is_polled_again_later(stack: Stack) -> None:
 async def test_a_tracked_job_lands_through_polling(stack: Stack) -> None:
     """A job submitted elsewhere, adopted with POST /jobs/track, lands like any other."""
     async with ApiframeClient(stack.apiframe_url, API_KEY) as client:
-        submission = await client.submit(GenerateRequest(prompt="submitted by someone else"))
+        submission = await client.submit(ApiframeRequest(prompt="submitted by someone else"))
     await stack.sim.settle()
     tracked = await stack.api.post("/jobs/track", json={"jobId": submission.job_id})
     again = await stack.api.post("/jobs/track", json={"jobId": submission.job_id})

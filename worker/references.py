@@ -2,8 +2,8 @@
 takes the URL of an image, a video or audio (`image`, `mask`, `video`, `image_input` items...).
 
 Apiframe is sent a presigned GET URL in its place, made once per job and kept with the record
-(not shown in its views: it is a bearer credential), so a submit retried with the same
-Idempotency-Key sends the same body. The URL outlives the longest a job may wait. Only objects
+until Apiframe has the job (never shown: it is a bearer credential), so a submit retried with
+the same Idempotency-Key sends the same body. The URL outlives the longest a job may wait. Only objects
 under imagedock's prefix that exist may be named; anything else is refused before Apiframe is
 called, naming the field.
 """

@@ -19,7 +19,7 @@ from worker import references
 from worker.apiframe import (
     ApiframeClient,
     ApiframeError,
-    GenerateRequest,
+    ApiframeRequest,
     IdempotencyConflict,
     Submission,
 )
@@ -55,7 +55,7 @@ class SubmitDeps:
 
 async def submit_job(
     deps: SubmitDeps,
-    request: GenerateRequest,
+    request: ApiframeRequest,
     *,
     metadata: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
@@ -97,6 +97,8 @@ async def submit_job(
         wire = await sent_params(deps, record, params)
         request = request.model_copy(update={"params": wire or request.params})
         submission, attached = await send(deps, record, request, actor)
+    if wire is not None:  # Apiframe has the job: its presigned URLs need keeping no longer
+        await deps.ledger.clear_fields(record.ref, "sent_params")
     job_id = submission.job_id
     early = attached.early
     await deps.ledger.transition(record.ref, from_apiframe(submission.status), actor, error="")
@@ -120,7 +122,8 @@ async def sent_params(
     deps: SubmitDeps, record: JobRecord, params: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The params Apiframe is sent, references made URLs: made once, then kept with the
-    record, so that every retry sends the same body. None if nothing needs resolving."""
+    record until Apiframe has the job, so that every retry sends the same body. None if
+    nothing needs resolving."""
     if record.sent_params is not None:
         return record.sent_params
     if not any(True for _ in references.references(params)):
@@ -147,14 +150,14 @@ async def parent_of(ledger: Ledger, named: str) -> JobRecord:
     return parent
 
 
-def lineage_of(request: GenerateRequest) -> dict[str, str]:
+def lineage_of(request: ApiframeRequest) -> dict[str, str]:
     """What the record keeps of how the job was made, past the default route."""
     lineage = {"operation": request.operation} if request.operation != GENERATE else {}
     return lineage | ({"action": request.action} if request.action else {})
 
 
 async def send(
-    deps: SubmitDeps, record: JobRecord, request: GenerateRequest, actor: str
+    deps: SubmitDeps, record: JobRecord, request: ApiframeRequest, actor: str
 ) -> tuple[Submission, Attached]:
     """Submit the record to Apiframe and attach the job id it answers with."""
     wire = request.model_copy(

@@ -17,7 +17,7 @@ from worker.apiframe.errors import (
 )
 from worker.apiframe.models import (
     MODEL,
-    GenerateRequest,
+    ApiframeRequest,
     GrokParams,
     Job,
     JobList,
@@ -29,10 +29,10 @@ __all__ = [
     "MODEL",
     "ApiframeClient",
     "ApiframeError",
+    "ApiframeRequest",
     "ApiframeStatusError",
     "AuthenticationError",
     "Forbidden",
-    "GenerateRequest",
     "GrokParams",
     "IdempotencyConflict",
     "InsufficientCredits",

@@ -33,7 +33,7 @@ from worker.apiframe.errors import (
     UnreadableAnswer,
     error_class,
 )
-from worker.apiframe.models import GenerateRequest, Job, Submission
+from worker.apiframe.models import ApiframeRequest, Job, Submission
 from worker.validation import field_problems
 
 log = structlog.get_logger("apiframe")
@@ -88,7 +88,7 @@ class ApiframeClient:
         await self._http.aclose()
 
     async def submit(
-        self, request: GenerateRequest, *, idempotency_key: str | None = None
+        self, request: ApiframeRequest, *, idempotency_key: str | None = None
     ) -> Submission:
         """`POST /v2/<operation>`. With an `idempotency_key`, a retry never bills twice."""
         try:
@@ -103,7 +103,7 @@ class ApiframeClient:
             answer = await self._post(request, idempotency_key)
         return read(Submission, answer)
 
-    async def _post(self, request: GenerateRequest, idempotency_key: str | None) -> Any:
+    async def _post(self, request: ApiframeRequest, idempotency_key: str | None) -> Any:
         body = self._body(request)
         key = key_for(idempotency_key, body)
         return await self._call(
@@ -121,7 +121,7 @@ class ApiframeClient:
         answer: dict[str, Any] = await self._call("GET", "/v2/me")
         return answer
 
-    def _body(self, request: GenerateRequest) -> dict[str, Any]:
+    def _body(self, request: ApiframeRequest) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if request.prompt is not None:
             body["prompt"] = request.prompt

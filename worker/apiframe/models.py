@@ -75,7 +75,7 @@ ACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # (required
 }  # fmt: skip
 
 
-class GenerateRequest(BaseModel):
+class ApiframeRequest(BaseModel):
     """A submission to any of Apiframe's job routes, named by `operation` (its path after
     `/v2/`, `images/generate` by default). A model route takes a model of its own, the prompt
     if it takes one, and the model's params block, named by the model's own key (`fluxParams`,
@@ -125,7 +125,7 @@ class GenerateRequest(BaseModel):
         return {**rest, "params": data[key]}
 
     @model_validator(mode="after")
-    def _fits_the_route(self) -> "GenerateRequest":
+    def _fits_the_route(self) -> "ApiframeRequest":
         operation = OPERATIONS.get(self.operation)
         if operation is None:
             known = ", ".join(OPERATIONS)
@@ -166,7 +166,7 @@ class GenerateRequest(BaseModel):
             self.params = GrokParams.model_validate(self.params).wire()
         return self
 
-    def _fits_the_action(self, operation: Operation) -> "GenerateRequest":
+    def _fits_the_action(self, operation: Operation) -> "ApiframeRequest":
         if self.model is not None:
             raise FieldProblem("model", f"{operation.path} takes no model: it acts on its parent's")
         if self.action not in operation.actions:

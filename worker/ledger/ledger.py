@@ -260,6 +260,9 @@ class Ledger:
     async def set_fields(self, ref: str, **fields: str | float) -> None:
         await self.redis.hset(keys.job(ref), mapping=dict(fields))  # type: ignore[misc]
 
+    async def clear_fields(self, ref: str, *names: str) -> None:
+        await self.redis.hdel(keys.job(ref), *names)  # type: ignore[misc]
+
     async def add_object(
         self,
         ref: str,
