@@ -7,6 +7,7 @@ import json
 import httpx
 
 from tests.support.stack import BUCKET, Stack
+from worker.ledger import keys
 
 
 async def test_a_video_lands_as_its_kind(stack: Stack) -> None:
@@ -227,5 +228,5 @@ async def test_a_retried_submit_sends_the_same_presigned_url(stack: Stack) -> No
     sent = [r.body for r in stack.sim.submissions() if r.path.endswith("background-remove")]
     assert len(sent) == 2
     assert sent[0] == sent[1]
-    raw = await stack.redis.hgetall(f"imagedock:job:{accepted.json()['ref']}")
-    assert b"sent_params" not in raw
+    kept = await stack.redis.hexists(keys.job(accepted.json()["ref"]), "sent_params")
+    assert not kept

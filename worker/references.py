@@ -3,9 +3,9 @@ takes the URL of an image, a video or audio (`image`, `mask`, `video`, `image_in
 
 Apiframe is sent a presigned GET URL in its place, made once per job and kept with the record
 until Apiframe has the job (never shown: it is a bearer credential), so a submit retried with
-the same Idempotency-Key sends the same body. The URL outlives the longest a job may wait. Only objects
-under imagedock's prefix that exist may be named; anything else is refused before Apiframe is
-called, naming the field.
+the same Idempotency-Key sends the same body. The URL outlives the longest a job may wait.
+Only objects under imagedock's prefix that exist may be named; anything else is refused
+before Apiframe is called, naming the field.
 """
 
 from collections.abc import Iterator
