@@ -228,5 +228,5 @@ async def test_a_retried_submit_sends_the_same_presigned_url(stack: Stack) -> No
     sent = [r.body for r in stack.sim.submissions() if r.path.endswith("background-remove")]
     assert len(sent) == 2
     assert sent[0] == sent[1]
-    kept = await stack.redis.hexists(keys.job(accepted.json()["ref"]), "sent_params")
+    kept = await stack.redis.hexists(keys.job(accepted.json()["ref"]), "sent_params")  # type: ignore[misc]
     assert not kept
