@@ -7,6 +7,7 @@ import json
 import httpx
 
 from tests.support.stack import BUCKET, Stack
+from tests.support.webhooks import post_hook
 from worker.ledger import keys
 
 
@@ -230,3 +231,32 @@ async def test_a_retried_submit_sends_the_same_presigned_url(stack: Stack) -> No
     assert sent[0] == sent[1]
     kept = await stack.redis.hexists(keys.job(accepted.json()["ref"]), "sent_params")  # type: ignore[misc]
     assert not kept
+
+
+async def test_a_large_file_already_in_s3_is_not_uploaded_again(stack: Stack) -> None:
+    """A landing that finds its large file already stored (a run that crashed after S3 took
+    it, before the ledger did) starts no multipart upload: the object is left as it was, and
+    the record gets its digest from the bytes downloaded."""
+    stack.sim.config.video_bytes = 12 * 1024 * 1024
+    stack.sim.config.drop_rate = 1.0  # its webhook is sent below, once the object is in place
+    answer = await stack.submit("a glacier", operation="videos/generate", model="veo-3.1")
+    await stack.sim.settle()
+    job_id = answer["jobId"]
+    url = stack.sim.jobs[job_id].outputs["videoUrl"]  # type: ignore[index]
+    key = f"apiframe/{job_id}/1.mp4"
+    stack.s3.put_object(Bucket=BUCKET, Key=key, Body=stack.sim.image(url).read(),
+                        Metadata={"source-url": url})  # fmt: skip
+    before = stack.s3.head_object(Bucket=BUCKET, Key=key)["LastModified"]
+    uploads: list[str] = []
+    stack.deps.store.client.meta.events.register(
+        "before-call.s3.CreateMultipartUpload", lambda **_: uploads.append("created")
+    )
+    completed = {"event": "completed", "jobId": job_id, "status": "COMPLETED",
+                 "result": {"videoUrl": url}}  # fmt: skip
+    assert (await post_hook(stack, completed, ref=answer["ref"])).status_code == 200
+    await stack.run_worker()
+    landed = await stack.job(job_id)
+    assert landed["status"] == "LANDED"
+    assert landed["objects"][0]["sha256"] == stack.sim.image(url).sha256()
+    assert stack.s3.head_object(Bucket=BUCKET, Key=key)["LastModified"] == before
+    assert uploads == []
