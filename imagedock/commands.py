@@ -13,7 +13,7 @@ from rich.table import Table
 from imagedock.clients import open_deps
 from receiver.schemas import JobView
 from worker.apiframe import MODEL, ApiframeError, ApiframeRequest, GrokParams
-from worker.apiframe.catalog import OPERATIONS
+from worker.apiframe.catalog import GENERATE, OPERATIONS
 from worker.apiframe.models import ACTION_FIELDS
 from worker.ledger.ledger import Conflict
 from worker.ledger.log import WARNINGS, LogEntry
@@ -58,7 +58,7 @@ async def submit(
     settings.require("apiframe_key", "public_url")
     try:  # checked before anything is recorded or sent
         grok = GrokParams.model_validate({"image": image, "aspect_ratio": aspect_ratio}).wire()
-        if grok and (model or MODEL) != MODEL:
+        if grok and (operation != GENERATE or (model or MODEL) != MODEL):
             print("imagedock submit: --image and --aspect-ratio are Grok's", file=sys.stderr)
             return 2
         given = {

@@ -466,7 +466,9 @@ class Simulator:
         if job.expired(config.file_ttl_seconds):
             return error(404, "File expired")
         self.cdn_requests[name] += 1
-        return serve_file(picture, config, self.cdn_requests[name], request.headers.get("range"))
+        headers = request.headers
+        number = self.cdn_requests[name]
+        return serve_file(picture, config, number, headers.get("range"), headers.get("if-range"))
 
 
 def job_id_of(file_name: str) -> str:

@@ -2,6 +2,7 @@
 faults."""
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator
 
@@ -20,19 +21,23 @@ def serve_file(
     config: SimulatorConfig,
     request_number: int,
     ranged: str | None = None,
+    if_range: str | None = None,
 ) -> Response:
     """The `request_number`-th answer for one file, as the CDN faults say; with `cdn_ranges`,
-    a `Range: bytes=N-` request is answered 206 with the rest of the file."""
+    a `Range: bytes=N-` request is answered 206 with the rest of the file, unless its
+    `If-Range` names another version (then the whole file, 200)."""
     if request_number <= config.cdn_fail_first:
         return error(503, "CDN temporarily unavailable")
     if config.cdn_content == "html":
         return HTMLResponse("<html><body><h1>Welcome to the CDN</h1></body></html>")
-    headers = {"Content-Length": str(picture.size), "Cache-Control": "max-age=86400"}
+    etag = '"' + hashlib.sha256(f"{picture.salt}:{picture.size}".encode()).hexdigest()[:16] + '"'
+    headers = {"Content-Length": str(picture.size), "Cache-Control": "max-age=86400", "ETag": etag}
     media_type = {**CONTENT_TYPES, **MEDIA_TYPES}[picture.fmt]
     if config.cdn_ranges:
         headers["Accept-Ranges"] = "bytes"
     found = RANGE.fullmatch(ranged or "")
-    if config.cdn_ranges and found and int(found.group(1)) < picture.size:
+    same = if_range is None or if_range == etag
+    if config.cdn_ranges and found and same and int(found.group(1)) < picture.size:
         start = int(found.group(1))
         headers["Content-Length"] = str(picture.size - start)
         headers["Content-Range"] = f"bytes {start}-{picture.size - 1}/{picture.size}"

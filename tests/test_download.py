@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,7 +16,7 @@ from starlette.routing import Route
 from imagedock.clients import http_client
 from simulator.serving import serving
 from worker.deps import Deps
-from worker.landing.download import Downloader, HostClients, sniff
+from worker.landing.download import Downloader, HostClients, resumed_at, sniff
 from worker.landing.errors import PermanentError
 from worker.landing.hosts import HostPolicy, is_public
 
@@ -239,8 +240,36 @@ async def test_only_http_urls(url: str, deps: Deps) -> None:
         (b"ID3\x04\0\0\0\0\0\x23", ("audio/mpeg", "mp3")),
         (b"\xff\xfb\x90\x64\0\0\0\0", ("audio/mpeg", "mp3")),
         (b"OggS\0\x02\0\0\0\0", ("audio/ogg", "ogg")),
+        (b"\0\0\0\x1cftypavif\0\0", ("image/avif", "avif")),
+        (b"%PDFftyp1.7 \0\0\0\0", None),  # a brand of no known medium
+        (b"\xff\xfeh\0e\0l\0l\0", None),  # UTF-16 text: a sync word, no valid frame
+        (b"\xff\xf1\x50\x80\x02\x1f", ("audio/aac", "aac")),
     ],
 )
 def test_types_come_from_magic_bytes(head: bytes, kind: tuple[str, str] | None) -> None:
     """The type is read from the first bytes, never from the URL or a header."""
     assert sniff(head) == kind
+
+
+def test_a_generic_iso_file_is_what_the_job_promised() -> None:
+    """An ISO media file of a generic brand is a track where audio was promised, else a video;
+    a brand that names its medium says it whatever was promised."""
+    generic, audio = b"\0\0\0\x20ftypisom\0\0", b"\0\0\0\x20ftypM4A \0\0"
+    assert sniff(generic, "audio") == ("audio/mp4", "m4a")
+    assert sniff(generic, "video") == ("video/mp4", "mp4")
+    assert sniff(audio, "video") == ("audio/mp4", "m4a")
+
+
+def test_a_resumed_answer_must_be_the_whole_rest_of_the_same_length() -> None:
+    """A 206 resumes a download only if it runs from where it broke to the end of a file of
+    the length first declared."""
+
+    def answer(status: int, content_range: str) -> httpx.Response:
+        return httpx.Response(status, headers={"Content-Range": content_range})
+
+    assert resumed_at(answer(206, "bytes 100-999/1000"), 100, 1000)
+    assert not resumed_at(answer(206, "bytes 100-199/1000"), 100, 1000)  # cut short
+    assert not resumed_at(answer(206, "bytes 100-1099/1100"), 100, 1000)  # another file
+    assert not resumed_at(answer(206, "bytes 99-999/1000"), 100, 1000)
+    assert not resumed_at(answer(200, "bytes 100-999/1000"), 100, 1000)
+    assert not resumed_at(answer(206, "bytes 100-999/*"), 100, 1000)

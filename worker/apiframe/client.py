@@ -127,8 +127,8 @@ class ApiframeClient:
             body["prompt"] = request.prompt
         model = request.catalogued
         if model is None:  # an action route: its fields sit beside `action`
-            body.update(action=request.action, parentJobId=request.parent_job_id)
             body.update(request.params or {})
+            body.update(action=request.action, parentJobId=request.parent_job_id)
         else:
             body["model"] = model.name
         if model is not None and request.params is not None:

@@ -106,6 +106,8 @@ class ApiframeRequest(BaseModel):
             fields = ACTION_FIELDS.get(str(data.get("action")))
             own = (fields[0] | fields[1]) - {"prompt"} if fields else frozenset()
             gathered = {name: data[name] for name in own if name in data}
+            if gathered and "params" in data:
+                raise FieldProblem("params", "send an action's fields beside it or in params")
             rest = {name: value for name, value in data.items() if name not in gathered}
             return {**rest, "params": gathered} if gathered else rest
         blocks = [key for key in data if key == "params" or key in PARAMS_KEYS | {GROK_ALIAS}]
@@ -177,6 +179,10 @@ class ApiframeRequest(BaseModel):
                 "parentJobId", f"{operation.path} needs parentJobId: the job it acts on"
             )
         required, optional = ACTION_FIELDS[self.action]
+        # `action` and `parentJobId` are fields of their own, and so is the prompt.
+        unknown = sorted(set(self.params or {}) - ((required | optional) - {"prompt"}))
+        if unknown:
+            raise FieldProblem(unknown[0], f"{self.action} takes no {', '.join(unknown)}")
         given = set(self.params or {}) | ({"prompt"} if self.prompt is not None else set())
         missing = sorted(required - given)
         if missing:
@@ -197,11 +203,6 @@ class ApiframeRequest(BaseModel):
     @property
     def catalogued(self) -> Model | None:
         return self.route.models.get(self.model or "")
-
-    @property
-    def label(self) -> str:
-        """What the job is made with: its model, or its route and action."""
-        return self.model or f"{self.route.path.split('/')[-2]}-{self.action}"
 
 
 class Submission(BaseModel):

@@ -39,7 +39,21 @@ SIGNATURES = (  # (prefix, content type, extension); the RIFF and ISO-BMFF famil
     (b"fLaC", "audio/flac", "flac"),
 )
 RIFF = {b"WEBP": ("image/webp", "webp"), b"WAVE": ("audio/wav", "wav")}
-BRANDS = {b"qt  ": ("video/quicktime", "mov"), b"M4A ": ("audio/mp4", "m4a")}  # else an mp4
+# ISO base media files, by their major brand: an image, audio or a video in the same container.
+BRANDS = {
+    **dict.fromkeys((b"avif", b"avis"), ("image/avif", "avif")),
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"), ("image/heic", "heic")),
+    **dict.fromkeys((b"M4A ", b"M4B ", b"M4P ", b"F4A "), ("audio/mp4", "m4a")),
+    b"qt  ": ("video/quicktime", "mov"),
+    **dict.fromkeys(
+        (b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"dash",
+         b"M4V ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"f4v "),
+        ("video/mp4", "mp4"),
+    ),
+}  # fmt: skip
+# Brands that say only "ISO media": the medium the job promised tells a track from a video.
+GENERIC = frozenset({b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42"})
+SHORTEST = 16  # bytes: no image, video or track is smaller
 MEDIA = {"image": "an image", "video": "a video", "audio": "audio"}
 log = structlog.get_logger("download")
 
@@ -75,6 +89,7 @@ class Received:
     begun: bool = False
     ranges: bool = False  # the CDN said it serves byte ranges: a broken body can resume
     total: int | None = None
+    validator: str | None = None  # the first answer's ETag or Last-Modified: `If-Range`
     sha256: Any = field(default_factory=hashlib.sha256)
     md5: Any = field(default_factory=lambda: hashlib.md5(usedforsecurity=False))
 
@@ -83,16 +98,29 @@ class Broken(Exception):
     """The body broke off after some bytes, from a CDN that serves ranges: resume."""
 
 
-def sniff(head: bytes) -> tuple[str, str] | None:
-    """The content type and extension the first bytes announce, never the URL or the header."""
+def sniff(head: bytes, medium: str | None = None) -> tuple[str, str] | None:
+    """The content type and extension the first bytes announce, never the URL or the header;
+    `medium` (what the job promised) only tells which a generic ISO media file is."""
     if head[:4] == b"RIFF":
         return RIFF.get(head[8:12])
-    if head[4:8] == b"ftyp":  # ISO base media: the brand tells QuickTime and audio from mp4
-        return BRANDS.get(head[8:12], ("video/mp4", "mp4"))
+    if head[4:8] == b"ftyp":
+        if medium == "audio" and head[8:12] in GENERIC:
+            return "audio/mp4", "m4a"
+        return BRANDS.get(head[8:12])
     for prefix, content_type, extension in SIGNATURES:
         if head.startswith(prefix):
             return content_type, extension
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio frame
+    return mpeg_audio(head)
+
+
+def mpeg_audio(head: bytes) -> tuple[str, str] | None:
+    """An MP3 frame, or an AAC one in ADTS, by its header's sync word and fields."""
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:  # no 11-bit sync word
+        return None
+    if head[1] & 0xF6 == 0xF0:  # ADTS: a 12-bit sync word and layer 00, AAC
+        return "audio/aac", "aac"
+    layer, bitrate, rate = (head[1] >> 1) & 3, head[2] >> 4, (head[2] >> 2) & 3
+    if layer == 1 and bitrate not in (0, 15) and rate != 3:  # Layer III, a valid bitrate
         return "audio/mpeg", "mp3"
     return None
 
@@ -160,8 +188,9 @@ class Downloader:
             # address must never carry it.
             client, pooled = self._hosts.for_host(target.host)
             headers = {"Host": httpx.URL(current).netloc.decode(), **IDENTITY}
-            if got.size:
+            if got.size:  # the rest, and only if the file is still the one begun
                 headers["Range"] = f"bytes={got.size}-"
+                headers["If-Range"] = got.validator or ""
             try:
                 async with client.stream(
                     "GET",
@@ -193,7 +222,7 @@ class Downloader:
             raise PermanentError(f"the CDN answered {status} for {url}{expired}")
         if status == 429 or status >= 500:
             raise TransientError(f"the CDN answered {status} for {url}")
-        if got.size and not resumed_at(response, got.size):
+        if got.size and not resumed_at(response, got.size, got.total):
             raise TransientError(f"the CDN did not resume {url} at byte {got.size} ({status})")
         if not got.size and status != 200:
             raise PermanentError(f"the CDN answered an unexpected {status} for {url}")
@@ -202,9 +231,12 @@ class Downloader:
             # Decoding would let a few compressed bytes grow past any cap in memory.
             raise PermanentError(f"{url} came with Content-Encoding {encoding!r}, not identity")
         if not got.size:
-            got.ranges = response.headers.get("accept-ranges", "").strip().lower() == "bytes"
             declared = response.headers.get("content-length", "")
             got.total = int(declared) if declared.isdigit() else None
+            got.validator = strong_etag(response) or response.headers.get("last-modified")
+            # Resumable only with its whole length known and a way to tell the file unchanged.
+            accepts = response.headers.get("accept-ranges", "").strip().lower() == "bytes"
+            got.ranges = accepts and got.total is not None and got.validator is not None
         cap = self._caps[medium]
         if got.total is not None and got.total > cap:
             raise PermanentError(self._too_big(url, medium, got.total))
@@ -221,9 +253,13 @@ class Downloader:
             got.pending.append(chunk)
             if len(got.head) >= 16:
                 await self._begin(url, medium, into, got)
+        if got.total is not None and got.size != got.total:
+            raise TransientError(f"{url} ended at byte {got.size} of {got.total}")
+        if got.size < SHORTEST:
+            raise PermanentError(f"{url} is {got.size} bytes: too short to be {MEDIA[medium]}")
         if not got.begun:  # a file shorter than the head
             await self._begin(url, medium, into, got)
-        found = sniff(got.head)
+        found = sniff(got.head, medium)
         assert found is not None
         return Download(got.size, got.sha256.hexdigest(), got.md5.hexdigest(), *found, url)
 
@@ -237,7 +273,7 @@ class Downloader:
 
     @staticmethod
     def _check_type(url: str, medium: str, head: bytes) -> tuple[str, str]:
-        found = sniff(head)
+        found = sniff(head, medium)
         if found is None or medium_of(found[0]) != medium:
             what = found[0] if found else f"a file starting {head[:12]!r}"
             raise PermanentError(f"{url} is not {MEDIA[medium]}: the CDN sent {what}")
@@ -248,7 +284,17 @@ class Downloader:
         return f"{url} is over the {self._caps[medium]}-byte cap ({setting}): {size}"
 
 
-def resumed_at(response: httpx.Response, offset: int) -> bool:
-    """Whether the answer is the rest of the file from `offset`: a 206 whose range says so."""
-    found = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("content-range", ""))
-    return response.status_code == 206 and found is not None and int(found.group(1)) == offset
+def resumed_at(response: httpx.Response, offset: int, total: int | None) -> bool:
+    """Whether the answer is the whole rest of the same file from `offset`: a 206 whose range
+    runs from there to the end of a file of the length first declared."""
+    found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", response.headers.get("content-range", ""))
+    if response.status_code != 206 or found is None or total is None:
+        return False
+    start, end, length = (int(group) for group in found.groups())
+    return (start, end, length) == (offset, total - 1, total)
+
+
+def strong_etag(response: httpx.Response) -> str | None:
+    """The answer's ETag, if it is a strong one: `If-Range` takes no weak validator."""
+    etag = response.headers.get("etag")
+    return etag if etag and not etag.startswith("W/") else None

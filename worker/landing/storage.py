@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 CACHE_CONTROL = "private, max-age=31536000, immutable"  # a job's keys never change content
 # Answers the callers read themselves.
-EXPECTED_CODES = {"PreconditionFailed", "412", "404", "NoSuchKey", "NotFound"}
+EXPECTED_CODES = {"PreconditionFailed", "412", "404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 # 4xx answers that pass with another try: throttling, a write that raced another, a clock
 # briefly skewed, temporary credentials being renewed, bytes that failed their checksum in
 # transit. Every other 4xx (AccessDenied, NoSuchBucket, InvalidArgument) is permanent: the job
@@ -162,9 +162,17 @@ class ObjectStore:
         )
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
-        await self._call(
-            self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id
-        )
+        """Abort the upload; one S3 no longer knows (completed, or aborted before) is done."""
+        try:
+            await self._call(
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+            )
+        except ClientError as exc:
+            if error_code(exc) not in ("NoSuchUpload", "404"):
+                raise
 
     async def check_bucket(self) -> None:
         """Raise TransientError, naming S3's answer, unless the bucket can be reached."""

@@ -11,6 +11,7 @@ nothing), completed create-only, and aborted on any failure; the bucket's lifecy
 import asyncio
 from dataclasses import dataclass, field
 
+import structlog
 from botocore.exceptions import ClientError
 
 from worker.landing.download import Download
@@ -19,6 +20,7 @@ from worker.landing.storage import Blob, ObjectStore, ascii_metadata, error_code
 
 MiB = 1024 * 1024
 PART = 8 * MiB  # parts are 8 MiB and up (by at most one chunk); S3 allows 5 MiB to 5 GiB
+log = structlog.get_logger("upload")
 
 
 @dataclass
@@ -75,7 +77,7 @@ class ObjectWriter:
         except ClientError as exc:
             if error_code(exc) not in ("PreconditionFailed", "412"):
                 raise
-            await self.abort()
+            await self.abort()  # S3 may have completed it already: a lost answer, retried
             found = await self.store.stat(self.key)
             if found is None or not self.same(found.metadata, found.size, download.size):
                 raise PermanentError(
@@ -84,14 +86,20 @@ class ObjectWriter:
         self.upload_id = None
 
     async def abort(self) -> None:
-        """Give up: no part left behind. Safe to call at any point, more than once."""
+        """Give up: no part left behind. Safe to call at any point, more than once, and it
+        raises nothing: what failed first is what the caller reports (an upload an abort
+        could not end is the bucket's lifecycle rule's)."""
         if self.sending is not None:
             self.sending.cancel()
             await asyncio.gather(self.sending, return_exceptions=True)
             self.sending = None
         upload, self.upload_id = self.upload_id, None
         if upload is not None:
-            await asyncio.shield(self.store.abort_upload(self.key, upload))
+            aborting = asyncio.ensure_future(self.store.abort_upload(self.key, upload))
+            try:
+                await asyncio.shield(aborting)
+            except Exception as exc:
+                log.warning("upload.abort_failed", key=self.key, error=repr(exc))
 
     def same(self, metadata: dict[str, str], size: int, expected: int) -> bool:
         """Whether an object already there is this file: its source and its size."""
