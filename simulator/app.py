@@ -36,12 +36,17 @@ from simulator.validation import (
     validate_submission,
 )
 from simulator.webhooks import WebhookSender
-from worker.apiframe.catalog import GENERATE, MODELS, OPERATIONS
+from worker.apiframe.catalog import (
+    GENERATE,
+    MIDJOURNEY_GRID_MAKERS,
+    MODELS,
+    OPERATIONS,
+    action_refused,
+)
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 
 Handler = Callable[[Request], Awaitable[Response]]
 KNOBS = frozenset(knob.name for knob in fields(SimulatorConfig))
-MIDJOURNEY_GRIDS = ("variation", "outpaint")  # the actions that make a new grid of four
 
 
 class Simulator:
@@ -228,16 +233,8 @@ class Simulator:
         parent = self.jobs.get(str(body["parentJobId"]))
         if parent is None or parent.api_key != key:
             return error(404, "Parent job not found, or owned by a different user")
-        grid = parent.model == "midjourney" and parent.action in (None, "variation", "outpaint")
-        upsampled = parent.action in ("upsample", "pan", "inpaint")
-        available = {
-            "upsample": grid,
-            "variation": grid,
-            "inpaint": upsampled,
-            "outpaint": upsampled,
-            "pan": upsampled,
-        }.get(str(body["action"]), parent.model == "suno")
-        if parent.status != "COMPLETED" or not available:
+        refused = action_refused(operation, str(body["action"]), parent.model, parent.action)
+        if parent.status != "COMPLETED" or refused is not None:
             return error(409, f"Action {body['action']} is not available for this job")
         return None
 
@@ -413,7 +410,7 @@ class Simulator:
             most = OPERATIONS[job.operation].most(job.model)
             job.outputs = {"tracks": [self._track(job, n, config) for n in range(1, most + 1)]}
         else:
-            one = job.operation != GENERATE and job.action not in MIDJOURNEY_GRIDS
+            one = job.operation != GENERATE and job.action not in MIDJOURNEY_GRID_MAKERS
             grid = job.model == "midjourney" and not one
             count = 1 if one else 4 if grid else images_asked(job.params) or config.images_per_job
             most = MODELS[job.model].max_images if job.model in MODELS else 4

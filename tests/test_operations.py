@@ -90,6 +90,9 @@ async def test_a_midjourney_grid_then_its_upsample(stack: Stack) -> None:
     assert (manifest["parentJobId"], manifest["action"]) == (grid["jobId"], "upsample")
     [event] = stack.delivered("job.landed")[-1:]
     assert event["data"]["parentJobId"] == grid["jobId"]
+    again = await stack.api.post("/jobs", json={**action, "parentJobId": upsampled["jobId"]})
+    assert again.status_code == 400
+    assert "acts on a grid of four" in again.json()["details"]["parentJobId"]
 
 
 async def test_bad_routes_and_parents_are_refused_by_field(stack: Stack) -> None:

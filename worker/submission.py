@@ -23,7 +23,7 @@ from worker.apiframe import (
     IdempotencyConflict,
     Submission,
 )
-from worker.apiframe.catalog import GENERATE
+from worker.apiframe.catalog import GENERATE, action_refused
 from worker.events import Events
 from worker.landing.storage import ObjectStore
 from worker.ledger import keys
@@ -69,7 +69,7 @@ async def submit_job(
     await references.check(deps.store, params, block)
     model, lineage = request.model or "", lineage_of(request)
     if request.route.acts_on_parent:
-        parent = await parent_of(deps.ledger, request.parent_job_id or "")
+        parent = await parent_of(deps.ledger, request)
         assert parent.job_id is not None
         request = request.model_copy(update={"parent_job_id": parent.job_id})
         model, lineage["parent_job_id"] = parent.model, parent.job_id
@@ -140,13 +140,18 @@ class BadParent(ValueError):
 LANDABLE = frozenset({Status.COMPLETED, Status.LANDED})
 
 
-async def parent_of(ledger: Ledger, named: str) -> JobRecord:
-    """The record of the job an action names, by imagedock's ref or by Apiframe's job id."""
+async def parent_of(ledger: Ledger, request: ApiframeRequest) -> JobRecord:
+    """The record of the job an action names, by imagedock's ref or by Apiframe's job id: one
+    imagedock knows, that finished, and that the action is available for."""
+    named = request.parent_job_id or ""
     parent = await ledger.by_job_id(named) or (await ledger.get(named) if is_ref(named) else None)
     if parent is None or parent.job_id is None:
         raise BadParent(f"imagedock knows no job {named[:64]!r}: name one it submitted or tracks")
     if parent.status not in LANDABLE:
         raise BadParent(f"job {named[:64]} is {parent.status.value}; an action needs it finished")
+    refused = action_refused(request.operation, request.action or "", parent.model, parent.action)
+    if refused is not None:
+        raise BadParent(refused)
     return parent
 
 

@@ -196,6 +196,31 @@ OPERATIONS: dict[str, Operation] = {
     ]
 }  # fmt: skip
 ACTION_PROMPT_MAX = {"inpaint": 2000, "extend": 5000, "cover": 5000, "add_vocals": 5000}
+# Midjourney's grid of four comes from a generation and from every action but `upsample`; the
+# grid actions (upsample, variation) take a grid, the others the one image an upsample made.
+MIDJOURNEY_GRID_MAKERS = (None, "variation", "inpaint", "outpaint", "pan")
+
+
+def action_refused(
+    operation: str, action: str, parent_model: str, parent_action: str | None
+) -> str | None:
+    """Why `action` is not available for a parent job of `parent_model` made by
+    `parent_action` (None for a generation), or None if it is."""
+    if operation == "images/midjourney/action":
+        if parent_model != "midjourney":
+            return f"{action} acts on a Midjourney job, not {parent_model or 'this one'}"
+        if action in ("upsample", "variation") and parent_action not in MIDJOURNEY_GRID_MAKERS:
+            return f"{action} acts on a grid of four; this job made one image"
+        if action not in ("upsample", "variation") and parent_action != "upsample":
+            return f"{action} acts on an upsampled image, not a grid"
+    if operation == "music/suno/action":
+        if parent_model != "suno":
+            return f"{action} acts on a Suno job, not {parent_model or 'this one'}"
+        if parent_action == "stems":
+            return f"{action} acts on tracks; this job made stems"
+    return None
+
+
 EVERY_MODEL = {name: model for op in OPERATIONS.values() for name, model in op.models.items()}
 
 
