@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from receiver.schemas import Stats
 from receiver.state import deps_of
 from worker import metrics
+from worker.apiframe.catalog import LONGEST_LASTING
 from worker.metrics import Figures, Gauge, read_figures
 from worker.runtime.heartbeat import alive
 from worker.status import UNFINISHED, Status
@@ -86,8 +87,9 @@ async def metrics_page(request: Request) -> Response:
     deps = deps_of(request)
     registry = CollectorRegistry(auto_describe=False)
     settings = deps.settings
-    # A job may run to the job deadline and then take the landing deadline to land.
-    deadline = max(settings.submit_deadline, settings.job_deadline + settings.landing_deadline)
+    # A job may run to its route's job deadline and then take the landing deadline to land.
+    running = settings.job_deadline * LONGEST_LASTING
+    deadline = max(settings.submit_deadline, running + settings.landing_deadline)
     registry.register(Snapshot(await read_figures(deps.redis), deadline))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 

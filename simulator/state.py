@@ -47,10 +47,11 @@ class SimJob:
             return None
         if shape == "unknown":  # a shape no document has published
             return {"clips": [{"href": url} for url in self.image_urls]}
+        if shape == "string":  # a bare URL: the first file's
+            named = [url for url in (self.outputs or {}).values() if isinstance(url, str)]
+            return (self.image_urls or named or [""])[0]
         if self.outputs is not None:
             return self.outputs
-        if shape == "string":
-            return self.image_urls[0] if self.image_urls else ""
         if shape == "empty":
             return {"images": []}
         return {"images": list(self.image_urls)}

@@ -5,12 +5,14 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 
 import pytest
 
 from receiver.admission import Admission, Busy
 from receiver.jobs import LIST_PROMPT, PRESIGN_MOST
 from receiver.live_log import LogFanout
+from receiver.webhooks import CONFIRM_INTERVAL
 from tests.support.ledger import counters, recent
 from tests.support.stack import Stack
 from tests.support.webhooks import post_hook
@@ -49,16 +51,19 @@ async def test_unsigned_hints_confirm_a_job_once_an_interval(stack: Stack) -> No
     before = await stack.log_events(answer["jobId"])
     body = job_body(answer["jobId"], "COMPLETED")
     confirming = []
+    started = time.monotonic()
     for _ in range(4):  # a worker between the rounds: each round's confirmation has ended
         sent = [await post_hook(stack, body, sign_it=False) for _ in range(COPIES // 4)]
         assert {response.status_code for response in sent} == {202}
         confirming += [response.json().get("confirming") for response in sent]
         await stack.run_worker(settle=False)
-    assert confirming.count(True) == 1
+    # Once an interval: on a machine slow enough to take more than one, once each.
+    intervals = 1 + int((time.monotonic() - started) // CONFIRM_INTERVAL)
+    assert 1 <= confirming.count(True) <= intervals
     asked = [r for r in stack.sim.received if r.path == f"/v2/jobs/{answer['jobId']}"]
-    assert len(asked) == 1
+    assert len(asked) == confirming.count(True)
     added = (await stack.log_events(answer["jobId"]))[len(before) :]
-    assert added.count("job.confirmed") == 1
+    assert added.count("job.confirmed") == confirming.count(True)
     assert [event for event in added if event.startswith("webhook.")] == []
 
 

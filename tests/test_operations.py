@@ -8,6 +8,10 @@ import httpx
 
 from tests.support.stack import BUCKET, Stack
 from tests.support.webhooks import post_hook
+from worker.apiframe import ApiframeRequest
+from worker.apiframe.catalog import OPERATIONS
+from worker.apiframe.results import Asset, Kind
+from worker.landing.job import refused_files
 from worker.ledger import keys
 
 
@@ -263,3 +267,59 @@ async def test_a_large_file_already_in_s3_is_not_uploaded_again(stack: Stack) ->
     assert landed["objects"][0]["sha256"] == stack.sim.image(url).sha256()
     assert stack.s3.head_object(Bucket=BUCKET, Key=key)["LastModified"] == before
     assert uploads == []
+
+
+async def test_a_bare_url_is_the_file_its_route_makes(stack: Stack) -> None:
+    """A result that is only a URL (an older shape) lands as what the route makes: on a video
+    route, a video."""
+    stack.sim.plan_next_job(webhook_result_shape="string", job_result_shape="string")
+    answer = await stack.submit("a storm", operation="videos/generate", model="sora-2")
+    await stack.run_worker()
+    job = await stack.job(answer["jobId"])
+    assert job["status"] == "LANDED", job["error"]
+    assert [(o["kind"], o["key"].rsplit("/", 1)[1]) for o in job["objects"]] == [("video", "1.mp4")]
+
+
+def test_files_a_route_does_not_make_are_refused() -> None:
+    """An upscale naming a video, a Kling job naming two, a song with more covers than tracks:
+    each refused with what is wrong."""
+    upscale, video, music = (OPERATIONS[path] for path in
+                             ("images/upscale", "videos/generate", "music/generate"))  # fmt: skip
+    said = refused_files([Asset(Kind.VIDEO, 1, "u")], upscale, "topaz-image-upscale")
+    assert said is not None
+    assert "video files for images/upscale" in said
+    two = [Asset(Kind.VIDEO, 1, "u"), Asset(Kind.VIDEO, 2, "v")]
+    assert "2 videos; kling-3.0 returns 1" in (refused_files(two, video, "kling-3.0") or "")
+    covers = [Asset(Kind.AUDIO, 1, "a"), Asset(Kind.COVER, 1, "c"), Asset(Kind.COVER, 2, "d")]
+    assert "covers" in (refused_files(covers, music, "suno") or "")
+    assert refused_files(covers[:2], music, "suno") is None
+
+
+async def test_a_tracked_video_is_landed_as_a_video(stack: Stack) -> None:
+    """A video job submitted elsewhere and tracked is recorded with its route, and lands as a
+    video."""
+    request = ApiframeRequest(operation="videos/generate", model="luma-ray-2", prompt="a fox")
+    job_id = (await stack.deps.apiframe.submit(request)).job_id
+    assert (await stack.api.post("/jobs/track", json={"jobId": job_id})).status_code == 202
+    record = await stack.ledger.by_job_id(job_id)
+    assert record is not None
+    assert record.operation == "videos/generate"
+    await stack.sim.settle()
+    await stack.poll()
+    await stack.run_worker()
+    job = await stack.job(job_id)
+    assert (job["status"], job["objects"][0]["kind"]) == ("LANDED", "video")
+
+
+async def test_a_replay_keeps_a_manifest_written_before(stack: Stack) -> None:
+    """A replay of a job whose manifest an earlier version wrote in another shape leaves it
+    as it is and delivers the events again."""
+    job_id = (await stack.submit("an old job"))["jobId"]
+    await stack.run_worker()
+    key = f"apiframe/{job_id}/manifest.json"
+    stack.s3.delete_object(Bucket=BUCKET, Key=key)
+    stack.s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"jobId": "written before kinds"}')
+    assert (await stack.api.post(f"/jobs/{job_id}/replay")).status_code == 202
+    await stack.run_worker()
+    assert stack.object(key) == b'{"jobId": "written before kinds"}'
+    assert len(stack.delivered("job.landed")) == 2

@@ -84,7 +84,10 @@ def test_s3_credentials_come_in_pairs() -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["submit", "a prompt", "--image", "notaurl"], "image: Input should be a valid URL"),
+        (
+            ["submit", "a prompt", "--image", "notaurl"],
+            "image: Value error, must be an http(s) URL",
+        ),
         (["submit", "x" * 2001], "prompt"),
         (["jobs", "--limit", "0"], "from 1 to 500"),
         (["tail", "-n", "-5"], "from 1 to 10000"),

@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 from standardwebhooks import Webhook
 
 from worker.apiframe import ApiframeClient
+from worker.apiframe.catalog import LONGEST_LASTING
 from worker.events import Events
 from worker.intake import Intake
 from worker.landing.download import Downloader, HostClients
@@ -87,8 +88,8 @@ class Deps:
             # Stable while the submitting key is: a rotation starts fresh refs for new keys.
             hashlib.sha256(f"imagedock-ref:{settings.api_keys[0]}".encode()).digest(),
             self.store,
-            # Past the longest a job may run, and the hour Apiframe may queue it first.
-            round(settings.job_deadline) + 3600,
+            # Past the longest a job of any route may run, and an hour Apiframe may queue it.
+            round(settings.job_deadline * LONGEST_LASTING) + 3600,
         )
 
     @cached_property

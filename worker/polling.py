@@ -145,7 +145,8 @@ async def follow(deps: PollingDeps, record: JobRecord, job: Job) -> None:
     else:
         await ledger.transition(ref, from_apiframe(job.status), ACTOR, progress=job.progress)
         started = record.submitted_at or record.created_at
-        if time.time() - started > deps.settings.job_deadline:
+        route = OPERATIONS.get(record.operation) or OPERATIONS[GENERATE]
+        if time.time() - started > deps.settings.job_deadline * route.lasts:
             reason = f"still {job.status} {round(time.time() - started)} s after submission"
             await deps.events.finish(ref, Status.TIMED_OUT, ACTOR, error=reason, via="poll")
         else:

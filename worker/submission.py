@@ -23,7 +23,7 @@ from worker.apiframe import (
     IdempotencyConflict,
     Submission,
 )
-from worker.apiframe.catalog import GENERATE, action_refused
+from worker.apiframe.catalog import GENERATE, action_refused, operation_of
 from worker.events import Events
 from worker.landing.storage import ObjectStore
 from worker.ledger import keys
@@ -178,6 +178,7 @@ async def send(
             await deps.ledger.set_fields(record.ref, error=str(exc))
         else:
             await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
+            await deps.ledger.clear_fields(record.ref, "sent_params")  # never to be sent again
         raise
     attached = await deps.ledger.attach(record.ref, submission.job_id)
     if attached.job_id != submission.job_id:
@@ -214,6 +215,7 @@ async def track_job(
     if known is not None:
         return known, False
     job = await deps.apiframe.get_job(job_id)
+    operation = operation_of(job.model or "") or GENERATE  # its route, as its model tells
     record, created = await deps.ledger.create(
         prompt="",
         model=job.model or "",
@@ -221,6 +223,7 @@ async def track_job(
         job_id=job_id,
         status=Status.QUEUED,
         idempotency_key=f"track:{job_id}",
+        lineage={"operation": operation} if operation != GENERATE else None,
     )
     if not created:
         return record, False

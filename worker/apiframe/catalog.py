@@ -154,6 +154,7 @@ class Operation:
     prompt: bool | None = True  # True: required; False: not taken; None: as the action says
     most_files: int = 4  # for an action route, the most files of its kind one job returns
     poll_every: float = 2.0  # seconds between polls, as Apiframe advises for what it makes
+    lasts: float = 1.0  # how many image job deadlines its jobs may run (IMAGEDOCK_JOB_DEADLINE)
 
     @property
     def acts_on_parent(self) -> bool:
@@ -182,19 +183,20 @@ OPERATIONS: dict[str, Operation] = {
                   prompt=False),
         Operation("images/midjourney/action", "image", {},
                   ("upsample", "variation", "inpaint", "outpaint", "pan"), prompt=None),
-        Operation("videos/generate", "video", VIDEO_MODELS, poll_every=5.0),
+        Operation("videos/generate", "video", VIDEO_MODELS, poll_every=5.0, lasts=4.0),
         Operation("videos/edit", "video",
                   {"wan-2.7-videoedit": Model("wan-2.7-videoedit", "wan27VideoeditParams", 1,
                                               5000, params_required=True)},
-                  poll_every=5.0),
+                  poll_every=5.0, lasts=4.0),
         Operation("videos/upscale", "video",
                   {m.name: m for m in one_file("topazVideoParams", "topaz-video-upscale")},
-                  prompt=False, poll_every=5.0),
-        Operation("music/generate", "music", MUSIC_MODELS, poll_every=5.0),
+                  prompt=False, poll_every=5.0, lasts=8.0),  # no limit on the input's length
+        Operation("music/generate", "music", MUSIC_MODELS, poll_every=5.0, lasts=2.0),
         Operation("music/suno/action", "music", {}, ("extend", "cover", "add_vocals", "stems"),
-                  prompt=None, most_files=2, poll_every=5.0),
+                  prompt=None, most_files=2, poll_every=5.0, lasts=2.0),
     ]
 }  # fmt: skip
+LONGEST_LASTING = max(operation.lasts for operation in OPERATIONS.values())
 ACTION_PROMPT_MAX = {"inpaint": 2000, "extend": 5000, "cover": 5000, "add_vocals": 5000}
 # Midjourney's grid of four comes from a generation and from every action but `upsample`; the
 # grid actions (upsample, variation) take a grid, the others the one image an upsample made.

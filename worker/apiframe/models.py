@@ -1,6 +1,7 @@
 """Apiframe's v2 request and response bodies, as imagedock reads and writes them."""
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -54,6 +55,16 @@ class GrokParams(BaseModel):
 
     image: HttpUrl | S3Reference | None = None
     aspect_ratio: AspectRatio | None = None
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _url_or_reference(cls, value: Any) -> Any:
+        """One message for either shape, not one per member of the union."""
+        if value is None or isinstance(value, dict):
+            return value
+        if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError('must be an http(s) URL, or {"s3": KEY} of an object imagedock landed')
+        return value
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -9,7 +9,7 @@ shape it saw, never dropping it.
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -82,6 +82,22 @@ def assets_of(result: Any) -> list[Asset]:
         found += track_assets(number, track)
     found += numbered(Kind.STEM, urls(result.get("stems")))
     return found
+
+
+MADE = {  # the kinds of file each route's `makes` may land
+    "image": frozenset({Kind.IMAGE, Kind.GRID}),
+    "video": frozenset({Kind.VIDEO}),
+    "music": frozenset({Kind.AUDIO, Kind.COVER, Kind.STEM}),
+}
+
+
+def for_route(assets: list[Asset], makes: str) -> list[Asset]:
+    """The files as a route that makes `makes` names them: a bare URL (or an `images` list) on
+    a video or music route is that route's video or track."""
+    if makes == "image":
+        return assets
+    kind = Kind.VIDEO if makes == "video" else Kind.AUDIO
+    return [replace(asset, kind=kind) if asset.kind is Kind.IMAGE else asset for asset in assets]
 
 
 def track_assets(number: int, track: Any) -> list[Asset]:

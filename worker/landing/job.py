@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
-from worker.apiframe.catalog import GENERATE, OPERATIONS, metric_label
-from worker.apiframe.results import Asset, Kind, dumps, shape_of
+from worker.apiframe.catalog import GENERATE, OPERATIONS, Operation, metric_label
+from worker.apiframe.results import MADE, Asset, Kind, dumps, for_route, shape_of
 from worker.events import Events
 from worker.landing.download import Downloader
 from worker.landing.errors import PermanentError, TransientError
@@ -40,15 +40,22 @@ SLOWER = {"image": 1.0, "music": 3.0, "video": 10.0}  # a landing's time, agains
 NOUNS = {Kind.IMAGE: "images", Kind.VIDEO: "videos", Kind.AUDIO: "tracks", Kind.STEM: "stems"}
 
 
-def too_many(assets: list[Asset], operation: str, model: str) -> str | None:
-    """Why a result names more files than a job of `model` on `operation` returns, if it does:
-    more of a kind than the model's most, more than one grid, or more covers than tracks."""
-    route = OPERATIONS.get(operation) or OPERATIONS[GENERATE]
+def route_of(record: JobRecord) -> Operation:
+    return OPERATIONS.get(record.operation) or OPERATIONS[GENERATE]
+
+
+def refused_files(assets: list[Asset], route: Operation, model: str) -> str | None:
+    """Why a result's files are not what a job of `model` on `route` makes, if they are not:
+    a kind the route does not make, more of a kind than the model's most, more than one grid,
+    or more covers than tracks."""
+    foreign = sorted({asset.kind.value for asset in assets} - MADE[route.makes])
+    if foreign:
+        return f"Apiframe named {', '.join(foreign)} files for {route.path}, which makes none"
     most = route.most(model)
     for kind, noun in NOUNS.items():
         count = sum(1 for asset in assets if asset.kind is kind)
         if count > most:
-            return f"Apiframe returned {count} {noun}; {model or operation} returns {most}"
+            return f"Apiframe returned {count} {noun}; {model or route.path} returns {most}"
     grids = sum(1 for asset in assets if asset.kind is Kind.GRID)
     covers = sum(1 for asset in assets if asset.kind is Kind.COVER)
     if grids > 1 or covers > sum(1 for asset in assets if asset.kind is Kind.AUDIO):
@@ -86,13 +93,14 @@ async def land_job(
     if record is None:
         await deps.ledger.log(None, job_id, actor, "landing.unknown_job")
         return Status.FAILED
+    makes = route_of(record).makes
     if record.status == Status.LANDED and verify:
-        await store_all(deps, record, record.assets, actor, verify=True)
+        await store_all(deps, record, for_route(record.assets, makes), actor, verify=True)
     if record.status == Status.LANDED or record.status in FAILURES:
         await deps.events.publish_pending(record.ref, actor)  # owed if a crash came between
         return record.status
     try:
-        assets = record.assets or await confirm(deps, record, actor)
+        assets = for_route(record.assets or await confirm(deps, record, actor), makes)
         if not assets:
             return (await deps.ledger.get(record.ref) or record).status
         return await store_all(deps, record, assets, actor)
@@ -141,7 +149,7 @@ async def store_all(
     deps: LandingDeps, record: JobRecord, assets: list[Asset], actor: str, *, verify: bool = False
 ) -> Status:
     assert record.job_id is not None
-    refused = too_many(assets, record.operation, record.model)
+    refused = refused_files(assets, route_of(record), record.model)
     if refused is not None:
         raise PermanentError(refused)
     started = time.monotonic()
@@ -163,7 +171,10 @@ async def store_all(
         "objects": [stored.public() for stored in objects],
     }
     key = deps.store.key(record.job_id, "manifest.json")
-    await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
+    # A replay restores a missing manifest; one there already, perhaps written by an earlier
+    # version in another shape, is the job's record and is left as it is.
+    if not (verify and await deps.store.stat(key) is not None):
+        await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
     landed = None  # the record as this landing left it, if it moved it: the event is built from it
     if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
         landed = await deps.ledger.get(record.ref) or record
