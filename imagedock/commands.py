@@ -97,7 +97,7 @@ async def submit(
 
 def jobs_table(records: list[JobRecord], title: str) -> Table:
     table = Table(title=title)
-    for column in ("created", "job id", "model", "status", "via", "images", "prompt", "error"):
+    for column in ("created", "job id", "model", "status", "via", "files", "prompt", "error"):
         table.add_column(column, overflow="fold")
     for record in records:
         colour = COLOURS.get(record.status, "cyan")

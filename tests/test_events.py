@@ -29,7 +29,8 @@ async def test_job_landed_event_carries_the_objects(stack: Stack) -> None:
     data = event["data"]
     assert (data["jobId"], data["status"], data["metadata"]) == (job_id, "LANDED", {"order": "7"})
     job = await stack.job(job_id)
-    assert data["images"] == job["objects"]
+    assert data["objects"] == job["objects"]
+    assert data["images"] == data["objects"]  # an image job's files, as they were always named
     Webhook(EVENT_SECRET).verify(event["body"], event["headers"])
 
 

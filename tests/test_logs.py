@@ -34,7 +34,7 @@ async def test_a_landed_job_has_one_canonical_line(stack: Stack) -> None:
     [landed] = lines(logs, "job.landed")
     job = await stack.job(job_id)
     assert (landed["job_id"], landed["ref"], landed["via"]) == (job_id, job["ref"], "webhook")
-    assert landed["images"] == 2
+    assert landed["files"] == 2
     assert landed["keys"] == [stored["key"] for stored in job["objects"]]
     assert landed["bytes"] == sum(stored["bytes"] for stored in job["objects"])
     assert isinstance(landed["duration_ms"], int)
@@ -66,7 +66,7 @@ async def test_a_failed_job_has_one_canonical_line_with_its_reason(stack: Stack)
     [failed] = lines(logs, "job.failed")
     assert (failed["job_id"], failed["status"], failed["via"]) == (job_id, "FAILED", "webhook")
     assert failed["reason"] == stack.sim.config.failure_message
-    assert (failed["images"], failed["keys"], failed["log_level"]) == (0, [], "warning")
+    assert (failed["files"], failed["keys"], failed["log_level"]) == (0, [], "warning")
     assert lines(logs, "job.landed") == []
 
 

@@ -33,7 +33,8 @@ async def test_a_video_lands_as_its_kind(stack: Stack) -> None:
     assert (manifest["operation"], manifest["objects"]) == ("videos/generate", job["objects"])
     [event] = stack.delivered("job.landed")
     assert event["data"]["operation"] == "videos/generate"
-    assert event["data"]["images"][0]["kind"] == "video"
+    assert event["data"]["objects"][0]["kind"] == "video"
+    assert "images" not in event["data"]
     [submitted] = stack.sim.submissions()
     assert submitted.path == "/v2/videos/generate"
     assert "prompt" in json.loads(submitted.body)
@@ -180,9 +181,14 @@ async def test_a_landed_image_is_upscaled_and_cut_out_by_reference(stack: Stack)
 
 async def test_a_reference_outside_the_prefix_or_missing_is_refused(stack: Stack) -> None:
     """Only objects under imagedock's prefix that exist may be named; nothing is sent."""
-    for key, said in (("private/payroll.pdf", "is not under"),
-                      ("apiframe/../x.png", "is not under"),
-                      ("apiframe/nothing/1.png", "does not exist")):  # fmt: skip
+    for key, said in (("private/payroll.pdf", "is not a file imagedock landed"),
+                      ("apiframe/../x.png", "is not a file imagedock landed"),
+                      ("apiframe-other/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12 + "/1.png",
+                       "is not a file imagedock landed"),
+                      ("apiframe/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12 + "/../../x",
+                       "is not a file imagedock landed"),
+                      ("apiframe/" + "1" * 8 + "-1111-1111-1111-" + "1" * 12 + "/1.png",
+                       "does not exist")):  # fmt: skip
         body = {"operation": "images/upscale", "model": "clarity-upscale",
                 "clarityUpscaleParams": {"image": {"s3": key}}}  # fmt: skip
         response = await stack.api.post("/jobs", json=body)

@@ -8,12 +8,17 @@ Only objects under imagedock's prefix that exist may be named; anything else is 
 before Apiframe is called, naming the field.
 """
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from worker.landing.storage import ObjectStore
 
 KEY = "s3"
+# What follows the prefix in the key of a file imagedock landed: its job id, then its name.
+LANDED_NAME = (
+    r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}/[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+)
 SIGV4_LONGEST = 7 * 24 * 3600  # seconds: the longest a SigV4 presigned URL may live
 
 
@@ -53,10 +58,14 @@ def replaced(value: Any, urls: dict[str, str]) -> Any:
 async def check(store: ObjectStore, params: dict[str, Any], block: str) -> None:
     """Refuse a reference outside imagedock's prefix, or to an object that does not exist;
     `block` names the params block in the caller's words."""
+    landed = re.compile(re.escape(store.prefix) + LANDED_NAME)
     for path, key in references(params):
         field = f"{block}.{path}" if block else path
-        if not key.startswith(store.prefix) or ".." in key.split("/") or "//" in key:
-            raise BadReference(field, f"{key[:200]!r} is not under imagedock's {store.prefix!r}")
+        if not landed.fullmatch(key):
+            raise BadReference(
+                field,
+                f"{key[:200]!r} is not a file imagedock landed ({store.prefix}<jobId>/<name>)",
+            )
         if await store.stat(key) is None:
             raise BadReference(field, f"s3://{store.bucket}/{key[:200]} does not exist")
 

@@ -59,8 +59,9 @@ class Settings(BaseSettings):
 
     landing_backoff: float = Field(default=5.0, gt=0)  # first retry wait; doubles to 5 min
     # One landing's deadline for four images, scaled for models that return more (225 s for
-    # ten); arq's claim outlasts the longest by 15 s, so a worker that dies mid-landing has its
-    # job re-run that much later (`worker.runtime.tasks`).
+    # ten) and for videos and music (ten and three times); arq's timeout outlasts the longest by
+    # 5 s, and a worker that dies mid-landing has its job re-run 30 s later at most, whatever
+    # the landing's length (`worker.runtime.tasks`).
     landing_timeout: float = Field(default=90.0, gt=0)
     landing_max_tries: int = Field(default=30, ge=1)  # failed attempts before a job FAILS
     # A stopping worker takes no new jobs and lets running ones finish for this long; what is

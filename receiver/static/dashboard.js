@@ -207,8 +207,8 @@ function thumbnails(job, old) {
   return cell;
 }
 
-// A file as its kind is best seen: an image as a thumbnail, a video or a track as a player
-// that loads nothing until it is played, each with a link to the file itself.
+// A file as its kind is best seen: an image as a thumbnail, a video, a track or a stem as a
+// player that loads only its metadata until it is played, each with a link to the file.
 function preview(stored) {
   const link = element("a", "", "", { href: stored.url, target: "_blank", rel: "noopener" });
   const name = `${stored.kind ?? "image"} ${stored.index}`;
@@ -218,7 +218,7 @@ function preview(stored) {
       src: stored.url, controls: true, preload: "metadata", title: name,
     });
     const figure = element("span", "media");
-    link.textContent = stored.kind === "video" ? "video ↗" : "track ↗";
+    link.textContent = `${stored.kind === "audio" ? "track" : stored.kind} ↗`;
     figure.append(player, link);
     return figure;
   }

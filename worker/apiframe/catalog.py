@@ -237,4 +237,3 @@ def metric_label(model: str) -> str:
 
 
 PARAMS_KEYS = frozenset(model.params_key for model in EVERY_MODEL.values())
-MOST_IMAGES = max(model.max_images for model in MODELS.values())

@@ -124,7 +124,7 @@ class JobRecord:
         """What the one canonical `job.landed` or `job.failed` line says of the job."""
         return {
             "duration_ms": round((now - self.created_at) * 1000),
-            "images": len(self.objects),
+            "files": len(self.objects),
             "bytes": sum(stored.bytes for stored in self.objects),
             "keys": [stored.key for stored in self.objects],
             "via": self.via or "webhook",

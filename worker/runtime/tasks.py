@@ -2,9 +2,10 @@
 
 Two queues, so that polling's longer timeout never slows crash recovery for landings:
 - landing (`land`, `deliver`, `replay`): a landing's own deadline is 90 s for four images
-  (`IMAGEDOCK_LANDING_TIMEOUT`), more for models that return more (225 s for ten); arq's
-  `job_timeout` is the longest of them plus a margin, 230 s. arq's claim on a job would last as
-  long (plus 10 s) for every function on the queue; here it lasts `CLAIM` (30 s) and is renewed
+  (`IMAGEDOCK_LANDING_TIMEOUT`), more for models that return more (225 s for ten) and for what
+  takes longer (a video ten times an image's: 900 s); arq's `job_timeout` is the longest of
+  them plus a margin, 905 s. arq's claim on a job would last as long (plus 10 s) for every
+  function on the queue; here it lasts `CLAIM` (30 s) and is renewed
   while the job runs, so the job of a worker that died (a delivery, a landing) is run again by
   another within 30 s. `max_tries` 30 with backoff from 5 s to 5 min rides out about two hours
   of outage, and arq counts every restart as a try, so a run of deploys cannot exhaust it.

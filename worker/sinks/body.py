@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from worker.apiframe.catalog import GENERATE, OPERATIONS
 from worker.ledger.records import JobRecord
 
 
@@ -31,8 +32,11 @@ def build_event(record: JobRecord, event_type: str, timestamp: str) -> dict[str,
         "model": record.model,
         "prompt": record.prompt,
         "metadata": record.metadata,
-        "images": [stored.public() for stored in record.objects],
+        "objects": [stored.public() for stored in record.objects],
     }
+    if OPERATIONS.get(record.operation, OPERATIONS[GENERATE]).makes == "image":
+        # As image jobs' events have always named them, for the pipelines that read them so.
+        data["images"] = data["objects"]
     if event_type == "job.failed":
         data["reason"] = record.error or record.status.value
     return {
