@@ -10,16 +10,16 @@ at a time), so no file, however large, sits in memory or on disk whole.
 """
 
 import asyncio
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urljoin
 
 import httpx
 import structlog
 
+from worker.landing.digest import Digest
 from worker.landing.errors import PermanentError, TransientError
 from worker.landing.hosts import HostPolicy
 
@@ -69,11 +69,10 @@ class Destination(Protocol):
 
 @dataclass(frozen=True)
 class Download:
-    """What was fetched: its size, digests and type; the bytes went to the destination."""
+    """What was fetched: its size, digest and type; the bytes went to the destination."""
 
     size: int
     sha256: str
-    md5: str
     content_type: str
     extension: str
     source_url: str
@@ -90,8 +89,7 @@ class Received:
     ranges: bool = False  # the CDN said it serves byte ranges: a broken body can resume
     total: int | None = None
     validator: str | None = None  # the first answer's ETag or Last-Modified: `If-Range`
-    sha256: Any = field(default_factory=hashlib.sha256)
-    md5: Any = field(default_factory=lambda: hashlib.md5(usedforsecurity=False))
+    sha256: Digest = field(default_factory=Digest)
 
 
 class Broken(Exception):
@@ -244,8 +242,7 @@ class Downloader:
             got.size += len(chunk)
             if got.size > cap:
                 raise PermanentError(self._too_big(url, medium, got.size))
-            got.sha256.update(chunk)
-            got.md5.update(chunk)
+            await got.sha256.update(chunk)
             if got.begun:
                 await into.write(chunk)
                 continue
@@ -261,7 +258,7 @@ class Downloader:
             await self._begin(url, medium, into, got)
         found = sniff(got.head, medium)
         assert found is not None
-        return Download(got.size, got.sha256.hexdigest(), got.md5.hexdigest(), *found, url)
+        return Download(got.size, await got.sha256.hexdigest(), *found, url)
 
     async def _begin(self, url: str, medium: str, into: Destination, got: Received) -> None:
         content_type, extension = self._check_type(url, medium, got.head)

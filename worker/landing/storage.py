@@ -12,7 +12,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -51,12 +51,10 @@ SAFE_IN_METADATA = "/:?&=#@+,;%"
 
 @dataclass(frozen=True)
 class Blob:
-    """What to write: a readable file (or bytes), its digests, and how to describe it."""
+    """What to write in one PUT: its bytes, their SHA-256, and how to describe them."""
 
-    body: IO[bytes] | bytes
-    size: int
+    body: bytes
     sha256: str
-    md5: str
     content_type: str
     metadata: dict[str, str]
 
@@ -135,9 +133,7 @@ class ObjectStore:
         """Send part `number`; returns its ETag. Checked by S3 with the checksum mode's digest."""
         extra: dict[str, Any] = {}
         if self._checksum_mode != "when_supported":  # else boto3 sends a CRC32 of its own
-            extra["ContentMD5"] = base64.b64encode(
-                hashlib.md5(body, usedforsecurity=False).digest()
-            ).decode()
+            extra["ContentMD5"] = md5_of(body)
         answer = await self._call(
             self.client.upload_part,
             Bucket=self.bucket,
@@ -196,18 +192,16 @@ class ObjectStore:
         return await self._call(sign_all) if keys else {}
 
     def _put(self, key: str, blob: Blob) -> None:
-        if not isinstance(blob.body, bytes):
-            blob.body.seek(0)
         extra: dict[str, Any] = {}
         if self._checksum_mode == "when_supported":
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(blob.sha256)).decode()
         else:  # stores that reject aws-chunked trailers still verify Content-MD5
-            extra["ContentMD5"] = base64.b64encode(bytes.fromhex(blob.md5)).decode()
+            extra["ContentMD5"] = md5_of(blob.body)
         self.client.put_object(
             Bucket=self.bucket,
             Key=key,
             Body=blob.body,
-            ContentLength=blob.size,
+            ContentLength=len(blob.body),
             ContentType=blob.content_type,
             CacheControl=CACHE_CONTROL,
             Metadata=ascii_metadata(blob.metadata),
@@ -246,8 +240,12 @@ def ascii_metadata(metadata: dict[str, str]) -> dict[str, str]:
 def json_blob(document: Any, metadata: dict[str, str]) -> Blob:
     body = json.dumps(document, indent=2, sort_keys=True).encode()
     sha256 = hashlib.sha256(body).hexdigest()
-    md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
-    return Blob(body, len(body), sha256, md5, "application/json", {**metadata, "sha256": sha256})
+    return Blob(body, sha256, "application/json", {**metadata, "sha256": sha256})
+
+
+def md5_of(body: bytes) -> str:
+    """Content-MD5, only where the checksum mode needs it (one digest per byte otherwise)."""
+    return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
 
 
 def error_code(exc: ClientError) -> str:

@@ -59,14 +59,7 @@ class ObjectWriter:
             return
         if self.upload_id is None:
             metadata = {**self.metadata, "sha256": download.sha256}
-            blob = Blob(
-                bytes(self.buffer),
-                download.size,
-                download.sha256,
-                download.md5,
-                self.content_type,
-                metadata,
-            )
+            blob = Blob(bytes(self.buffer), download.sha256, self.content_type, metadata)
             await self.store.put_once(self.key, blob)
             return
         if self.buffer:
