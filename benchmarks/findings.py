@@ -120,8 +120,8 @@ def landing(result: Result) -> list[str]:
             "PUT, the LANDED move, the record read back, counters and histograms, the event "
             "published: about 45 Redis commands per job (see Redis cost), arq's own claim and "
             "finish among them, and the arq worker picks a job up within its "
-            f"{LANDING_POLL_DELAY:g} s `poll_delay`. Per image the worker also hashes twice "
-            "(SHA-256 for the record, MD5 for S3's Content-MD5) and spools to a temporary file. "
+            f"{LANDING_POLL_DELAY:g} s `poll_delay`. Per image the worker also hashes every "
+            "byte once (SHA-256, for the record and S3's checksum) and checks its type. "
             "Small images pay these per-job costs on few bytes; large ones are dominated by the "
             "transfer, where imagedock and the copy are nearly equal."
         )

@@ -4,7 +4,8 @@ against the same worker landing 5 MB images, in alternating rounds.
 Each round starts a fresh worker (a peak only grows), lets it land one small job to load every
 code path, reads VmHWM, then lands the round's jobs one after another (each webhook sent when the
 last job is LANDED) and reads VmHWM again. The difference between the two sizes is what landing a
-larger image costs in memory: imagedock streams it, spooled to disk past 8 MiB.
+larger image costs in memory: imagedock streams it, into a multipart upload of 8 MiB parts past
+one part.
 
 `python -m benchmarks.landing_memory [--out FILE] [--quick]`
 """

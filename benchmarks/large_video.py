@@ -167,7 +167,7 @@ def report(result: Result, plan: Plan, runs: dict[str, list[Run]]) -> None:
     result.notes.append(
         f"{plan.rounds} rounds of each, alternating, the order reversed every other round; "
         "figures are medians. imagedock's time runs from its `completed` webhook to LANDED "
-        "(webhook, queue, download, the SHA-256 and MD5 of every byte, the magic-byte check, the "
+        "(webhook, queue, download, the SHA-256 of every byte, the magic-byte check, the "
         "multipart upload, the manifest, the ledger); the reference's from its first request to "
         "its completed upload. Both read the simulator's CDN and write SeaweedFS on loopback, "
         f"in 8 MiB parts with one in flight, boto3 on 16 threads. Bucket `{BUCKET}`."

@@ -2,9 +2,7 @@
 and a byte cap that holds whatever length the origin declares, or none."""
 
 import gzip
-import hashlib
 import ipaddress
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,7 +16,6 @@ from starlette.routing import Route
 from imagedock.clients import http_client
 from simulator.serving import serving
 from worker.deps import Deps
-from worker.landing.digest import Digest
 from worker.landing.download import Downloader, HostClients, resumed_at, sniff
 from worker.landing.errors import PermanentError
 from worker.landing.hosts import HostPolicy, is_public
@@ -276,14 +273,3 @@ def test_a_resumed_answer_must_be_the_whole_rest_of_the_same_length() -> None:
     assert not resumed_at(answer(206, "bytes 99-999/1000"), 100, 1000)
     assert not resumed_at(answer(200, "bytes 100-999/1000"), 100, 1000)
     assert not resumed_at(answer(206, "bytes 100-999/*"), 100, 1000)
-
-
-@pytest.mark.parametrize("size", [0, 100, 1024 * 1024, 3 * 1024 * 1024 + 17])
-async def test_a_digest_hashed_a_batch_at_a_time_is_the_whole_files(size: int) -> None:
-    """Hashed on a thread a megabyte at a time, or at once when small, the digest is the
-    SHA-256 of every byte in order."""
-    data = random.Random(size).randbytes(size)
-    digest = Digest()
-    for start in range(0, size, 65536):
-        await digest.update(data[start : start + 65536])
-    assert await digest.hexdigest() == hashlib.sha256(data).hexdigest()

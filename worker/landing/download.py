@@ -10,6 +10,7 @@ at a time), so no file, however large, sits in memory or on disk whole.
 """
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ from urllib.parse import urljoin
 import httpx
 import structlog
 
-from worker.landing.digest import Digest
 from worker.landing.errors import PermanentError, TransientError
 from worker.landing.hosts import HostPolicy
 
@@ -89,7 +89,9 @@ class Received:
     ranges: bool = False  # the CDN said it serves byte ranges: a broken body can resume
     total: int | None = None
     validator: str | None = None  # the first answer's ETag or Last-Modified: `If-Range`
-    sha256: Digest = field(default_factory=Digest)
+    # Hashed in the loop as the bytes arrive: at about 1.4 GB/s, handing batches to a thread
+    # cost more wall time than it saved (BENCHMARKS.md, large video).
+    sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
 
 
 class Broken(Exception):
@@ -242,7 +244,7 @@ class Downloader:
             got.size += len(chunk)
             if got.size > cap:
                 raise PermanentError(self._too_big(url, medium, got.size))
-            await got.sha256.update(chunk)
+            got.sha256.update(chunk)
             if got.begun:
                 await into.write(chunk)
                 continue
@@ -258,7 +260,7 @@ class Downloader:
             await self._begin(url, medium, into, got)
         found = sniff(got.head, medium)
         assert found is not None
-        return Download(got.size, await got.sha256.hexdigest(), *found, url)
+        return Download(got.size, got.sha256.hexdigest(), *found, url)
 
     async def _begin(self, url: str, medium: str, into: Destination, got: Received) -> None:
         content_type, extension = self._check_type(url, medium, got.head)

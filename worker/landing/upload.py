@@ -36,7 +36,8 @@ class ObjectWriter:
     present: bool = False  # the object was landed before: the bytes are only counted
     upload_id: str | None = None
     etags: list[str] = field(default_factory=list)
-    buffer: bytearray = field(default_factory=bytearray)
+    buffer: list[bytes] = field(default_factory=list)  # the part being filled, joined once
+    held: int = 0  # its bytes
     sending: asyncio.Task[str] | None = None
 
     async def begin(self, content_type: str, extension: str, size: int | None) -> None:
@@ -49,8 +50,9 @@ class ObjectWriter:
     async def write(self, chunk: bytes) -> None:
         if self.present:
             return
-        self.buffer += chunk
-        if len(self.buffer) >= PART:
+        self.buffer.append(chunk)
+        self.held += len(chunk)
+        if self.held >= PART:
             await self._send_part()
 
     async def finish(self, download: Download) -> None:
@@ -59,7 +61,7 @@ class ObjectWriter:
             return
         if self.upload_id is None:
             metadata = {**self.metadata, "sha256": download.sha256}
-            blob = Blob(bytes(self.buffer), download.sha256, self.content_type, metadata)
+            blob = Blob(b"".join(self.buffer), download.sha256, self.content_type, metadata)
             await self.store.put_once(self.key, blob)
             return
         if self.buffer:
@@ -105,7 +107,7 @@ class ObjectWriter:
                 self.key, self.content_type, self.metadata
             )
         await self._sent()  # at most one part in flight: memory stays two parts
-        part, self.buffer = bytes(self.buffer), bytearray()
+        part, self.buffer, self.held = b"".join(self.buffer), [], 0
         number = len(self.etags) + 1
         self.sending = asyncio.create_task(
             self.store.upload_part(self.key, self.upload_id, number, part)

@@ -18,6 +18,7 @@ running is cancelled again, any job's task that ends cancelled gives its claim u
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any
@@ -30,6 +31,10 @@ from redis.exceptions import RedisError
 from worker.runtime.cancelling import cancel_until_done
 
 log = structlog.get_logger("worker")
+# Seconds before a job claimed by another worker is asked about again: a claim that lapses (its
+# worker died) is taken up this much later, within the claim's own 30 s.
+ELSEWHERE = 1.0
+ELSEWHERE_MOST = 10_000  # jobs remembered so, before the expired ones are forgotten
 
 
 class StoppableWorker(Worker):
@@ -45,6 +50,7 @@ class StoppableWorker(Worker):
         self._cut = False  # running jobs have been cancelled: any job started now is too
         self._finishing: set[str] = set()  # jobs whose end arq is writing: never cut, nor unclaimed
         self._background: set[asyncio.Task[Any]] = set()
+        self._elsewhere: dict[str, float] = {}  # job -> when to look again: claimed by another
 
     def stop(
         self, signum: signal.Signals = signal.SIGTERM, *, wait: float | None = None
@@ -111,15 +117,25 @@ class StoppableWorker(Worker):
         await asyncio.shield(self._hold(self._claim_each(job_ids)))
 
     async def _claim_each(self, job_ids: list[bytes]) -> None:
-        """arq's claiming, one job at a time, so that a stop claims no more."""
+        """arq's claiming, one job at a time, so that a stop claims no more. A job stays in the
+        queue while it runs, so every poll finds it again: one this worker runs is passed over,
+        and one another worker holds is looked at again only after `ELSEWHERE`, where arq
+        would ask Redis about each of them three times every poll."""
+        now = time.monotonic()
+        if len(self._elsewhere) > ELSEWHERE_MOST:
+            self._elsewhere = {job: at for job, at in self._elsewhere.items() if at > now}
         for raw in job_ids:
             if not self.allow_pick_jobs:
                 return
             job_id = raw.decode()
-            running = self.tasks.get(job_id)  # a job still running is found again, not claimed
+            running = self.tasks.get(job_id)
+            if (running is not None and not running.done()) or self._elsewhere.get(job_id, 0) > now:
+                continue
             await super().start_jobs([raw])
             task = self.tasks.get(job_id)
-            if task is not None and task is not running:
+            if task is None or task is running:
+                self._elsewhere[job_id] = now + ELSEWHERE
+            else:
                 task.add_done_callback(partial(self._ended, job_id))
                 if self._cut:  # claimed as the cut came: cancelled before it starts
                     task.cancel()
