@@ -14,18 +14,23 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import httpx
 from botocore.config import Config
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 CONCURRENCY = 20  # the landing worker's max_jobs
 THREADS = 16  # IMAGEDOCK_S3_CONCURRENCY's default
 
 
-async def copy_all(urls: list[str], prefix: str) -> tuple[float, float, int]:
+def s3_client() -> "S3Client":
+    """The references' boto3 client, from the IMAGEDOCK_S3_* settings in the environment."""
     env = os.environ
-    client = boto3.session.Session().client(
+    client: S3Client = boto3.session.Session().client(
         "s3",
         endpoint_url=env["IMAGEDOCK_S3_ENDPOINT_URL"],
         region_name="us-east-1",
@@ -35,7 +40,11 @@ async def copy_all(urls: list[str], prefix: str) -> tuple[float, float, int]:
             signature_version="s3v4", s3={"addressing_style": "path"}, max_pool_connections=THREADS
         ),
     )
-    bucket = env["IMAGEDOCK_S3_BUCKET"]
+    return client
+
+
+async def copy_all(urls: list[str], prefix: str) -> tuple[float, float, int]:
+    client, bucket = s3_client(), os.environ["IMAGEDOCK_S3_BUCKET"]
     threads = ThreadPoolExecutor(THREADS)
     loop = asyncio.get_running_loop()
     limit = asyncio.Semaphore(CONCURRENCY)

@@ -15,15 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
 import httpx
-from botocore.config import Config
+
+from benchmarks.bare_copy import THREADS, s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PART = 8 * 1024 * 1024  # imagedock's part size
-THREADS = 16  # IMAGEDOCK_S3_CONCURRENCY's default
 
 
 def peak_rss() -> int:
@@ -34,18 +33,7 @@ def peak_rss() -> int:
 
 
 async def copy(url: str, key: str) -> tuple[float, float, int]:
-    env = os.environ
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=env["IMAGEDOCK_S3_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id=env["IMAGEDOCK_S3_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["IMAGEDOCK_S3_SECRET_ACCESS_KEY"],
-        config=Config(
-            signature_version="s3v4", s3={"addressing_style": "path"}, max_pool_connections=THREADS
-        ),
-    )
-    bucket = env["IMAGEDOCK_S3_BUCKET"]
+    client, bucket = s3_client(), os.environ["IMAGEDOCK_S3_BUCKET"]
     threads = ThreadPoolExecutor(THREADS)
     loop = asyncio.get_running_loop()
     started, cpu = time.monotonic(), time.process_time()

@@ -42,8 +42,24 @@ def render(prompt: str, index: int, aspect_ratio: str, fmt: ImageFormat, long_si
     return out.getvalue()
 
 
+class Streamed:
+    """A file made as a stream of chunks, never held whole unless read."""
+
+    def chunks(self) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+
 @dataclass(frozen=True)
-class PaddedImage:
+class PaddedImage(Streamed):
     """An encoded image plus `padding` filler bytes, streamed in chunks."""
 
     base: bytes
@@ -79,15 +95,6 @@ class PaddedImage:
             yield from self._webp()
         else:
             yield from self._jpeg()
-
-    def sha256(self) -> str:
-        digest = hashlib.sha256()
-        for chunk in self.chunks():
-            digest.update(chunk)
-        return digest.hexdigest()
-
-    def read(self) -> bytes:
-        return b"".join(self.chunks())
 
     def _filler(self, count: int) -> Iterator[bytes]:
         block = random.Random(self.salt).randbytes(CHUNK)

@@ -6,14 +6,13 @@ CDN's would, and its size is whatever a test asks for (the samples are noise, no
 picture).
 """
 
-import hashlib
 import random
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.images import CHUNK
+from simulator.images import CHUNK, Streamed
 
 MediaFormat = Literal["mp4", "wav"]
 MEDIA_TYPES = {"mp4": "video/mp4", "wav": "audio/wav"}
@@ -26,7 +25,7 @@ WAV_HEAD = 44
 
 
 @dataclass(frozen=True)
-class MediaFile:
+class MediaFile(Streamed):
     """A video or audio file of exactly `size` bytes, its content decided by `salt`."""
 
     fmt: MediaFormat
@@ -45,15 +44,6 @@ class MediaFile:
         while remaining > 0:
             yield block[:remaining]
             remaining -= CHUNK
-
-    def sha256(self) -> str:
-        digest = hashlib.sha256()
-        for chunk in self.chunks():
-            digest.update(chunk)
-        return digest.hexdigest()
-
-    def read(self) -> bytes:
-        return b"".join(self.chunks())
 
     def _mp4_head(self) -> bytes:
         data = self.size - len(MP4_HEAD)
