@@ -39,7 +39,15 @@ async def test_ten_thousand_refused_webhooks_cost_redis_almost_nothing(stack: St
     requests = [
         {"headers": {"content-type": f"text/{junk}"}, "params": {}},  # 415, a huge media type
         {"headers": {"content-type": "application/json"}, "params": {"ref": junk[:3000]}},  # 404
-        {"headers": {"content-type": "application/json", "x-pad": junk * 3}, "params": {}},  # 431
+        # 431; the server closes the connection after it, so the client must not reuse it
+        {
+            "headers": {
+                "content-type": "application/json",
+                "x-pad": junk * 3,
+                "connection": "close",
+            },
+            "params": {},
+        },
     ]
     limit = asyncio.Semaphore(50)
 
