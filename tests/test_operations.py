@@ -329,3 +329,21 @@ async def test_a_replay_keeps_a_manifest_written_before(stack: Stack) -> None:
     await stack.run_worker()
     assert stack.object(key) == b'{"jobId": "written before kinds"}'
     assert len(stack.delivered("job.landed")) == 2
+
+
+async def test_a_request_naming_too_many_objects_costs_s3_nothing(stack: Stack) -> None:
+    """A body naming more objects than any route takes is refused before one is looked up:
+    a thousand of them ask S3 nothing."""
+    heads: list[str] = []
+    stack.deps.store.client.meta.events.register(
+        "before-call.s3.HeadObject", lambda **_: heads.append("head")
+    )
+    key = "apiframe/" + "1" * 8 + "-1111-1111-1111-" + "1" * 12 + "/1.png"
+    body = {"prompt": "a collage", "model": "nano-banana-pro",
+            "nanoBananaParams": {"image_input": [{"s3": key}] * 17}}  # fmt: skip
+    for _ in range(1000):
+        response = await stack.api.post("/jobs", json=body)
+        assert response.status_code == 400
+    assert "at most 16" in response.json()["details"]["nanoBananaParams"]
+    assert heads == []
+    assert stack.sim.submissions() == []

@@ -15,6 +15,9 @@ from typing import Any
 from worker.landing.storage import ObjectStore
 
 KEY = "s3"
+# The most a request may name: each costs a HEAD to S3 and a signature. Apiframe's routes take
+# at most 14 reference images (`image_input`), a mask and a start and an end frame.
+MOST = 16
 # What follows the prefix in the key of a file imagedock landed: its job id, then its name.
 LANDED_NAME = (
     r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}/[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
@@ -58,8 +61,11 @@ def replaced(value: Any, urls: dict[str, str]) -> Any:
 async def check(store: ObjectStore, params: dict[str, Any], block: str) -> None:
     """Refuse a reference outside imagedock's prefix, or to an object that does not exist;
     `block` names the params block in the caller's words."""
+    named = list(references(params))
+    if len(named) > MOST:
+        raise BadReference(block or "params", f"names {len(named)} objects; at most {MOST}")
     landed = re.compile(re.escape(store.prefix) + LANDED_NAME)
-    for path, key in references(params):
+    for path, key in named:
         field = f"{block}.{path}" if block else path
         if not landed.fullmatch(key):
             raise BadReference(
