@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, Job, JobNotFound, RateLimited
-from worker.apiframe.catalog import GENERATE, OPERATIONS
+from worker.apiframe.catalog import route_named
 from worker.apiframe.results import dumps
 from worker.events import Events
 from worker.ledger import keys
@@ -145,7 +145,7 @@ async def follow(deps: PollingDeps, record: JobRecord, job: Job) -> None:
     else:
         await ledger.transition(ref, from_apiframe(job.status), ACTOR, progress=job.progress)
         started = record.submitted_at or record.created_at
-        route = OPERATIONS.get(record.operation) or OPERATIONS[GENERATE]
+        route = route_named(record.operation)
         if time.time() - started > deps.settings.job_deadline * route.lasts:
             reason = f"still {job.status} {round(time.time() - started)} s after submission"
             await deps.events.finish(ref, Status.TIMED_OUT, ACTOR, error=reason, via="poll")
@@ -171,7 +171,7 @@ async def reschedule(
     """The next check, backing off per job from its route's cadence (2 s for images, 5 s for
     video and music, as Apiframe advises) to the configured cap, and never sooner than a
     429's Retry-After."""
-    route = OPERATIONS.get(record.operation) or OPERATIONS[GENERATE]
+    route = route_named(record.operation)
     first = max(FIRST_INTERVAL, route.poll_every)
     interval = min((record.poll_interval or first / 2) * 2, deps.settings.poll_max_interval)
     await deps.ledger.set_fields(record.ref, poll_interval=interval)

@@ -126,7 +126,7 @@ async def sent_params(
     nothing needs resolving."""
     if record.sent_params is not None:
         return record.sent_params
-    if not any(True for _ in references.references(params)):
+    if next(references.references(params), None) is None:
         return None
     wire = await references.resolve(deps.store, params, deps.reference_seconds)
     await deps.ledger.set_fields(record.ref, sent_params=json.dumps(wire))

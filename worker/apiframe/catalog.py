@@ -161,9 +161,12 @@ class Operation:
         return bool(self.actions)
 
     def most(self, model: str) -> int:
-        """The most files of the route's main kind one job of `model` returns."""
+        """The most files of the route's main kind one job of `model` returns; for a model it
+        does not catalogue, the most any of its models returns."""
         known = self.models.get(model)
-        return known.max_images if known else self.most_files
+        if known is not None:
+            return known.max_images
+        return max((m.max_images for m in self.models.values()), default=self.most_files)
 
 
 GENERATE = "images/generate"
@@ -224,6 +227,11 @@ def action_refused(
 
 
 EVERY_MODEL = {name: model for op in OPERATIONS.values() for name, model in op.models.items()}
+
+
+def route_named(path: str) -> Operation:
+    """The route a record names; one recorded before routes were, `images/generate`."""
+    return OPERATIONS.get(path) or OPERATIONS[GENERATE]
 
 
 def operation_of(model: str) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from worker import metrics
 from worker.apiframe import ApiframeClient, ApiframeError, JobNotFound, RateLimited
-from worker.apiframe.catalog import GENERATE, OPERATIONS, Operation, metric_label
+from worker.apiframe.catalog import GENERATE, OPERATIONS, Operation, metric_label, route_named
 from worker.apiframe.results import MADE, Asset, Kind, dumps, for_route, shape_of
 from worker.events import Events
 from worker.landing.download import Downloader
@@ -40,10 +40,6 @@ SLOWER = {"image": 1.0, "music": 3.0, "video": 10.0}  # a landing's time, agains
 NOUNS = {Kind.IMAGE: "images", Kind.VIDEO: "videos", Kind.AUDIO: "tracks", Kind.STEM: "stems"}
 
 
-def route_of(record: JobRecord) -> Operation:
-    return OPERATIONS.get(record.operation) or OPERATIONS[GENERATE]
-
-
 def refused_files(assets: list[Asset], route: Operation, model: str) -> str | None:
     """Why a result's files are not what a job of `model` on `route` makes, if they are not:
     a kind the route does not make, more of a kind than the model's most, more than one grid,
@@ -66,10 +62,8 @@ def refused_files(assets: list[Asset], route: Operation, model: str) -> str | No
 def landing_timeout(base: float, operation: str = GENERATE, model: str = "") -> float:
     """`base` covers four images, as most models return at most; more files, more time, and a
     video or a track takes longer than an image. With no model, the longest of the route."""
-    route = OPERATIONS.get(operation) or OPERATIONS[GENERATE]
-    most = route.most(model) if model else max((m.max_images for m in route.models.values()),
-                                                default=route.most_files)  # fmt: skip
-    return base * max(1.0, most / 4) * SLOWER[route.makes]
+    route = route_named(operation)
+    return base * max(1.0, route.most(model) / 4) * SLOWER[route.makes]
 
 
 LONGEST_LANDING = max(landing_timeout(1.0, operation) for operation in OPERATIONS)  # x base
@@ -93,7 +87,7 @@ async def land_job(
     if record is None:
         await deps.ledger.log(None, job_id, actor, "landing.unknown_job")
         return Status.FAILED
-    makes = route_of(record).makes
+    makes = route_named(record.operation).makes
     if record.status == Status.LANDED and verify:
         await store_all(deps, record, for_route(record.assets, makes), actor, verify=True)
     if record.status == Status.LANDED or record.status in FAILURES:
@@ -149,7 +143,7 @@ async def store_all(
     deps: LandingDeps, record: JobRecord, assets: list[Asset], actor: str, *, verify: bool = False
 ) -> Status:
     assert record.job_id is not None
-    refused = refused_files(assets, route_of(record), record.model)
+    refused = refused_files(assets, route_named(record.operation), record.model)
     if refused is not None:
         raise PermanentError(refused)
     started = time.monotonic()

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from worker.apiframe.catalog import GENERATE, OPERATIONS
+from worker.apiframe.catalog import route_named
 from worker.ledger.records import JobRecord
 
 
@@ -34,7 +34,7 @@ def build_event(record: JobRecord, event_type: str, timestamp: str) -> dict[str,
         "metadata": record.metadata,
         "objects": [stored.public() for stored in record.objects],
     }
-    if OPERATIONS.get(record.operation, OPERATIONS[GENERATE]).makes == "image":
+    if route_named(record.operation).makes == "image":
         # As image jobs' events have always named them, for the pipelines that read them so.
         data["images"] = data["objects"]
     if event_type == "job.failed":
