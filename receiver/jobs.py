@@ -94,11 +94,9 @@ async def create_job(request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         return error(400, "Idempotency-Key must be 1 to 255 characters")
-    fields = set(ApiframeRequest.model_fields) - {"webhook_url", "webhook_events"}
-    request_only = ApiframeRequest.model_validate(job.model_dump(include=fields))
-    try:
+    try:  # a JobRequest is the submission, with the metadata beside it
         record = await submit_job(
-            deps_of(request).submitting, request_only, metadata=job.metadata, idempotency_key=key
+            deps_of(request).submitting, job, metadata=job.metadata, idempotency_key=key
         )
     except BadParent as exc:
         return error(400, "invalid job request", details={"parentJobId": str(exc)})
