@@ -3,53 +3,22 @@ table in `receiver/routes.py` lists them."""
 
 from collections.abc import Iterable
 
-from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from receiver.auth import BearerToken
-from receiver.headers import HEADERS, SecurityHeaders
+from receiver.failures import HANDLERS, bad_query, internal_error
+from receiver.headers import SecurityHeaders
 from receiver.limits import RequestLimits
 from receiver.queries import BadQuery, without_query
 from receiver.rejections import Rejections
-from receiver.responses import error
 from receiver.routes import FILES, OPERATIONS, Operation
 from receiver.state import lifespan_for
+from receiver.v2.app import create_v2_app
 from worker.deps import DepsOpener
 from worker.settings import Settings
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (no such route, a method it does not take) in the API's JSON
-    shape, keeping the headers they carry (405's Allow)."""
-    assert isinstance(exc, HTTPException)
-    return error(exc.status_code, exc.detail, headers=exc.headers)
-
-
-async def redis_down(request: Request, exc: Exception) -> Response:
-    """Redis lost mid-request: nothing was decided, so the caller may retry (Apiframe does)."""
-    return error(503, f"Redis does not answer ({exc.__class__.__name__}); retry shortly",
-                 headers={"Retry-After": "5"})  # fmt: skip
-
-
-async def redis_refused(request: Request, exc: Exception) -> Response:
-    """Redis answered, and refused a command: a fault of imagedock's, not an outage to wait out."""
-    return error(500, f"Redis refused a command ({exc.__class__.__name__})")
-
-
-async def internal_error(request: Request, exc: Exception) -> Response:
-    """A bug: Starlette answers it outside every middleware, so the headers are set here."""
-    return error(500, "internal error", headers=HEADERS)
-
-
-async def bad_query(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BadQuery)
-    return error(400, "invalid query", details=exc.details)
 
 
 def routes_of(operations: Iterable[Operation]) -> list[BaseRoute]:
@@ -78,20 +47,15 @@ def create_app(settings: Settings, open_deps: DepsOpener) -> Starlette:
     """The receiver; its lifespan opens the process's clients with `open_deps`."""
     settings.require("apiframe_key", "api_token", "public_url")
     app = Starlette(
-        routes=routes_of(OPERATIONS),
+        # Apiframe's own API beside imagedock's: its document is Apiframe's (see `receiver.v2`).
+        routes=[*routes_of(OPERATIONS), Mount("/v2", create_v2_app())],
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(RequestLimits),
             Middleware(BearerToken, token=settings.token),
         ],
         lifespan=lifespan_for(settings, open_deps),
-        exception_handlers={
-            HTTPException: http_error,
-            BadQuery: bad_query,
-            RedisError: redis_down,
-            ResponseError: redis_refused,
-            Exception: internal_error,
-        },
+        exception_handlers={**HANDLERS, BadQuery: bad_query, Exception: internal_error},
     )
     app.state.rejections = Rejections()
     return app

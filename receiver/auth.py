@@ -40,5 +40,9 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
+# Apiframe's own API takes its callers' keys instead (`receiver.v2.access`).
+CALLERS = "/v2/"
+
+
 def is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+    return path in OPEN_PATHS or path.startswith((*OPEN_PREFIXES, CALLERS))

@@ -15,12 +15,14 @@ from worker.settings import Settings
 
 LISTS_AT_ONCE = 4  # job lists one process serves at once
 LIST_WAIT = 1.0  # seconds a list waits for a place before it is refused
+UPLOADS_AT_ONCE = 2  # `/v2/uploads` one process reads at once: each holds up to 50 MB
 
 
 class State(TypedDict):
     deps: Deps
     fanout: LogFanout
     lists: Admission
+    uploads: Admission
 
 
 def lifespan_for(
@@ -34,7 +36,12 @@ def lifespan_for(
             fanout = LogFanout(deps.ledger, settings.streams_max)
             gc.freeze()
             try:
-                yield {"deps": deps, "fanout": fanout, "lists": Admission(LISTS_AT_ONCE, LIST_WAIT)}
+                yield {
+                    "deps": deps,
+                    "fanout": fanout,
+                    "lists": Admission(LISTS_AT_ONCE, LIST_WAIT),
+                    "uploads": Admission(UPLOADS_AT_ONCE, LIST_WAIT),
+                }
             finally:
                 gc.unfreeze()
                 await fanout.aclose()
@@ -50,6 +57,11 @@ def deps_of(request: Request) -> Deps:
 def lists_of(request: Request) -> Admission:
     lists: Admission = request.state.lists
     return lists
+
+
+def uploads_of(request: Request) -> Admission:
+    uploads: Admission = request.state.uploads
+    return uploads
 
 
 def fanout_of(request: Request) -> LogFanout:

@@ -24,7 +24,7 @@ def app_operations(stack: Stack) -> set[tuple[str, str]]:
         if isinstance(route, Route):
             methods = (route.methods or {"GET"}) - {"HEAD"}
             operations |= {(method, route.path) for method in methods}
-        elif isinstance(route, Mount):
+        elif isinstance(route, Mount) and route.path != "/v2":  # Apiframe's: `test_v2_contract`
             operations.add(("GET", route.path + "/{path}"))
     return operations
 

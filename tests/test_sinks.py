@@ -23,6 +23,7 @@ from simulator.serving import serving
 from tests.support.stack import EVENT_SECRET, Sink, Stack, stack_on
 from worker.deps import Deps
 from worker.ledger import keys
+from worker.ledger.records import JobRecord
 from worker.runtime.tasks import build_worker
 from worker.sinks.base import EXCERPT, Sent
 from worker.sinks.body import event_id
@@ -41,7 +42,10 @@ class MemorySink:
     refusals: int = 0
     received: list[dict[str, object]] = field(default_factory=list)
 
-    async def send(self, event_id: str, body: str) -> Sent:
+    def serves(self, record: JobRecord | None, event_type: str) -> bool:
+        return True
+
+    async def send(self, event_id: str, body: str, record: JobRecord | None) -> Sent:
         if self.refusals:
             self.refusals -= 1
             return Sent(False, excerpt="memory is full")
@@ -159,7 +163,7 @@ async def answer_with(body: StreamingResponse) -> tuple[Sent, WebhookSink]:
     app = Starlette(routes=[Route("/hook", lambda request: body, methods=["POST"])])
     async with serving(app) as url, httpx.AsyncClient() as http:
         sink = WebhookSink(f"{url}/hook", http, Webhook(EVENT_SECRET), deadline=0.5)
-        return await sink.send("evt_test", "{}"), sink
+        return await sink.send("evt_test", "{}", None), sink
 
 
 async def test_a_huge_answer_costs_one_excerpt() -> None:
@@ -182,7 +186,7 @@ async def test_a_huge_answer_costs_one_excerpt() -> None:
     port = server.sockets[0].getsockname()[1]
     async with server, httpx.AsyncClient() as http:
         sink = WebhookSink(f"http://127.0.0.1:{port}/hook", http, Webhook(EVENT_SECRET))
-        sent = await sink.send("evt_test", "{}")
+        sent = await sink.send("evt_test", "{}", None)
     assert (sent.ok, sent.status, sent.excerpt) == (False, 500, "x" * EXCERPT)
     assert written < 64 * MIB
 

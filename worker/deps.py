@@ -17,6 +17,7 @@ from standardwebhooks import Webhook
 
 from worker.apiframe import ApiframeClient
 from worker.apiframe.catalog import LONGEST_LASTING
+from worker.callers import Callers
 from worker.events import Events
 from worker.intake import Intake
 from worker.landing.download import Downloader, HostClients
@@ -27,6 +28,7 @@ from worker.ledger.ledger import Ledger
 from worker.polling import PollingDeps
 from worker.settings import Settings
 from worker.sinks.base import Sink
+from worker.sinks.callback import CallbackSink
 from worker.sinks.delivery import DeliveryDeps
 from worker.sinks.webhook import WebhookSink
 from worker.submission import SubmitDeps
@@ -63,12 +65,24 @@ class Deps:
 
     @cached_property
     def sinks(self) -> tuple[Sink, ...]:
-        """Every sink events go to: a signed webhook per `IMAGEDOCK_EVENT_URLS` entry, then any
-        other kind given to `open_deps`."""
+        """Every sink events go to: a signed webhook per `IMAGEDOCK_EVENT_URLS` entry, the
+        `/v2/` callers' own webhooks, then any other kind given to `open_deps`."""
         secret = self.settings.event_secret
         signer = Webhook(secret.get_secret_value()) if secret is not None else None
         webhooks = [WebhookSink(url, self.http, signer) for url in self.settings.event_urls]
-        return (*webhooks, *self.more_sinks)
+        ttl = self.settings.presign_ttl
+        callbacks = CallbackSink(
+            self.hosts, self.callers, self.callback_hosts, self.object_store, ttl
+        )
+        return (*webhooks, callbacks, *self.more_sinks)
+
+    @cached_property
+    def callers(self) -> Callers:
+        return Callers(self.settings.caller_keys)
+
+    @cached_property
+    def callback_hosts(self) -> HostPolicy:
+        return HostPolicy(self.settings.callback_hosts, "IMAGEDOCK_CALLBACK_HOSTS", "callback")
 
     @cached_property
     def events(self) -> Events:

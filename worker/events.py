@@ -105,8 +105,9 @@ class Events:
                 id=event["id"],
                 type=event_type,
             )
-        for name in self.sinks:
-            await enqueue_delivery(self.redis, event["id"], name)
+        for name, sink in self.sinks.items():
+            if sink.serves(record, event_type):
+                await enqueue_delivery(self.redis, event["id"], name)
         return str(event["id"])
 
     async def republish(self, record: JobRecord, actor: str) -> list[str]:
@@ -115,9 +116,10 @@ class Events:
         for event_type in ("job.landed", "job.failed"):
             identifier = event_id(record.job_id or record.ref, event_type)
             if await self.redis.exists(keys.event(identifier)):
-                for name in self.sinks:
-                    await forget_deliveries(self.redis, identifier, name)
-                    await enqueue_delivery(self.redis, identifier, name)
+                for name, sink in self.sinks.items():
+                    if sink.serves(record, event_type):
+                        await forget_deliveries(self.redis, identifier, name)
+                        await enqueue_delivery(self.redis, identifier, name)
                 replayed.append(identifier)
         await self.ledger.log(record.ref, record.job_id, actor, "event.replayed", ids=replayed)
         return replayed

@@ -47,6 +47,8 @@ class Intake:
         progress: int | str = "" if event.progress is None else event.progress
         if status == Status.COMPLETED:
             fields = {"assets": dumps(event.assets), "via": "webhook"}
+            if event.credit_cost is not None:
+                fields["credit_cost"] = event.credit_cost
             progress = 100
         landing = landing_job(event.job_id).script_args() if status == Status.COMPLETED else []
         args = [

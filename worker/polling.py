@@ -16,7 +16,7 @@ from worker.apiframe.results import dumps
 from worker.events import Events
 from worker.ledger import keys
 from worker.ledger.ledger import Ledger
-from worker.ledger.records import JobRecord, text
+from worker.ledger.records import JobRecord, costed, text
 from worker.ledger.scripts import source
 from worker.runtime.queue import enqueue_landing
 from worker.settings import Settings
@@ -132,6 +132,7 @@ async def follow(deps: PollingDeps, record: JobRecord, job: Job) -> None:
             assets=dumps(job.assets),
             model=record.model or job.model or "",
             via="poll",
+            **costed(job.credit_cost),
         )
         if moved:  # else a webhook got there between the poll's read and its move
             await missed(ledger, record, job.status)

@@ -18,6 +18,7 @@ PLACEHOLDER = re.compile(r"replace[-_]?me|changeme|your[-_]", re.IGNORECASE)
 DEFAULT_EVENT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 
 CommaList = Annotated[list[str], NoDecode]
+CALLER_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 
 
 class SettingsError(Exception):
@@ -91,7 +92,46 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("apiframe_key", "download_hosts", "event_urls", mode="before")
+    # Apiframe's own API (`/v2/`), served to callers: `name=key` pairs. The name labels the
+    # caller's jobs, logs, events and metrics; the key is what its Apiframe client sends.
+    caller_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # Where callers' webhooks may go: patterns admit public addresses only, a host named
+    # exactly any address (as `download_hosts`).
+    callback_hosts: CommaList = Field(default_factory=lambda: ["*"])
+    # How long the URLs `/v2/` answers with (results, uploads) last; presigned afresh per read.
+    presign_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    @field_validator("caller_keys", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in filter(None, (part.strip() for part in value.split(","))):
+            name, equals, key = part.partition("=")
+            if not equals or not CALLER_NAME.fullmatch(name.strip()) or not key.strip():
+                raise ValueError(
+                    "must be comma-separated name=key pairs, each name 1 to 32 of a-z 0-9 _ -"
+                )
+            if name.strip() in pairs:
+                raise ValueError(f"names the caller {name.strip()!r} twice")
+            pairs[name.strip()] = key.strip()
+        return pairs
+
+    @field_validator("caller_keys")
+    @classmethod
+    def _check_caller_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, key in keys.items():
+            refuse_placeholder(key)
+            if len(key.get_secret_value()) < MIN_TOKEN:
+                raise ValueError(f"the key of {name!r} must be at least {MIN_TOKEN} characters")
+        if len({key.get_secret_value() for key in keys.values()}) < len(keys):
+            raise ValueError("two callers share a key: give each its own")
+        return keys
+
+    @field_validator(
+        "apiframe_key", "download_hosts", "event_urls", "callback_hosts", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

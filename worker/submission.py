@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,17 @@ SUBMIT_LEASE = 90.0  # seconds: longer than a submit can take, its in-call retri
 
 
 @dataclass(frozen=True)
+class Callback:
+    """A `/v2/` caller's own webhook: where, and which of Apiframe's events it wants."""
+
+    url: str
+    events: tuple[str, ...]
+
+    def fields(self) -> dict[str, str]:
+        return {"callback_url": self.url, "callback_events": json.dumps(list(self.events))}
+
+
+@dataclass(frozen=True)
 class SubmitDeps:
     ledger: Ledger
     redis: ArqRedis
@@ -60,10 +72,13 @@ async def submit_job(
     metadata: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
     actor: str = "receiver",
+    caller: str | None = None,
+    callback: Callback | None = None,
 ) -> JobRecord:
     """Record and submit `request`; returns the record with Apiframe's job id attached. An
     action's parent may be named by imagedock's ref or by Apiframe's job id: Apiframe is sent
-    its own (`BadParent` if imagedock does not know the parent or it has not finished)."""
+    its own (`BadParent` if imagedock does not know the parent or it has not finished). A
+    `/v2/` caller's Idempotency-Keys are its own, as Apiframe's are per API key."""
     params = request.params or {}
     block = request.catalogued.params_key if request.catalogued else ""
     await references.check(deps.store, params, block)
@@ -73,14 +88,17 @@ async def submit_job(
         assert parent.job_id is not None
         request = request.model_copy(update={"parent_job_id": parent.job_id})
         model, lineage["parent_job_id"] = parent.model, parent.job_id
+    scoped = f"{caller}:{idempotency_key}" if caller else idempotency_key
     record, created = await deps.ledger.create(
         prompt=request.prompt or "",
         model=model,
         params=params,
         metadata=metadata,
-        idempotency_key=f"submit:{idempotency_key}" if idempotency_key else None,
-        ref=caller_ref(idempotency_key, deps.ref_secret) if idempotency_key else None,
+        idempotency_key=f"submit:{scoped}" if scoped else None,
+        ref=caller_ref(scoped, deps.ref_secret) if scoped else None,
         lineage=lineage,
+        caller=caller,
+        callback=callback.fields() if callback else None,
     )
     if not created and (record.job_id or record.status in FINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
@@ -200,9 +218,11 @@ def caller_ref(idempotency_key: str, secret: bytes) -> str:
     """The ref for a caller's Idempotency-Key. It is the same after Redis loses its data, and so
     are the Apiframe Idempotency-Key and webhook URL derived from it: Apiframe then answers with
     the job it already has instead of billing a second one. It is keyed with `secret`, so that
-    nobody who knows an Idempotency-Key can compute the ref and aim webhooks at it."""
+    nobody who knows an Idempotency-Key can compute the ref and aim webhooks at it. Like every
+    ref it is a version-4 UUID's hex, as `/v2/` shows it."""
     message = f"submit:{idempotency_key}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return uuid.UUID(bytes=digest[:16], version=4).hex
 
 
 async def track_job(

@@ -33,6 +33,11 @@ API_KEY = "afk_test_0000000000000000000000000000000000"
 API_TOKEN = "imagedock-test-token"
 EVENT_SECRET = "whsec_" + base64.b64encode(b"imagedock-test-event-secret!").decode()
 BUCKET = "images"
+# `/v2/` callers: Apiframe clients pointed at imagedock, each with its own key.
+CALLER_KEYS = {
+    "alpha": "afk_caller_alpha_00000000000000000000",
+    "beta": "afk_caller_beta_111111111111111111111",
+}
 
 
 def fast_config(**changes: object) -> SimulatorConfig:
@@ -109,6 +114,8 @@ class Stack:
             "IMAGEDOCK_EVENT_URLS": self.events.url,
             "IMAGEDOCK_EVENT_SECRET": EVENT_SECRET,
             "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
+            "IMAGEDOCK_CALLER_KEYS": ",".join(f"{n}={k}" for n, k in CALLER_KEYS.items()),
+            "IMAGEDOCK_CALLBACK_HOSTS": ",".join(settings.callback_hosts),
         }
         env.update({f"IMAGEDOCK_{name.upper()}": value for name, value in changes.items()})
         return {**os.environ, **env}
@@ -187,6 +194,9 @@ def stack_settings(
         "public_url": socket_url(sock),
         "api_token": API_TOKEN,
         "download_hosts": "127.0.0.1",
+        "caller_keys": ",".join(f"{name}={key}" for name, key in CALLER_KEYS.items()),
+        # The test's own webhook listeners, named exactly; any other host must be public.
+        "callback_hosts": "127.0.0.1,*",
         **s3_settings(s3),
     }
     return load_settings(**{**options, **changes})

@@ -268,6 +268,7 @@ class WebhookEvent(BaseModel):
     result: Any = None
     error: str | None = None
     model: str | None = None
+    credit_cost: int | None = Field(default=None, alias="creditCost")
 
     @field_validator("progress", mode="before")
     @classmethod

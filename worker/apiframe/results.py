@@ -130,3 +130,28 @@ def shape_of(result: Any) -> str:
     if isinstance(result, dict):
         return "an object with " + (", ".join(sorted(result)[:8]) or "no fields")
     return "nothing" if result is None else type(result).__name__
+
+
+def result_of(assets: list[Asset]) -> dict[str, Any]:
+    """A `result` in Apiframe's own shape for the route that made `assets`: the inverse of
+    `assets_of`, for the files as imagedock serves them (their URLs, the landed objects')."""
+    result: dict[str, Any] = {}
+    images = [asset.url for asset in assets if asset.kind is Kind.IMAGE]
+    if images:
+        result["images"] = images
+    for asset in assets:
+        if asset.kind is Kind.GRID:
+            result["gridUrl"] = asset.url
+        elif asset.kind is Kind.VIDEO:
+            result.setdefault("videoUrl", asset.url)
+    tracks: dict[int, dict[str, Any]] = {}
+    for asset in assets:
+        if asset.kind in (Kind.AUDIO, Kind.COVER):
+            track = tracks.setdefault(asset.number, {"id": asset.track_id})
+            track["audioUrl" if asset.kind is Kind.AUDIO else "imageUrl"] = asset.url
+    if tracks:
+        result["tracks"] = [tracks[number] for number in sorted(tracks)]
+    stems = [asset.url for asset in assets if asset.kind is Kind.STEM]
+    if stems:
+        result["stems"] = stems
+    return result

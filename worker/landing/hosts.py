@@ -48,8 +48,17 @@ def is_public(address: Address) -> bool:
 
 
 class HostPolicy:
-    def __init__(self, allowed: Sequence[str]) -> None:
+    """Hosts `allowed` by the setting `setting`, for URLs of `what` (as messages name them)."""
+
+    def __init__(
+        self,
+        allowed: Sequence[str],
+        setting: str = "IMAGEDOCK_DOWNLOAD_HOSTS",
+        what: str = "result",
+    ) -> None:
         self.allowed = [pattern.lower() for pattern in allowed]
+        self.setting = setting
+        self.what = what
 
     async def check(self, url: str) -> Target:
         """The address to fetch `url` from, or PermanentError saying why it may not be."""
@@ -58,24 +67,25 @@ class HostPolicy:
         try:
             port = parts.port or 443
         except ValueError:
-            raise PermanentError(f"refused result URL {url[:200]!r}: its port is not one") from None
+            message = f"refused {self.what} URL {url[:200]!r}: its port is not one"
+            raise PermanentError(message) from None
         if parts.scheme not in ("http", "https") or not host:
-            raise PermanentError(f"refused result URL {url!r}: not an http(s) URL")
+            raise PermanentError(f"refused {self.what} URL {url[:200]!r}: not an http(s) URL")
         named = host in self.allowed
         if not named and not any(fnmatch.fnmatchcase(host, p) for p in self.allowed):
-            raise PermanentError(f"refused result host {host!r}: not in IMAGEDOCK_DOWNLOAD_HOSTS")
-        addresses = await resolve(host, port)
+            raise PermanentError(f"refused {self.what} host {host!r}: not in {self.setting}")
+        addresses = await resolve(host, port, self.what)
         if not named:
             for address in addresses:
                 if not is_public(address):
                     raise PermanentError(
-                        f"refused result host {host!r}: it resolves to the non-public address "
-                        f"{address}; name it exactly in IMAGEDOCK_DOWNLOAD_HOSTS to allow it"
+                        f"refused {self.what} host {host!r}: it resolves to the non-public "
+                        f"address {address}; name it exactly in {self.setting} to allow it"
                     )
         return Target(host, addresses[0])
 
 
-async def resolve(host: str, port: int) -> list[Address]:
+async def resolve(host: str, port: int, what: str = "result") -> list[Address]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
@@ -83,7 +93,7 @@ async def resolve(host: str, port: int) -> list[Address]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise TransientError(f"cannot resolve result host {host!r}: {exc}") from exc
+        raise TransientError(f"cannot resolve {what} host {host!r}: {exc}") from exc
     if not infos:
-        raise TransientError(f"cannot resolve result host {host!r}: no addresses")
+        raise TransientError(f"cannot resolve {what} host {host!r}: no addresses")
     return [ipaddress.ip_address(info[4][0]) for info in infos]

@@ -19,7 +19,7 @@ from worker.landing.errors import PermanentError, TransientError
 from worker.landing.storage import ObjectStore, json_blob
 from worker.landing.upload import ObjectWriter
 from worker.ledger.ledger import Ledger
-from worker.ledger.records import JobRecord, StoredObject
+from worker.ledger.records import JobRecord, StoredObject, costed
 from worker.status import FAILURES, Status, from_apiframe
 
 
@@ -134,7 +134,13 @@ async def confirm(deps: LandingDeps, record: JobRecord, actor: str) -> list[Asse
     if not assets:
         raise NotReady(f"Apiframe shows the job COMPLETED naming no file: {shape_of(job.result)}")
     await deps.ledger.transition(
-        record.ref, Status.COMPLETED, actor, progress=100, assets=dumps(assets), via="webhook"
+        record.ref,
+        Status.COMPLETED,
+        actor,
+        progress=100,
+        assets=dumps(assets),
+        via="webhook",
+        **costed(job.credit_cost),
     )
     return assets
 

@@ -28,6 +28,8 @@ BY_TIME = PREFIX + "jobs"
 BY_STATUS = PREFIX + "jobs:status:"
 BY_MODEL = PREFIX + "jobs:model:"
 MODELS_SEEN = PREFIX + "models"  # the models with an index, so the retention can trim each
+BY_CALLER = PREFIX + "jobs:caller:"  # + a `/v2/` caller's name: its jobs
+CALLERS_SEEN = PREFIX + "callers"  # the callers with an index
 
 GLOBAL_LOG = PREFIX + "log"  # every job's log entries, for dashboards
 # + job id: marks that expire, so what anyone may ask for often happens once an interval.
@@ -94,6 +96,10 @@ def by_status(status: str) -> str:
 
 def by_model(model: str) -> str:
     return BY_MODEL + model
+
+
+def by_caller(caller: str) -> str:
+    return BY_CALLER + caller
 
 
 def histogram(name: str) -> str:

@@ -68,14 +68,18 @@ class Ledger:
         status: Status = Status.SUBMITTING,
         ref: str | None = None,
         lineage: Mapping[str, str] | None = None,
+        caller: str | None = None,
+        callback: Mapping[str, str] | None = None,
     ) -> tuple[JobRecord, bool]:
         """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made.
         `lineage` says what made the job, past `images/generate`: its `operation`, and for an
-        action its `action` and `parent_job_id`."""
+        action its `action` and `parent_job_id`. A `/v2/` caller's job names its `caller`, and
+        its `callback` (`callback_url`, `callback_events`) if it asked for webhooks."""
         shared = ref is not None  # a ref two requests may both name (a caller's key, an adoption)
         ref = ref or uuid.uuid4().hex
         now = time.time()
         what: list[Any] = [prompt, model, params, metadata, *([lineage] if lineage else [])]
+        what += [caller, callback] if caller else []
         fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
         fields = {
             "ref": ref,
@@ -89,6 +93,8 @@ class Ledger:
             "updated_at": now,
             "fingerprint": fingerprint,
             **(lineage or {}),
+            **({"caller": caller} if caller else {}),
+            **(callback or {}),
         }
         if idempotency_key is not None:
             claim = keys.idempotency(idempotency_key)
@@ -115,6 +121,9 @@ class Ledger:
             pipe.zadd(keys.by_status(status.value), {ref: now})
             pipe.zadd(keys.by_model(model), {ref: now})
             pipe.sadd(keys.MODELS_SEEN, model)
+            if caller:
+                pipe.zadd(keys.by_caller(caller), {ref: now})
+                pipe.sadd(keys.CALLERS_SEEN, caller)
             metrics.queue_counts(pipe, (metrics.JOBS_SUBMITTED,), None)
             if job_id:
                 pipe.hset(keys.job(ref), mapping={"job_id": job_id, "submitted_at": now})
@@ -163,8 +172,10 @@ class Ledger:
     async def forget_older(self, now: float) -> int:
         """Trim the indexes of records past the retention (their keys expired by then)."""
         models = await self.redis.smembers(keys.MODELS_SEEN)  # type: ignore[misc]
+        callers = await self.redis.smembers(keys.CALLERS_SEEN)  # type: ignore[misc]
         indexes = [keys.by_status(status.value) for status in Status]
         indexes += [keys.by_model(text(model) or "") for model in models]
+        indexes += [keys.by_caller(text(caller) or "") for caller in callers]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(keys.BY_TIME, "-inf", now - self.retention)
             for index in indexes:
@@ -174,7 +185,9 @@ class Ledger:
 
     async def page(self, query: PageQuery) -> Page:
         """One page of records, newest first, in one script call: see `worker.ledger.paging`."""
-        if query.status is not None:
+        if query.caller is not None:  # a caller's jobs are the fewest to pass over
+            index = keys.by_caller(query.caller)
+        elif query.status is not None:
             index = keys.by_status(query.status.value)
         else:
             index = keys.BY_TIME if query.model is None else keys.by_model(query.model)

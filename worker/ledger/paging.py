@@ -34,11 +34,13 @@ class BadCursor(ValueError):
 class PageQuery:
     limit: int = 50
     status: Status | None = None
+    statuses: tuple[Status, ...] = ()  # any of these, as one of Apiframe's statuses means
     model: str | None = None
     text: str | None = None  # in the prompt, ref, job id or error, ignoring case
     since: datetime | None = None
     until: datetime | None = None
     cursor: str | None = None
+    caller: str | None = None  # only the jobs this `/v2/` caller submitted
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ async def read_page(
     """One page, by `script` (the registered `page.lua`), from the sorted set `index`: a call
     passes over at most `CALL_BUDGET` records, so Redis serves others between them."""
     top, bottom, after = bounds(query)
+    statuses = (query.status,) if query.status else query.statuses
     filters = [
-        query.status.value if query.status else "",
+        " ".join(status.value for status in statuses),
         query.model or "",
         (query.text or "").lower(),
         job_prefix,

@@ -16,6 +16,11 @@ def assets_in(raw: dict[str, str]) -> list[Asset]:
     return numbered(Kind.IMAGE, json.loads(raw.get("result_urls") or "[]"))
 
 
+def costed(credit_cost: int | None) -> dict[str, int]:
+    """The record's `credit_cost` field, where Apiframe said what the job cost."""
+    return {"credit_cost": credit_cost} if credit_cost is not None else {}
+
+
 def text(value: bytes | str | None) -> str | None:
     """A value as Redis answered it (bytes), as text."""
     return value.decode() if isinstance(value, bytes) else value
@@ -85,6 +90,10 @@ class JobRecord:
     action: str | None = None  # an action route's action
     parent_job_id: str | None = None  # the Apiframe job an action acted on
     sent_params: dict[str, Any] | None = None  # as Apiframe was sent them: references resolved
+    caller: str | None = None  # the `/v2/` caller that submitted it (see `worker.callers`)
+    callback_url: str | None = None  # the caller's own webhook, and the events it wants there
+    callback_events: tuple[str, ...] = ()
+    credit_cost: int | None = None  # as Apiframe reported it when the job finished
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -118,6 +127,10 @@ class JobRecord:
             action=raw.get("action") or None,
             parent_job_id=raw.get("parent_job_id") or None,
             sent_params=json.loads(raw["sent_params"]) if raw.get("sent_params") else None,
+            caller=raw.get("caller") or None,
+            callback_url=raw.get("callback_url") or None,
+            callback_events=tuple(json.loads(raw.get("callback_events") or "[]")),
+            credit_cost=int(raw["credit_cost"]) if raw.get("credit_cost") else None,
         )
 
     def outcome(self, now: float) -> dict[str, Any]:

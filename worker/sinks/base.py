@@ -1,7 +1,9 @@
-"""What every sink is: a name, and one attempt at sending one event."""
+"""What every sink is: a name, which events it takes, and one attempt at sending one."""
 
 from dataclasses import dataclass
 from typing import Protocol
+
+from worker.ledger.records import JobRecord
 
 EXCERPT = 500  # characters of a failed answer a dead letter keeps
 
@@ -27,6 +29,12 @@ class Sink(Protocol):
         """The missing setting that keeps this sink from sending, or None."""
         ...
 
-    async def send(self, event_id: str, body: str) -> Sent:
-        """One attempt; never raises for the far side's failure, which `Sent` reports."""
+    def serves(self, record: JobRecord | None, event_type: str) -> bool:
+        """Whether this sink sends the event `event_type` of the job `record` at all (None: the
+        record is gone)."""
+        ...
+
+    async def send(self, event_id: str, body: str, record: JobRecord | None) -> Sent:
+        """One attempt at sending the event `body` (imagedock's, as the stream holds it) of
+        the job `record`; never raises for the far side's failure, which `Sent` reports."""
         ...

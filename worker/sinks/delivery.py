@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from worker import metrics
 from worker.ledger import keys
 from worker.ledger.ledger import Ledger
-from worker.ledger.records import text
+from worker.ledger.records import JobRecord, text
 from worker.sinks.base import Sink
 from worker.sinks.body import build_event, encode
 
@@ -40,18 +40,21 @@ class DeliveryDeps:
 
 
 async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
-    """Send the event once; returns `delivered`, `dead` or `missing`, or raises DeliveryRetry."""
-    event = await body_of(deps.ledger, event_id)
+    """Send the event once; returns `delivered`, `dead`, `missing` or `unserved` (an event the
+    sink does not take), or raises DeliveryRetry."""
+    event, record = await body_of(deps.ledger, event_id)
     if event is None:
         log.warning("event.missing", event_id=event_id)
         return "missing"
+    if not sink.serves(record, event["type"]):
+        return "unserved"
     if await deps.redis.exists(keys.delivered(event_id, sink.name)):
         return "delivered"
     raw = encode(event)
     ref, job_id = event["data"].get("ref"), event["data"].get("jobId")
     attempt = int(await deps.redis.incr(keys.attempts(event_id, sink.name)))
     await deps.redis.expire(keys.attempts(event_id, sink.name), EVENT_TTL)
-    sent = await sink.send(event_id, raw)
+    sent = await sink.send(event_id, raw, record)
     said: dict[str, Any] = {
         "id": event_id,
         "sink": sink.name,
@@ -92,18 +95,31 @@ async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
     raise DeliveryRetry(wait)
 
 
-async def body_of(ledger: Ledger, event_id: str) -> dict[str, Any] | None:
-    """The event, built again from its stub and its job's record; None if either is gone."""
+async def body_of(ledger: Ledger, event_id: str) -> tuple[dict[str, Any] | None, JobRecord | None]:
+    """The event, built again from its stub and its job's record, and the record; None for
+    either that is gone."""
     stored = text(await ledger.redis.get(keys.event(event_id)))
     if stored is None:
-        return None
+        return None, None
     stub: dict[str, Any] = json.loads(stored)
     if "data" in stub:  # stored whole, as events were before their stubs
-        return stub
+        return stub, await ledger.get(stub["data"].get("ref") or "")
     record = await ledger.get(stub["ref"])
     if record is None:
-        return None
-    return build_event(record, stub["type"], stub["timestamp"])
+        return None, None
+    return build_event(record, stub["type"], stub["timestamp"]), record
+
+
+async def delivery_state(redis: Redis, event_id: str, sink: str, tries: int) -> str:
+    """How the event's delivery to `sink` stands: `delivered`, `failed` (its schedule of
+    `tries` spent) or `pending`."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.delivered(event_id, sink))
+        pipe.get(keys.attempts(event_id, sink))
+        delivered, attempts = await pipe.execute()
+    if delivered:
+        return "delivered"
+    return "failed" if int(attempts or 0) >= tries else "pending"
 
 
 async def forget_deliveries(redis: Redis, event_id: str, sink: str) -> None:

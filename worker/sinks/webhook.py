@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 
 from worker.apiframe.client import parse_retry_after
 from worker.ledger.keys import digest
+from worker.ledger.records import JobRecord
 from worker.sinks.base import EXCERPT, Sent
 
 DEADLINE = 30.0  # seconds one attempt may take in all
@@ -43,7 +44,10 @@ class WebhookSink:
         self._signer = signer
         self._deadline = deadline
 
-    async def send(self, event_id: str, body: str) -> Sent:
+    def serves(self, record: JobRecord | None, event_type: str) -> bool:
+        return True  # every event
+
+    async def send(self, event_id: str, body: str, record: JobRecord | None) -> Sent:
         assert self._signer is not None, "a sink blocked by a setting is never sent to"
         now = datetime.now(UTC)
         headers = {
@@ -54,29 +58,34 @@ class WebhookSink:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self._signer.sign(event_id, now, body),
         }
-        try:
-            async with asyncio.timeout(self._deadline):
-                return await self._post(body, headers)
-        except TimeoutError:
-            return Sent(False, excerpt=f"no whole answer from {self.name} in {self._deadline:g} s")
-        except httpx.HTTPError as exc:
-            # httpx's message may hold the URL; the sink's name stands in for it.
-            said = str(exc).replace(self.url, self.name)
-            return Sent(False, excerpt=f"{exc.__class__.__name__}: {said}"[:EXCERPT])
-
-    async def _post(self, body: str, headers: dict[str, str]) -> Sent:
         request = self._http.build_request("POST", self.url, content=body, headers=headers)
-        response = await self._http.send(request, stream=True)
-        try:
-            status = response.status_code
-            if 200 <= status < 300:
-                return Sent(True, status)
-            retry_after = None
-            if status in (429, 503):
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-            return Sent(False, status, await excerpt_of(response), retry_after)
-        finally:
-            await response.aclose()
+        return await post_once(self._http, request, self.name, self._deadline)
+
+
+async def post_once(
+    http: httpx.AsyncClient, request: httpx.Request, name: str, deadline: float
+) -> Sent:
+    """One POST, over in `deadline` seconds whatever the endpoint does; errors name the
+    endpoint by `name` only."""
+    try:
+        async with asyncio.timeout(deadline):
+            response = await http.send(request, stream=True)
+            try:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return Sent(True, status)
+                retry_after = None
+                if status in (429, 503):
+                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                return Sent(False, status, await excerpt_of(response), retry_after)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        return Sent(False, excerpt=f"no whole answer from {name} in {deadline:g} s")
+    except httpx.HTTPError as exc:
+        # httpx's message may hold the URL, which may hold a credential: never said.
+        said = str(exc).replace(str(request.url), name)
+        return Sent(False, excerpt=f"{exc.__class__.__name__}: {said}"[:EXCERPT])
 
 
 async def excerpt_of(response: httpx.Response) -> str:

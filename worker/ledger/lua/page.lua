@@ -1,8 +1,8 @@
 -- One page of the job list, newest first (see `worker.ledger.paging`).
 -- KEYS: none. ARGV: index key, top score, bottom score, the cursor's ref ('' for none), limit,
--- scan budget, batch, status filter, model filter, lowercased text filter ('' for none), job
--- hash key prefix, objects hash key prefix. Entries scored like the cursor are taken only below
--- its ref, so ties are neither skipped nor repeated.
+-- scan budget, batch, status filter (statuses separated by spaces), model filter, lowercased
+-- text filter ('' for none), job hash key prefix, objects hash key prefix. Entries scored like
+-- the cursor are taken only below its ref, so ties are neither skipped nor repeated.
 -- Returns {records, last score, last ref, has more, records passed over}, each record as
 -- {flat job hash, objects}.
 local index, top, bottom, after = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -11,7 +11,9 @@ local status, model, text = ARGV[8], ARGV[9], ARGV[10]
 local function matches(job)
   local fields = {}
   for i = 1, #job, 2 do fields[job[i]] = job[i + 1] end
-  if status ~= '' and fields.status ~= status then return false end
+  if status ~= '' and not string.find(' ' .. status .. ' ', ' ' .. fields.status .. ' ', 1, true) then
+    return false
+  end
   if model ~= '' and fields.model ~= model then return false end
   if text == '' then return true end
   for _, name in ipairs({'prompt', 'ref', 'job_id', 'error'}) do

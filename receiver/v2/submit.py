@@ -1,0 +1,141 @@
+"""Apiframe's ten job routes (`POST /v2/images/generate`, `/v2/videos/generate`...): the body
+Apiframe takes, checked as imagedock checks its own; the job recorded under the caller; and
+Apiframe's 202 `{jobId, status}`, whose `jobId` is imagedock's own id for the job.
+
+A caller's `webhookUrl` and `webhookEvents` are kept with the job, for the callback sink
+(`worker.sinks.callback`); Apiframe itself is sent imagedock's webhook, never the caller's.
+"""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from receiver.bodies import API_BODY, BodyRefused, read_capped
+from receiver.state import deps_of
+from receiver.v2.access import refusal, with_caller
+from worker import references
+from worker.apiframe import (
+    ApiframeError,
+    ApiframeRequest,
+    AuthenticationError,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+    RateLimited,
+)
+from worker.apiframe.models import EventName
+from worker.callers.jobs import SHOWN, job_id_of, ref_of
+from worker.deps import Deps
+from worker.landing.errors import LandingError
+from worker.ledger.ledger import Conflict
+from worker.references import BadReference
+from worker.submission import BadParent, Callback, submit_job
+from worker.validation import field_problems
+
+INVALID = "Validation failed"
+EVERY_EVENT = ("progress", "completed", "failed")
+# imagedock's own fields of a submission, which Apiframe's strict bodies do not take.
+IMAGEDOCKS = ("operation", "params", "metadata")
+
+
+class Wanted(BaseModel):
+    """The webhook a caller asks for."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    webhookUrl: str | None = Field(default=None, min_length=1, max_length=2048)
+    webhookEvents: list[EventName] | None = Field(default=None, min_length=1)
+
+
+def submit_to(operation: str) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of the route `/v2/{operation}`."""
+
+    async def submit(request: Request, caller: str) -> Response:
+        deps = deps_of(request)
+        try:
+            body = json.loads(await read_capped(request, API_BODY, deps.settings.body_deadline))
+        except BodyRefused as exc:
+            return refusal(exc.status, exc.message)
+        except ValueError:
+            return refusal(400, "Invalid JSON body")
+        if not isinstance(body, dict):
+            return refusal(400, INVALID, {"": "Expected an object"})
+        foreign = [name for name in IMAGEDOCKS if name in body]
+        if foreign:
+            return refusal(400, INVALID, {name: f"Unrecognized key: {name}" for name in foreign})
+        asked = {name: body.pop(name) for name in ("webhookUrl", "webhookEvents") if name in body}
+        try:
+            job = ApiframeRequest.model_validate({**body, "operation": operation})
+            wanted = Wanted.model_validate(asked)
+        except ValidationError as exc:
+            return refusal(400, INVALID, field_problems(exc))
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 255:
+            return refusal(400, INVALID, {"Idempotency-Key": "1 to 255 characters"})
+        if next(references.references(job.params or {}), None) is not None:
+            block = job.catalogued.params_key if job.catalogued else "params"
+            return refusal(400, INVALID, {block: "takes URLs (POST /v2/uploads makes one)"})
+        callback = None
+        if wanted.webhookUrl is not None:
+            try:
+                await deps.callback_hosts.check(wanted.webhookUrl)
+            except LandingError as exc:
+                return refusal(400, INVALID, {"webhookUrl": str(exc)})
+            callback = Callback(wanted.webhookUrl, tuple(wanted.webhookEvents or EVERY_EVENT))
+        if job.route.acts_on_parent:
+            parent = await own_parent(deps, job, caller)
+            if parent is None:
+                return refusal(400, INVALID, {"parentJobId": "no such job of yours"})
+            job = job.model_copy(update={"parent_job_id": parent})
+        return await accept(deps, job, key, caller, callback)
+
+    return with_caller(submit)
+
+
+async def own_parent(deps: Deps, job: ApiframeRequest, caller: str) -> str | None:
+    """The ref of the caller's own job the action names by its `/v2/` id, or None."""
+    ref = ref_of(job.parent_job_id or "")
+    record = await deps.ledger.get(ref) if ref else None
+    return ref if record is not None and record.caller == caller else None
+
+
+async def accept(
+    deps: Deps, job: ApiframeRequest, key: str | None, caller: str, callback: Callback | None
+) -> Response:
+    try:
+        record = await submit_job(
+            deps.submitting, job, idempotency_key=key, caller=caller, callback=callback
+        )
+    except BadParent as exc:
+        return refusal(400, INVALID, {"parentJobId": str(exc)})
+    except BadReference as exc:
+        return refusal(400, INVALID, {exc.field: str(exc)})
+    except Conflict as exc:
+        return refusal(409, str(exc))
+    except ApiframeError as exc:
+        return upstream_refusal(exc)
+    return JSONResponse({"jobId": job_id_of(record.ref), "status": SHOWN[record.status]}, 202)
+
+
+def upstream_refusal(exc: ApiframeError) -> JSONResponse:
+    """Apiframe's refusal of imagedock's submit, as Apiframe would have answered the caller."""
+    if isinstance(exc, InvalidRequest):
+        return refusal(400, f"Apiframe: {exc}", exc.details)
+    if isinstance(exc, InsufficientCredits):
+        extra: dict[str, Any] = {
+            "creditsRequired": exc.credits_required or 0,
+            "creditsAvailable": exc.credits_available or 0,
+        }
+        return refusal(402, "Insufficient credits", **extra)
+    if isinstance(exc, IdempotencyConflict):
+        return refusal(409, f"Apiframe: {exc}")
+    if isinstance(exc, RateLimited):
+        return refusal(429, "Rate limit exceeded", retry_after=round(exc.retry_after or 1))
+    if isinstance(exc, AuthenticationError | Forbidden):
+        return refusal(502, "Apiframe refused imagedock's own key")
+    return refusal(503, "Apiframe is unavailable; retry with the same Idempotency-Key")

@@ -1,0 +1,94 @@
+"""A `/v2/` caller's own webhook, sent as Apiframe sends its webhooks: the body Apiframe's SDK
+reads (`worker.callers.jobs.webhook_body`), `X-Webhook-Event`, and `X-Webhook-Signature` keyed
+by the SHA-256 of the caller's key. `completed` is sent once the files have landed, naming
+their URLs in the bucket (presigned at each attempt); `failed` once the job has failed.
+
+The address is the job's own (`callback_url`), so the host is checked at every attempt as at
+submit, and the POST goes to the address that was checked: a name that resolved to a public
+address at submit cannot be pointed at a private one later.
+"""
+
+import json
+
+import httpx
+
+from worker.callers.jobs import WEBHOOK_EVENTS, webhook_body
+from worker.callers.keys import Callers
+from worker.landing.download import HostClients
+from worker.landing.errors import LandingError
+from worker.landing.hosts import HostPolicy
+from worker.landing.storage import ObjectStore
+from worker.ledger.records import JobRecord
+from worker.sinks.base import EXCERPT, Sent
+from worker.sinks.webhook import DEADLINE, endpoint_name, post_once
+
+NAME = "callbacks"
+
+
+def wants(record: JobRecord, event_type: str) -> bool:
+    """Whether the job's caller asked for the webhook imagedock's event `event_type` is."""
+    if not record.callback_url or not record.caller:
+        return False
+    return WEBHOOK_EVENTS.get(event_type) in record.callback_events
+
+
+class CallbackSink:
+    name = NAME
+    blocked_by = None
+
+    def __init__(
+        self,
+        clients: HostClients,
+        callers: Callers,
+        hosts: HostPolicy,
+        store: ObjectStore | None,
+        presign_ttl: int,
+        *,
+        deadline: float = DEADLINE,
+    ) -> None:
+        self._clients = clients
+        self._callers = callers
+        self._hosts = hosts
+        self._store = store
+        self._presign_ttl = presign_ttl
+        self._deadline = deadline
+
+    def serves(self, record: JobRecord | None, event_type: str) -> bool:
+        return record is not None and wants(record, event_type)
+
+    async def send(self, event_id: str, body: str, record: JobRecord | None) -> Sent:
+        assert record is not None  # see `serves`
+        assert record.callback_url
+        assert record.caller
+        event_type = json.loads(body)["type"]
+        url, name = record.callback_url, endpoint_name(record.callback_url)
+        try:
+            target = await self._hosts.check(url)
+        except LandingError as exc:
+            return Sent(False, excerpt=str(exc)[:EXCERPT])
+        urls: dict[str, str] = {}
+        if self._store is not None:
+            keys = [stored.key for stored in record.objects]
+            urls = await self._store.presign(keys, self._presign_ttl)
+        raw = json.dumps(webhook_body(record, event_type, urls)).encode()
+        signature = self._callers.signature(record.caller, raw)
+        if signature is None:
+            return Sent(False, excerpt=f"the caller {record.caller!r} has no key any more")
+        pinned = httpx.URL(url).copy_with(host=str(target.address))
+        headers = {
+            "host": httpx.URL(url).netloc.decode(),
+            "content-type": "application/json",
+            "user-agent": "imagedock-callbacks",
+            "accept-encoding": "identity",
+            "x-webhook-event": WEBHOOK_EVENTS[event_type],
+            "x-webhook-signature": signature,
+        }
+        # The host's own pool, as downloads use: a connection made for another name on the
+        # same address never carries a caller's webhook.
+        client, pooled = self._clients.for_host(target.host)
+        if not pooled:
+            headers["connection"] = "close"
+        request = client.build_request(
+            "POST", pinned, content=raw, headers=headers, extensions={"sni_hostname": target.host}
+        )
+        return await post_once(client, request, name, self._deadline)
