@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from pydantic.alias_generators import to_camel
 
 from worker.apiframe.models import JobId
+from worker.callers import OPERATOR
 from worker.ledger.log import LOG_ID_PATTERN, LogEntry, is_log_id
 from worker.ledger.records import JobRecord, StoredObject
 from worker.status import Status
@@ -92,6 +93,8 @@ class JobView(Answer):
     updated_at: float
     last_webhook_at: float | None
     via: str | None = Field(description="how imagedock learned the job finished: webhook or poll")
+    caller: str = Field(description="who submitted it: a `/v2/` caller's name, or the operator")
+    credit_cost: int | None = Field(description="the credits Apiframe charged, once it said")
 
     @classmethod
     def of(
@@ -122,6 +125,8 @@ class JobView(Answer):
             updated_at=record.updated_at,
             last_webhook_at=record.last_webhook_at,
             via=record.via,
+            caller=record.caller or OPERATOR,
+            credit_cost=record.credit_cost,
         )
 
 

@@ -82,6 +82,8 @@ class Gauge:
 
 JOBS_SUBMITTED = Counter("jobs_submitted", "Jobs recorded.", "submitted")
 JOBS_LANDED = Counter("jobs_landed", "Jobs landed, by model.", "landed:", "model")
+# Bounded by IMAGEDOCK_CALLER_KEYS: only a configured caller's key submits through `/v2/`.
+CALLER_JOBS = Counter("caller_jobs", "Jobs submitted through /v2/, by caller.", "caller:", "caller")
 JOBS_FAILED = Counter("jobs_failed", "Jobs failed, by model.", "failed:", "model")
 JOBS_LANDED_VIA_POLL = Counter(
     "jobs_landed_via_poll",
@@ -118,6 +120,7 @@ FILES_LANDED = Counter(
 )
 COUNTERS = (
     JOBS_SUBMITTED,
+    CALLER_JOBS,
     FILES_LANDED,
     JOBS_LANDED,
     JOBS_FAILED,

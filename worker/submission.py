@@ -88,7 +88,7 @@ async def submit_job(
         assert parent.job_id is not None
         request = request.model_copy(update={"parent_job_id": parent.job_id})
         model, lineage["parent_job_id"] = parent.model, parent.job_id
-    scoped = f"{caller}:{idempotency_key}" if caller else idempotency_key
+    scoped = f"{caller}:{idempotency_key}" if caller and idempotency_key else idempotency_key
     record, created = await deps.ledger.create(
         prompt=request.prompt or "",
         model=model,

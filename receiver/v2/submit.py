@@ -68,6 +68,8 @@ def submit_to(operation: str) -> Callable[[Request], Awaitable[Response]]:
         foreign = [name for name in IMAGEDOCKS if name in body]
         if foreign:
             return refusal(400, INVALID, {name: f"Unrecognized key: {name}" for name in foreign})
+        if "webhook_url" in body and "webhookUrl" not in body:  # the product page's spelling
+            body["webhookUrl"] = body.pop("webhook_url")
         asked = {name: body.pop(name) for name in ("webhookUrl", "webhookEvents") if name in body}
         try:
             job = ApiframeRequest.model_validate({**body, "operation": operation})
@@ -137,5 +139,5 @@ def upstream_refusal(exc: ApiframeError) -> JSONResponse:
     if isinstance(exc, RateLimited):
         return refusal(429, "Rate limit exceeded", retry_after=round(exc.retry_after or 1))
     if isinstance(exc, AuthenticationError | Forbidden):
-        return refusal(502, "Apiframe refused imagedock's own key")
+        return refusal(503, "Apiframe refused imagedock's own key; its operator must fix it")
     return refusal(503, "Apiframe is unavailable; retry with the same Idempotency-Key")

@@ -57,7 +57,7 @@ def capped(receive: Receive, most: int) -> Receive:
 async def upload(request: Request, caller: str) -> Response:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > FORM_MOST:
-        return refusal(413, f"The body is over {FORM_MOST} bytes")
+        return too_large()
     try:
         async with uploads_of(request).place():
             return await keep(request, caller)
@@ -65,18 +65,23 @@ async def upload(request: Request, caller: str) -> Response:
         return refusal(429, f"uploads: {exc}", retry_after=1)
 
 
+def too_large() -> Response:
+    """As Apiframe refuses an oversize file: 400 naming it."""
+    return refusal(400, INVALID, {"file": f"Oversize: the body is over {FORM_MOST} bytes"})
+
+
 async def keep(request: Request, caller: str) -> Response:
     deps = deps_of(request)
     limited = Request(request.scope, capped(request.receive, FORM_MOST))
     try:
         async with asyncio.timeout(DEADLINE):
-            form = await limited.form(max_files=1, max_fields=8)
-            file = form.get("file")
-            if not isinstance(file, UploadFile):
-                return refusal(400, INVALID, {"file": "Required: one file, in the field file"})
-            body = await file.read()
+            async with limited.form(max_files=1, max_fields=8) as form:  # closes its files
+                file = form.get("file")
+                if not isinstance(file, UploadFile):
+                    return refusal(400, INVALID, {"file": "Required: one file, in the field file"})
+                body = await file.read()
     except TooLarge:
-        return refusal(413, f"The body is over {FORM_MOST} bytes")
+        return too_large()
     except TimeoutError:
         return refusal(408, f"The body took over {DEADLINE:g} s to arrive")
     except (MultiPartException, MultipartParseError) as exc:

@@ -5,6 +5,7 @@ them."""
 # and its type. The metrics test holds the receiver to this same list.
 METRICS = {
     "imagedock_jobs_submitted_total": "counter",
+    "imagedock_caller_jobs_total": "counter",
     "imagedock_jobs_landed_total": "counter",
     "imagedock_files_landed_total": "counter",
     "imagedock_jobs_failed_total": "counter",

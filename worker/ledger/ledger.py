@@ -124,16 +124,19 @@ class Ledger:
             if caller:
                 pipe.zadd(keys.by_caller(caller), {ref: now})
                 pipe.sadd(keys.CALLERS_SEEN, caller)
-            metrics.queue_counts(pipe, (metrics.JOBS_SUBMITTED,), None)
+            counted: tuple[metrics.Counted, ...] = (metrics.JOBS_SUBMITTED,)
+            counted += (metrics.CALLER_JOBS(caller),) if caller else ()
+            metrics.queue_counts(pipe, counted, None)
             if job_id:
                 pipe.hset(keys.job(ref), mapping={"job_id": job_id, "submitted_at": now})
                 pipe.set(keys.job_id(job_id), ref)
-            queue_entry(pipe, ref, job_id, "receiver", "job.created", {"source": source})
+            said = {"source": source, **({"caller": caller} if caller else {})}
+            queue_entry(pipe, ref, job_id, "receiver", "job.created", said)
             try:
                 await pipe.execute()
             except WatchError:
                 return await self._earlier(ref, fingerprint)
-        echo("job.created", ref, job_id, "receiver", {"source": source})
+        echo("job.created", ref, job_id, "receiver", said)
         record = await self.get(ref)
         assert record is not None
         return record, True
