@@ -1,20 +1,32 @@
-"""Apiframe's first-party Node SDK, unchanged but for its base URL and key, against imagedock
-over the simulator: an upload as a Grok reference image, an image, a video and a track, each
-waited for with `jobs.waitFor`, listed with `jobs.list`, and announced by a webhook the SDK's own
-`verifyWebhook` accepts; every result URL fetches the exact bytes the simulator served."""
+"""Apiframe's clients, unchanged but for their base URL and key, against imagedock over the
+simulator, with a real worker process landing what they submit.
+
+- Apiframe's first-party Node SDK: an upload as a Grok reference image, an image, a video and a
+  track, each waited for with `jobs.waitFor`, listed with `jobs.list`, and announced by a webhook
+  the SDK's own `verifyWebhook` accepts.
+- Python `requests`, as Apiframe's product page's quick start calls the API.
+
+Every result URL fetches the exact bytes the simulator served."""
 
 import asyncio
 import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import requests
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from simulator.serving import serving
 from tests.support import ROOT
 from tests.support.processes import worker_process
 from tests.support.stack import CALLER_KEYS, Stack
@@ -108,3 +120,66 @@ async def test_apiframes_own_sdk_works_against_imagedock_unchanged(
         )
         assert set(urls_in(body["result"]))
         assert len(urls_in(body["result"])) == len(urls_in(job["result"]))
+
+
+def quick_start(base_url: str, api_key: str, webhook_url: str) -> dict[str, Any]:
+    """Apiframe's product page's quick start for Grok Imagine, with imagedock's URL and a
+    caller key: submit, then poll the job until it finishes."""
+    headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
+    body: dict[str, Any] = {
+        "model": "grok-imagine-image",
+        "prompt": "a paper boat on a puddle, macro",
+        "grokParams": {"aspect_ratio": "16:9"},
+        "webhook_url": webhook_url,
+    }
+    submitted = requests.post(
+        f"{base_url}/v2/images/generate", json=body, headers=headers, timeout=30
+    )
+    submitted.raise_for_status()
+    job_id = submitted.json()["jobId"]
+    for _ in range(600):
+        job: dict[str, Any] = requests.get(
+            f"{base_url}/v2/jobs/{job_id}", headers=headers, timeout=30
+        ).json()
+        if job["status"] in ("COMPLETED", "FAILED"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def download(urls: list[str]) -> list[bytes]:
+    return [requests.get(url, timeout=30).content for url in urls]
+
+
+async def test_the_product_pages_quick_start_works_against_imagedock(
+    stack: Stack, tmp_path: Path
+) -> None:
+    stack.sim.config.images_per_job = 2
+    hooks: list[tuple[str, bytes]] = []
+
+    async def hook(request: Request) -> Response:
+        hooks.append((request.headers["x-webhook-event"], await request.body()))
+        return Response(status_code=204)
+
+    listener = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    async with serving(listener) as hook_url:
+        with worker_process(stack, tmp_path / "worker.log"):
+            job = await asyncio.to_thread(
+                quick_start, stack.receiver_url, CALLER_KEYS["beta"], f"{hook_url}/hook"
+            )
+            for _ in range(100):
+                if hooks:
+                    break
+                await asyncio.sleep(0.1)
+
+    assert job["status"] == "COMPLETED"
+    record = await stack.ledger.get(uuid.UUID(job["id"]).hex)
+    assert record is not None
+    assert record.caller == "beta"
+    served = [stack.sim.image(stored.source_url).read() for stored in record.objects]
+    fetched = await asyncio.to_thread(download, job["result"]["images"])
+    assert fetched == served
+    assert len(served) == 2
+    [(event, raw)] = hooks
+    assert event == "completed"
+    assert json.loads(raw)["jobId"] == job["id"]
