@@ -5,12 +5,14 @@ import asyncio
 import contextlib
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.async_api import (
     Browser,
@@ -23,7 +25,7 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.support.stack import API_TOKEN, Stack
+from tests.support.stack import API_TOKEN, CALLER_KEYS, Stack
 
 CHROMIUM = "/usr/bin/chromium"
 MARKUP = 'a lighthouse at <b>dusk</b><img src="/nowhere" onerror="document.title = 1">'
@@ -201,6 +203,28 @@ async def test_the_token_is_asked_for_and_kept_out_of_the_url(
     assert not [url for url in dashboard.urls() if API_TOKEN in url]
     [refused] = dashboard.errors  # Chromium's own line for the wrong token's 401, nothing else
     assert "401" in refused
+
+
+async def test_a_job_from_v2_and_one_from_jobs_land_side_by_side(
+    stack: Stack, dashboard: Dashboard
+) -> None:
+    """A job an Apiframe client submits through `/v2/` and one submitted through `/jobs` show in
+    the same table, each with who submitted it, and both land through the same pipeline."""
+    page = await dashboard.live()
+    own = (await stack.submit("through imagedock's API"))["ref"]
+    async with httpx.AsyncClient(
+        base_url=stack.receiver_url, headers={"X-API-Key": CALLER_KEYS["alpha"]}
+    ) as alpha:
+        answer = await alpha.post("/v2/images/generate", json={"prompt": "through Apiframe's"})
+    apiframes = uuid.UUID(answer.json()["jobId"]).hex
+    await stack.run_worker()
+    for ref, caller in ((own, "operator"), (apiframes, "alpha")):
+        row = dashboard.row(ref)
+        await expect(row).to_have_attribute("data-status", "LANDED")
+        await expect(row.locator(".caller")).to_have_text(caller)
+        await expect(row.locator("img.thumb")).to_have_count(1)
+    assert await page.locator("#jobs tbody tr").count() == 2
+    dashboard.assert_quiet(stack)
 
 
 async def test_a_job_appears_and_lands_without_a_reload(stack: Stack, dashboard: Dashboard) -> None:

@@ -186,12 +186,13 @@ function renderRow(job, old = null) {
   const badge = element("td", "status");
   badge.append(element("span", "badge", status));
   const age = element("td", "age", ago(created));
+  const caller = element("td", "caller", job.caller);
   // What made the job: its model, and past the default route, the route and action too.
   const made = job.action ? `${job.model} ${job.action}` : job.model;
   const model = element("td", "model", made, { title: `${job.operation}: ${made}` });
   const prompt = element("td", "prompt", job.prompt, { title: job.prompt });
   const reason = element("td", "reason", job.error ?? "");
-  row.append(badge, age, model, prompt, thumbnails(job, old), reason);
+  row.append(badge, age, caller, model, prompt, thumbnails(job, old), reason);
   return row;
 }
 
