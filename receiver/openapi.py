@@ -50,8 +50,10 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "imagedock",
             "version": "1",
-            "description": "Image jobs submitted to Apiframe, their webhooks taken, their "
-            "images landed in S3, and the job log that follows them.",
+            "description": "Image, video and music jobs submitted to Apiframe, their webhooks "
+            "taken, their files landed in S3, and the job log that follows them. Apiframe's own "
+            "v2 API is also served, under /v2/, for its callers' keys: Apiframe's OpenAPI "
+            "document describes it.",
         },
         "paths": paths,
         "components": {

@@ -260,3 +260,25 @@ async def test_a_callers_webhook_endpoint_down_then_back_gets_it_once(stack: Sta
     # The operator's own sink had the event too, naming the caller.
     [event] = stack.delivered("job.landed")
     assert event["data"]["caller"] == "alpha"
+
+
+async def test_apiframes_refusals_reach_the_caller_in_its_own_shape(stack: Stack) -> None:
+    """Apiframe's 402 and 429 to imagedock's submit are the caller's, as Apiframe would have
+    answered it; the refused job, whose id the caller never got, sends it no webhook."""
+    async with listener([]) as (url, calls, _), client(stack) as alpha:
+        body = {"prompt": "a fox", "webhookUrl": url}
+        stack.sim.config.credits = 0
+        broke = await alpha.post("/v2/images/generate", json=body)
+        stack.sim.config.credits = 1_000_000
+        stack.sim.fail_next(429, path="/v2/images/generate", retry_after="7")
+        throttled = await alpha.post("/v2/images/generate", json=body)
+        await stack.run_worker()
+    credits = fits("POST", "/v2/images/generate", broke)
+    assert broke.status_code == 402
+    assert (credits["creditsRequired"], credits["creditsAvailable"]) == (
+        stack.sim.config.credit_cost,
+        0,
+    )
+    fits("POST", "/v2/images/generate", throttled)
+    assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "7")
+    assert calls == []
