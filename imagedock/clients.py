@@ -38,6 +38,8 @@ async def open_deps(settings: Settings, *, sinks: tuple[Sink, ...] = ()) -> Asyn
         http = await stack.enter_async_context(http_client())
         hosts = HostClients(http_client)
         stack.push_async_callback(hosts.aclose)
+        callbacks = HostClients(http_client)  # callers' webhook hosts: never the CDN's pools
+        stack.push_async_callback(callbacks.aclose)
         apiframe = None
         if settings.api_keys:
             apiframe = ApiframeClient(settings.apiframe_url, settings.api_keys[0])
@@ -56,7 +58,7 @@ async def open_deps(settings: Settings, *, sinks: tuple[Sink, ...] = ()) -> Asyn
                 prefix=settings.s3_prefix,
                 checksum_mode=settings.s3_checksum_mode,
             )
-        yield Deps(settings, redis, http, hosts, apiframe, store, sinks)
+        yield Deps(settings, redis, http, hosts, callbacks, apiframe, store, sinks)
 
 
 def http_client() -> httpx.AsyncClient:

@@ -15,7 +15,7 @@ from worker.settings import Settings
 
 LISTS_AT_ONCE = 4  # job lists one process serves at once
 LIST_WAIT = 1.0  # seconds a list waits for a place before it is refused
-UPLOADS_AT_ONCE = 2  # `/v2/uploads` one process reads at once: each holds up to 50 MB
+UPLOADS_AT_ONCE = 4  # `/v2/uploads` one process takes at once: each holds 8 MiB of memory
 
 
 class State(TypedDict):

@@ -28,8 +28,8 @@ async def used_memory(stack: Stack) -> int:
     return int(info["used_memory"])
 
 
-async def test_ten_thousand_refused_webhooks_cost_redis_almost_nothing(stack: Stack) -> None:
-    """Refusals with big headers and big refs grow Redis by under 5 MB, flush no real history,
+async def test_three_thousand_refused_webhooks_cost_redis_almost_nothing(stack: Stack) -> None:
+    """Refusals with big headers and big refs grow Redis by under 2 MB, flush no real history,
     and are logged as a clipped sample, not one line each."""
     job_id = (await stack.submit())["jobId"]
     await stack.run_worker()
@@ -58,13 +58,13 @@ async def test_ten_thousand_refused_webhooks_cost_redis_almost_nothing(stack: St
             return response.status_code
 
     with capture_logs() as logs:
-        statuses = await asyncio.gather(*(attack(n) for n in range(10_000)))
+        statuses = await asyncio.gather(*(attack(n) for n in range(3_000)))
     assert set(statuses) == {415, 404, 431}
-    assert await used_memory(stack) - before < 5 * MiB
+    assert await used_memory(stack) - before < 2 * MiB
     assert await stack.ledger.history.after(count=1000) == history
     assert (await stack.job(job_id))["status"] == "LANDED"
     counted = await rejected(stack)
-    assert (counted["media_type"], counted["bad_ref"]) == (3334, 3333)
+    assert (counted["media_type"], counted["bad_ref"]) == (1000, 1000)
     sample = [line for line in logs if line["event"] == "webhook.rejected"]
     reached = counted["media_type"] + counted["bad_ref"]  # the 431s never reach the route
     # A sample, one line per reason per second, each saying how many it left out before it.
@@ -262,7 +262,7 @@ async def test_a_client_that_leaves_mid_body_is_refused_not_a_500() -> None:
 async def test_a_claim_left_without_its_record_does_not_block_the_key(stack: Stack) -> None:
     """A create that died between claiming the caller's key and writing the record leaves the
     key usable: the retry makes the record, instead of a day of 409s."""
-    ref = caller_ref("left", stack.deps.submitting.ref_secret)
+    ref = caller_ref("submit:left", stack.deps.submitting.ref_secret)
     await stack.redis.set("imagedock:idem:submit:left", ref, ex=3600)
     response = await stack.api.post(
         "/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "left"}

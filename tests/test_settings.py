@@ -67,6 +67,13 @@ def test_lists_are_comma_separated() -> None:
         ("api_token", "replace-me-replace-me", "placeholder"),
         ("apiframe_key", "afk_replace_me", "placeholder"),
         ("redis_url", "nonsense://", "redis://"),
+        ("caller_keys", "alpha:afk_0123456789abcdef", "name=key pairs"),
+        ("caller_keys", "Alpha=afk_0123456789abcdef", "name=key pairs"),
+        ("caller_keys", "alpha=short", "at least 16"),
+        ("caller_keys", "a=afk_0123456789abcdef,a=afk_fedcba9876543210", "twice"),
+        ("caller_keys", "a=afk_0123456789abcdef,b=afk_0123456789abcdef", "share a key"),
+        ("caller_keys", "operator=afk_0123456789abcdef", "imagedock's own API"),
+        ("caller_keys", "alpha=replace-me-replace-me", "placeholder"),
     ],
 )
 def test_unusable_values_stop_the_start(name: str, value: str, says: str) -> None:

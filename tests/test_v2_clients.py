@@ -27,11 +27,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simulator.serving import serving
-from tests.support import ROOT
+from tests.support.apiframe_document import SDK
 from tests.support.processes import worker_process
 from tests.support.stack import CALLER_KEYS, Stack
 
-SDK = ROOT.parent / "shared" / "apiframe-sdk"
 CLIENT = Path(__file__).parent / "support" / "sdk_client.mjs"
 MODELS = {"video": "kling-3.0", "music": "suno"}
 

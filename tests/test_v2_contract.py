@@ -20,9 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simulator.serving import serving
-from tests.support.apiframe_document import fits
-from tests.support.stack import CALLER_KEYS, Stack
+from tests.support.apiframe_document import document_missing, fits
+from tests.support.stack import BUCKET, CALLER_KEYS, Stack
 from worker.apiframe.catalog import OPERATIONS
+
+pytestmark = pytest.mark.skipif(document_missing() is not None, reason=document_missing() or "")
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -175,6 +177,26 @@ async def test_uploads_land_in_the_bucket_and_answer_as_the_document_says(stack:
         fits("POST", "/v2/uploads", await anonymous.post("/v2/uploads", files={"file": PNG}))
 
 
+async def test_a_large_upload_lands_in_parts_and_an_oversize_one_is_refused(stack: Stack) -> None:
+    """A 12 MB video goes to the bucket as a multipart upload, a part at a time, and comes back
+    byte for byte; an image over 25 MB is refused naming the file, and nothing is kept."""
+    video = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(12 * 1000 * 1000)
+    before = uploads_in(stack)
+    async with client(stack) as alpha:
+        made = fits("POST", "/v2/uploads", await alpha.post("/v2/uploads", files={"file": video}))
+        assert (made["kind"], made["byteSize"]) == ("video", len(video))
+        assert (await alpha.get(made["url"])).content == video
+        oversize = PNG + bytes(25 * 1000 * 1000)
+        refused = await alpha.post("/v2/uploads", files={"file": oversize})
+    assert "at most 25 MB" in fits("POST", "/v2/uploads", refused)["details"]["file"][0]
+    assert uploads_in(stack) - before == {f"apiframe/uploads/alpha/{made['id']}.mp4"}
+
+
+def uploads_in(stack: Stack) -> set[str]:
+    listed = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="apiframe/uploads/")
+    return {item["Key"] for item in listed.get("Contents", [])}
+
+
 async def test_each_caller_sees_its_own_jobs_only(stack: Stack) -> None:
     """Another caller's job is a 404 to read and to act on, its list leaves it out, and the
     same Idempotency-Key is each caller's own."""
@@ -222,6 +244,7 @@ async def test_a_callback_host_on_a_private_address_is_refused(stack: Stack, url
     body = fits("POST", "/v2/images/generate", refused)
     assert refused.status_code == 400
     assert list(body["details"]) == ["webhookUrl"]
+    assert "127.0.0.1" not in refused.text  # what a name resolves to is not the caller's to learn
     assert stack.sim.submissions() == []
 
 

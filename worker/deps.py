@@ -43,6 +43,7 @@ class Deps:
     redis: ArqRedis
     http: httpx.AsyncClient  # event deliveries and probes: no redirects followed unchecked
     hosts: HostClients  # downloads: a pool per result host name
+    callback_clients: HostClients  # callers' webhooks: a pool per callback host name
     apiframe_client: ApiframeClient | None
     object_store: ObjectStore | None
     more_sinks: tuple[Sink, ...] = ()  # beside the settings' webhook endpoints
@@ -72,7 +73,7 @@ class Deps:
         webhooks = [WebhookSink(url, self.http, signer) for url in self.settings.event_urls]
         ttl = self.settings.presign_ttl
         callbacks = CallbackSink(
-            self.hosts, self.callers, self.callback_hosts, self.object_store, ttl
+            self.callback_clients, self.callers, self.callback_hosts, self.object_store, ttl
         )
         return (*webhooks, callbacks, *self.more_sinks)
 

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
                 )
             if name.strip() in pairs:
                 raise ValueError(f"names the caller {name.strip()!r} twice")
+            if name.strip() == "operator":  # who imagedock's own API's jobs are shown as
+                raise ValueError("'operator' is the name of imagedock's own API's caller")
             pairs[name.strip()] = key.strip()
         return pairs
 

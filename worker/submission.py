@@ -88,14 +88,16 @@ async def submit_job(
         assert parent.job_id is not None
         request = request.model_copy(update={"parent_job_id": parent.job_id})
         model, lineage["parent_job_id"] = parent.model, parent.job_id
-    scoped = f"{caller}:{idempotency_key}" if caller and idempotency_key else idempotency_key
+    claim = None
+    if idempotency_key is not None:  # a caller's keys never meet the operator's or another's
+        claim = f"v2:{caller}:{idempotency_key}" if caller else f"submit:{idempotency_key}"
     record, created = await deps.ledger.create(
         prompt=request.prompt or "",
         model=model,
         params=params,
         metadata=metadata,
-        idempotency_key=f"submit:{scoped}" if scoped else None,
-        ref=caller_ref(scoped, deps.ref_secret) if scoped else None,
+        idempotency_key=claim,
+        ref=caller_ref(claim, deps.ref_secret) if claim else None,
         lineage=lineage,
         caller=caller,
         callback=callback.fields() if callback else None,
@@ -107,7 +109,7 @@ async def submit_job(
     # One submit in flight per record: a caller's key sent again at once waits its turn.
     async with deps.ledger.marks.leased(keys.submitting(record.ref), SUBMIT_LEASE) as held:
         if not held:
-            raise Conflict("that Idempotency-Key is being submitted right now; retry shortly")
+            raise InFlight(record.ref)
         if not created:  # the lease's last holder may have submitted it since it was read
             record = await deps.ledger.get(record.ref) or record
             if record.job_id or record.status in FINAL:
@@ -149,6 +151,14 @@ async def sent_params(
     wire = await references.resolve(deps.store, params, deps.reference_seconds)
     await deps.ledger.set_fields(record.ref, sent_params=json.dumps(wire))
     return wire
+
+
+class InFlight(Conflict):
+    """The same Idempotency-Key's submit is in flight right now: its job is `ref`."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__("that Idempotency-Key is being submitted right now; retry shortly")
+        self.ref = ref
 
 
 class BadParent(ValueError):
@@ -214,14 +224,14 @@ async def send(
     return submission, attached
 
 
-def caller_ref(idempotency_key: str, secret: bytes) -> str:
-    """The ref for a caller's Idempotency-Key. It is the same after Redis loses its data, and so
+def caller_ref(claim: str, secret: bytes) -> str:
+    """The ref for a caller's Idempotency-Key, as its claim (`submit:KEY`, or for a `/v2/`
+    caller `v2:CALLER:KEY`) names it. It is the same after Redis loses its data, and so
     are the Apiframe Idempotency-Key and webhook URL derived from it: Apiframe then answers with
     the job it already has instead of billing a second one. It is keyed with `secret`, so that
     nobody who knows an Idempotency-Key can compute the ref and aim webhooks at it. Like every
     ref it is a version-4 UUID's hex, as `/v2/` shows it."""
-    message = f"submit:{idempotency_key}".encode()
-    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    digest = hmac.new(secret, claim.encode(), hashlib.sha256).digest()
     return uuid.UUID(bytes=digest[:16], version=4).hex
 
 

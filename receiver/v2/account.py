@@ -6,6 +6,7 @@ so a thousand callers checking their credentials cost Apiframe one call. `models
 catalogue imagedock serves, public as Apiframe's is.
 """
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -24,7 +25,7 @@ MODALITIES = ("image", "video", "music")
 
 
 def stable_id(what: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"imagedock:{what}"))
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"imagedock/{what}"))
 
 
 class Account:
@@ -33,6 +34,7 @@ class Account:
     def __init__(self) -> None:
         self._team: dict[str, Any] | None = None
         self._read_at = -FRESH
+        self._reading = asyncio.Lock()  # one read at a time: the others take its answer
 
     async def me(self, request: Request, caller: str) -> Response:
         return JSONResponse(
@@ -50,13 +52,15 @@ class Account:
     async def team(self, deps: Deps) -> dict[str, Any] | None:
         """Apiframe's team, as imagedock's own key sees it; None while Apiframe does not
         answer."""
-        if time.monotonic() - self._read_at >= FRESH:
-            try:
-                team = (await deps.apiframe.me()).get("team")
-            except ApiframeError:
-                team = None
-            self._team = team if isinstance(team, dict) else None
-            self._read_at = time.monotonic()
+        async with self._reading:
+            if time.monotonic() - self._read_at >= FRESH:
+                try:
+                    team = (await deps.apiframe.me()).get("team")
+                except ApiframeError:
+                    team = None
+                # The team's billing id is the operator's business, not a caller's.
+                shown = {**team, "customerId": None} if isinstance(team, dict) else None
+                self._team, self._read_at = shown, time.monotonic()
         return self._team
 
 

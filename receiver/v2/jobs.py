@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from receiver.state import deps_of
+from receiver.admission import Busy
+from receiver.state import deps_of, lists_of
 from receiver.v2.access import refusal
 from worker.callers.jobs import MEANT, job_object, ref_of
 from worker.deps import Deps
@@ -17,7 +18,7 @@ from worker.ledger.records import JobRecord
 from worker.sinks.body import event_id
 from worker.sinks.callback import NAME as CALLBACKS
 from worker.sinks.callback import wants
-from worker.sinks.delivery import delivery_state
+from worker.sinks.delivery import delivery_states
 from worker.status import FINAL, Status
 from worker.validation import field_problems
 
@@ -64,12 +65,16 @@ async def list_jobs(request: Request, caller: str) -> Response:
     wanted = PageQuery(
         limit=query.limit, statuses=statuses, model=query.model, cursor=query.cursor, caller=caller
     )
-    try:
-        page = await deps.ledger.page(wanted)
+    try:  # a place among the lists one receiver serves at once, as `/jobs` takes one
+        async with lists_of(request).place():
+            page = await deps.ledger.page(wanted)
+            jobs = await shown_jobs(deps, page.records)
     except BadCursor as exc:
         return refusal(400, "Invalid query", {"cursor": str(exc)})
+    except Busy as exc:
+        return refusal(429, f"job lists: {exc}", retry_after=1)
     answer: dict[str, Any] = {
-        "jobs": await shown_jobs(deps, page.records),
+        "jobs": jobs,
         "nextCursor": page.next_cursor,
         "hasMore": page.has_more,
     }
@@ -91,22 +96,30 @@ async def search(deps: Deps, caller: str, job_id: str) -> Response:
 
 
 async def shown_jobs(deps: Deps, records: list[JobRecord]) -> list[dict[str, Any]]:
-    """The records as Apiframe's job objects, the landed files' URLs signed in one call."""
+    """The records as Apiframe's job objects: the landed files' URLs signed in one call, the
+    webhooks' states read in one round trip."""
     keys = [s.key for r in records if r.status == Status.LANDED for s in r.objects]
     urls = await deps.store.presign(keys, deps.settings.presign_ttl) if keys else {}
+    owed = {r.ref: owed_webhook(r) for r in records}
+    asked = [(event, CALLBACKS) for event in owed.values() if event is not None]
     tries = len(deps.settings.event_retry_schedule)
-    return [job_object(r, urls, await webhook_status(deps, r, tries)) for r in records]
+    states = dict(zip(asked, await delivery_states(deps.redis, asked, tries), strict=True))
+    return [job_object(r, urls, webhook_status(r, owed[r.ref], states)) for r in records]
 
 
-async def webhook_status(deps: Deps, record: JobRecord, tries: int) -> str | None:
+def owed_webhook(record: JobRecord) -> str | None:
+    """The event id of the caller's webhook the finished job owes, if it owes one."""
+    if record.status not in FINAL:
+        return None
+    event_type = "job.landed" if record.status == Status.LANDED else "job.failed"
+    return event_id(record.job_id or record.ref, event_type) if wants(record, event_type) else None
+
+
+def webhook_status(
+    record: JobRecord, owed: str | None, states: dict[tuple[str, str], str]
+) -> str | None:
     """How the caller's own webhook for the job stands, as Apiframe's `webhookStatus` says:
     None without one, `pending` until the job's last event is delivered or given up."""
-    if record.callback_url is None:
-        return None
-    if record.status not in FINAL:
-        return "pending"
-    event_type = "job.landed" if record.status == Status.LANDED else "job.failed"
-    if not wants(record, event_type):
-        return None  # it asked for no event the job ended with
-    identifier = event_id(record.job_id or record.ref, event_type)
-    return await delivery_state(deps.redis, identifier, CALLBACKS, tries)
+    if record.callback_url is None or (record.status in FINAL and owed is None):
+        return None  # no webhook, or none of the events it asked for
+    return states[(owed, CALLBACKS)] if owed is not None else "pending"

@@ -6,10 +6,13 @@ A caller's `webhookUrl` and `webhookEvents` are kept with the job, for the callb
 (`worker.sinks.callback`); Apiframe itself is sent imagedock's webhook, never the caller's.
 """
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,10 +37,16 @@ from worker.deps import Deps
 from worker.landing.errors import LandingError
 from worker.ledger.ledger import Conflict
 from worker.references import BadReference
-from worker.submission import BadParent, Callback, submit_job
+from worker.submission import BadParent, Callback, InFlight, submit_job
 from worker.validation import field_problems
 
 INVALID = "Validation failed"
+LOOKUP = 3.0  # seconds a callback host's name may take to resolve
+CALLBACK_REFUSED = (
+    "not an allowed webhook: an http(s) URL of a public host, or of a host named in "
+    "IMAGEDOCK_CALLBACK_HOSTS"
+)
+log = structlog.get_logger("v2")
 EVERY_EVENT = ("progress", "completed", "failed")
 # imagedock's own fields of a submission, which Apiframe's strict bodies do not take.
 IMAGEDOCKS = ("operation", "params", "metadata")
@@ -61,7 +70,7 @@ def submit_to(operation: str) -> Callable[[Request], Awaitable[Response]]:
             body = json.loads(await read_capped(request, API_BODY, deps.settings.body_deadline))
         except BodyRefused as exc:
             return refusal(exc.status, exc.message)
-        except ValueError:
+        except (ValueError, RecursionError):  # a deep nest is no body Apiframe takes either
             return refusal(400, "Invalid JSON body")
         if not isinstance(body, dict):
             return refusal(400, INVALID, {"": "Expected an object"})
@@ -84,10 +93,8 @@ def submit_to(operation: str) -> Callable[[Request], Awaitable[Response]]:
             return refusal(400, INVALID, {block: "takes URLs (POST /v2/uploads makes one)"})
         callback = None
         if wanted.webhookUrl is not None:
-            try:
-                await deps.callback_hosts.check(wanted.webhookUrl)
-            except LandingError as exc:
-                return refusal(400, INVALID, {"webhookUrl": str(exc)})
+            if not await callback_allowed(deps, wanted.webhookUrl, caller):
+                return refusal(400, INVALID, {"webhookUrl": CALLBACK_REFUSED})
             callback = Callback(wanted.webhookUrl, tuple(wanted.webhookEvents or EVERY_EVENT))
         if job.route.acts_on_parent:
             parent = await own_parent(deps, job, caller)
@@ -97,6 +104,20 @@ def submit_to(operation: str) -> Callable[[Request], Awaitable[Response]]:
         return await accept(deps, job, key, caller, callback)
 
     return with_caller(submit)
+
+
+async def callback_allowed(deps: Deps, url: str, caller: str) -> bool:
+    """Whether `IMAGEDOCK_CALLBACK_HOSTS` admits the caller's webhook URL. The caller is told
+    only no: what a name resolves to inside the network is not its to learn. A lookup gets
+    `LOOKUP` seconds, so a name under a slow nameserver holds nothing for long."""
+    try:
+        async with asyncio.timeout(LOOKUP):
+            await deps.callback_hosts.check(url)
+    except (LandingError, TimeoutError) as exc:
+        said = str(exc) or f"no answer in {LOOKUP:g} s"
+        log.info("callback.refused", caller=caller, host=urlsplit(url).hostname, reason=said)
+        return False
+    return True
 
 
 async def own_parent(deps: Deps, job: ApiframeRequest, caller: str) -> str | None:
@@ -117,6 +138,8 @@ async def accept(
         return refusal(400, INVALID, {"parentJobId": str(exc)})
     except BadReference as exc:
         return refusal(400, INVALID, {exc.field: str(exc)})
+    except InFlight as exc:  # the same request again, as a client's retry sends it: its job
+        return JSONResponse({"jobId": job_id_of(exc.ref), "status": "QUEUED"}, 202)
     except Conflict as exc:
         return refusal(409, str(exc))
     except ApiframeError as exc:

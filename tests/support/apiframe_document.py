@@ -10,7 +10,15 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.support import ROOT
 
-DOCUMENT = ROOT.parent / "shared" / "apiframe-sdk" / "openapi.json"
+SDK = ROOT.parent / "shared" / "apiframe-sdk"  # a build of Apiframe's SDK, beside the checkout
+DOCUMENT = SDK / "openapi.json"
+
+
+def document_missing() -> str | None:
+    """Why the document cannot be read here, or None."""
+    if DOCUMENT.is_file():
+        return None
+    return f"Apiframe's OpenAPI document is not at {DOCUMENT} (see {SDK / 'SOURCE'})"
 
 
 @cache

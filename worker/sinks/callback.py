@@ -20,9 +20,10 @@ from worker.landing.hosts import HostPolicy
 from worker.landing.storage import ObjectStore
 from worker.ledger.records import JobRecord
 from worker.sinks.base import EXCERPT, Sent
-from worker.sinks.webhook import DEADLINE, endpoint_name, post_once
+from worker.sinks.webhook import endpoint_name, post_once
 
 NAME = "callbacks"
+DEADLINE = 15.0  # seconds an attempt may take in all: about as long as Apiframe's own waits
 
 
 def wants(record: JobRecord, event_type: str) -> bool:

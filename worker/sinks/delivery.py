@@ -110,16 +110,19 @@ async def body_of(ledger: Ledger, event_id: str) -> tuple[dict[str, Any] | None,
     return build_event(record, stub["type"], stub["timestamp"]), record
 
 
-async def delivery_state(redis: Redis, event_id: str, sink: str, tries: int) -> str:
-    """How the event's delivery to `sink` stands: `delivered`, `failed` (its schedule of
-    `tries` spent) or `pending`."""
+async def delivery_states(redis: Redis, deliveries: list[tuple[str, str]], tries: int) -> list[str]:
+    """How each (event id, sink) delivery stands, in one round trip: `delivered`, `failed`
+    (its schedule of `tries` spent) or `pending`."""
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(keys.delivered(event_id, sink))
-        pipe.get(keys.attempts(event_id, sink))
-        delivered, attempts = await pipe.execute()
-    if delivered:
-        return "delivered"
-    return "failed" if int(attempts or 0) >= tries else "pending"
+        for event_id, sink in deliveries:
+            pipe.exists(keys.delivered(event_id, sink))
+            pipe.get(keys.attempts(event_id, sink))
+        found = await pipe.execute()
+    states = []
+    for delivered, attempts in zip(found[::2], found[1::2], strict=True):
+        failed = int(attempts or 0) >= tries
+        states.append("delivered" if delivered else "failed" if failed else "pending")
+    return states
 
 
 async def forget_deliveries(redis: Redis, event_id: str, sink: str) -> None:
