@@ -305,3 +305,6 @@ async def test_apiframes_refusals_reach_the_caller_in_its_own_shape(stack: Stack
     fits("POST", "/v2/images/generate", throttled)
     assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "7")
     assert calls == []
+    # Neither is a job of the caller's, as neither is one of Apiframe's.
+    async with client(stack) as alpha:
+        assert (await alpha.get("/v2/jobs")).json()["jobs"] == []

@@ -32,7 +32,7 @@ from worker.apiframe import (
     RateLimited,
 )
 from worker.apiframe.models import EventName
-from worker.callers.jobs import SHOWN, job_id_of, ref_of
+from worker.callers.jobs import SHOWN, job_id_of, never_accepted, ref_of
 from worker.deps import Deps
 from worker.landing.errors import LandingError
 from worker.ledger.ledger import Conflict
@@ -144,6 +144,8 @@ async def accept(
         return refusal(409, str(exc))
     except ApiframeError as exc:
         return upstream_refusal(exc)
+    if never_accepted(record):  # the key's first request was refused: so is this one
+        return refusal(400, f"This Idempotency-Key's request was refused: {record.error}")
     return JSONResponse({"jobId": job_id_of(record.ref), "status": SHOWN[record.status]}, 202)
 
 
