@@ -26,7 +26,7 @@ from worker.deps import Deps
 from worker.ledger import keys
 from worker.ledger.keys import is_ref
 from worker.ledger.records import JobRecord
-from worker.runtime.queue import enqueue_landing
+from worker.runtime.queue import enqueue_landing, enqueue_progress
 from worker.status import Status
 from worker.validation import field_problems
 
@@ -104,9 +104,18 @@ async def handle(request: Request, deps: Deps, arrived: float) -> Answered:
         status = Status(event.status)
         moved = await deps.events.finish(taken.ref, status, ACTOR, error=reason, via="webhook")
         return Answered(200, "accepted" if moved else "duplicate", WebhookAnswer(accepted=True))
+    if taken.outcome == "accepted" and wants_progress(request, event):
+        await enqueue_progress(deps.redis, taken.ref, event.progress or 0)
     queued = taken.queued if event.status == "COMPLETED" else None
     answer = WebhookAnswer(accepted=True, queued=queued)
     return Answered(200, "duplicate" if taken.outcome == "duplicate" else "accepted", answer, True)
+
+
+def wants_progress(request: Request, event: WebhookEvent) -> bool:
+    """A signed progress webhook for a job whose `/v2/` caller asked to be told (its webhook
+    URL says so: see `SubmitDeps.webhook_url`)."""
+    running = event.status in ("QUEUED", "PROCESSING") and event.progress is not None
+    return running and request.query_params.get("progress") == "1"
 
 
 async def hint(deps: Deps, ref: str | None, event: WebhookEvent) -> Answered:

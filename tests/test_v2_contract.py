@@ -22,6 +22,7 @@ from starlette.routing import Route
 from simulator.serving import serving
 from tests.support.apiframe_document import document_missing, fits
 from tests.support.stack import BUCKET, CALLER_KEYS, Stack
+from tests.support.waiting import eventually
 from worker.apiframe.catalog import OPERATIONS
 
 pytestmark = pytest.mark.skipif(document_missing() is not None, reason=document_missing() or "")
@@ -308,3 +309,38 @@ async def test_apiframes_refusals_reach_the_caller_in_its_own_shape(stack: Stack
     # Neither is a job of the caller's, as neither is one of Apiframe's.
     async with client(stack) as alpha:
         assert (await alpha.get("/v2/jobs")).json()["jobs"] == []
+
+
+async def test_progress_webhooks_go_only_to_a_caller_that_asked(stack: Stack) -> None:
+    """Asked for, the progress Apiframe reports reaches the caller, signed, before the job's
+    `completed` (a progress arriving after the end is dropped: the end said more); the other
+    caller's job, not asking, gets only its `completed`."""
+    async with (
+        listener([]) as (url, calls, bodies),
+        client(stack) as alpha,
+        client(stack, "beta") as beta,
+    ):
+        stack.sim.plan_next_job(processing_seconds=3.0)  # a progress a second
+        asked = {"prompt": "a", "webhookUrl": url, "webhookEvents": ["progress", "completed"]}
+        watched = (await alpha.post("/v2/images/generate", json=asked)).json()["jobId"]
+        quiet = {"prompt": "b", "webhookUrl": url, "webhookEvents": ["completed"]}
+        other = (await beta.post("/v2/images/generate", json=quiet)).json()["jobId"]
+        record = await stack.ledger.get(uuid.UUID(watched).hex)
+        assert record is not None
+        assert record.job_id is not None
+        job_id = record.job_id
+
+        async def progressed() -> bool:
+            return bool(stack.sim.deliveries_for(job_id, "progress"))
+
+        await eventually(progressed, "Apiframe's first progress webhook")
+        await stack.run_worker(settle=False)  # the first progress, while the job runs
+        await stack.run_worker()
+    said = [json.loads(raw) for raw in bodies]
+    mine = [(body["event"], body["progress"]) for body in said if body["jobId"] == watched]
+    steps = stack.sim.config.progress_steps
+    assert mine[0] == ("progress", 100 // (steps + 1))
+    assert mine[-1] == ("completed", 100)
+    assert all(event == "progress" and value < 100 for event, value in mine[:-1])
+    assert [body["event"] for body in said if body["jobId"] == other] == ["completed"]
+    assert [request.headers["x-webhook-event"] for request in calls] == [b["event"] for b in said]

@@ -61,8 +61,12 @@ class SubmitDeps:
     store: ObjectStore  # where inputs named by reference (`references`) are
     reference_seconds: int  # how long their presigned URLs live: past the longest job
 
-    def webhook_url(self, ref: str) -> str:
-        return f"{self.public_url}/webhooks/apiframe?ref={ref}"
+    def webhook_url(self, ref: str, *, progress: bool = False) -> str:
+        """Where Apiframe calls back for the record `ref`; `progress` marks a job whose caller
+        asked for progress webhooks, so the receiver passes them on without a read."""
+        return f"{self.public_url}/webhooks/apiframe?ref={ref}" + (
+            "&progress=1" if progress else ""
+        )
 
 
 async def submit_job(
@@ -193,8 +197,12 @@ async def send(
     deps: SubmitDeps, record: JobRecord, request: ApiframeRequest, actor: str
 ) -> tuple[Submission, Attached]:
     """Submit the record to Apiframe and attach the job id it answers with."""
+    progress = "progress" in record.callback_events  # a `/v2/` caller asked for them
     wire = request.model_copy(
-        update={"webhook_url": deps.webhook_url(record.ref), "webhook_events": SUBSCRIBED}
+        update={
+            "webhook_url": deps.webhook_url(record.ref, progress=progress),
+            "webhook_events": [*SUBSCRIBED, "progress"] if progress else SUBSCRIBED,
+        }
     )
     try:
         submission = await deps.apiframe.submit(wire, idempotency_key=f"imagedock-{record.ref}")

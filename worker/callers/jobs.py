@@ -96,6 +96,17 @@ def job_object(
     }
 
 
+def progress_body(record: JobRecord, progress: int) -> dict[str, Any]:
+    """The body of a `progress` webhook: Apiframe's progress, capped below landed's 100."""
+    return {
+        "event": "progress",
+        "jobId": job_id_of(record.ref),
+        "status": "PROCESSING",
+        "progress": min(progress, 99),
+        "model": record.model,
+    }
+
+
 def webhook_body(record: JobRecord, event_type: str, urls: Mapping[str, str]) -> dict[str, Any]:
     """The body of the Apiframe webhook imagedock's event `event_type` is for a caller."""
     body: dict[str, Any] = {

@@ -26,6 +26,7 @@ MAX_CONNECTIONS = 64
 LAND = "land"
 DELIVER = "deliver"
 REPLAY = "replay"
+PROGRESS = "progress"
 
 
 def serialize(value: Any) -> bytes:
@@ -107,6 +108,14 @@ async def enqueue_delivery(redis: ArqRedis, event_id: str, sink: str) -> bool:
         sink,
         _job_id=delivery_id(event_id, sink),
         _queue_name=LANDING_QUEUE,
+    )
+    return job is not None
+
+
+async def enqueue_progress(redis: ArqRedis, ref: str, progress: int) -> bool:
+    """Queue the `progress` webhook a `/v2/` caller asked for; one per job and value."""
+    job: Job | None = await redis.enqueue_job(
+        PROGRESS, ref, progress, _job_id=f"progress:{ref}:{progress}", _queue_name=LANDING_QUEUE
     )
     return job is not None
 

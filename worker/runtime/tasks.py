@@ -34,10 +34,20 @@ from worker.landing.job import LONGEST_LANDING, LandingDeps, NotReady, land_job,
 from worker.ledger.keys import LANDING_QUEUE, POLLING_QUEUE, digest
 from worker.polling import poll_due
 from worker.runtime.arq_worker import StoppableWorker
-from worker.runtime.queue import DELIVER, LAND, REPLAY, deserialize, landing_pending, serialize
+from worker.runtime.queue import (
+    DELIVER,
+    LAND,
+    PROGRESS,
+    REPLAY,
+    deserialize,
+    landing_pending,
+    serialize,
+)
 from worker.settings import Settings
+from worker.sinks.callback import NAME as CALLBACKS
+from worker.sinks.callback import CallbackSink, wants_progress
 from worker.sinks.delivery import DeliveryRetry, deliver_event
-from worker.status import Status
+from worker.status import FINAL, Status
 
 CLAIM = 30.0  # seconds a landing-queue job's claim lasts unrenewed: a dead worker's job resumes
 ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's always fires first
@@ -133,6 +143,20 @@ async def deliver(ctx: dict[str, Any], event_id: str, sink_name: str) -> str:
             raise Retry(defer=exc.defer) from exc
 
 
+async def progress(ctx: dict[str, Any], ref: str, value: int) -> str:
+    """A `/v2/` caller's `progress` webhook, once: a later one, or the end, says more."""
+    deps: Deps = ctx["deps"]
+    record = await deps.ledger.get(ref)
+    sink = deps.events.resolve(CALLBACKS)
+    if record is None or record.status in FINAL or not isinstance(sink, CallbackSink):
+        return "unserved"
+    if not wants_progress(record):
+        return "unserved"
+    sent = await sink.send_progress(record, value)
+    log.info("callback.progress", ref=ref, progress=value, ok=sent.ok, status=sent.status)
+    return "delivered" if sent.ok else "failed"
+
+
 async def poll(ctx: dict[str, Any]) -> int:
     """One pass of the poller. arq runs it once per tick across every worker (a unique cron
     job; its score is the tick's time in ms); a pass that checked jobs says so."""
@@ -166,6 +190,7 @@ def build_worker(deps: Deps, **overrides: Any) -> StoppableWorker:
             func(land, name=LAND, keep_result=0, max_tries=tries),
             func(replay, name=REPLAY, keep_result=0, max_tries=tries),
             func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries),
+            func(progress, name=PROGRESS, keep_result=0, max_tries=1),
         ],
         "queue_name": LANDING_QUEUE,
         # The longest landing any route and model may take: arq's timeout must outlast it.
