@@ -66,31 +66,13 @@ def submit_to(operation: str) -> Callable[[Request], Awaitable[Response]]:
 
     async def submit(request: Request, caller: str) -> Response:
         deps = deps_of(request)
-        try:
-            body = json.loads(await read_capped(request, API_BODY, deps.settings.body_deadline))
-        except BodyRefused as exc:
-            return refusal(exc.status, exc.message)
-        except (ValueError, RecursionError):  # a deep nest is no body Apiframe takes either
-            return refusal(400, "Invalid JSON body")
-        if not isinstance(body, dict):
-            return refusal(400, INVALID, {"": "Expected an object"})
-        foreign = [name for name in IMAGEDOCKS if name in body]
-        if foreign:
-            return refusal(400, INVALID, {name: f"Unrecognized key: {name}" for name in foreign})
-        if "webhook_url" in body and "webhookUrl" not in body:  # the product page's spelling
-            body["webhookUrl"] = body.pop("webhook_url")
-        asked = {name: body.pop(name) for name in ("webhookUrl", "webhookEvents") if name in body}
-        try:
-            job = ApiframeRequest.model_validate({**body, "operation": operation})
-            wanted = Wanted.model_validate(asked)
-        except ValidationError as exc:
-            return refusal(400, INVALID, field_problems(exc))
+        read = await read_submission(request, operation, deps)
+        if isinstance(read, Response):
+            return read
+        job, wanted = read
         key = request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 255:
             return refusal(400, INVALID, {"Idempotency-Key": "1 to 255 characters"})
-        if next(references.references(job.params or {}), None) is not None:
-            block = job.catalogued.params_key if job.catalogued else "params"
-            return refusal(400, INVALID, {block: "takes URLs (POST /v2/uploads makes one)"})
         callback = None
         if wanted.webhookUrl is not None:
             if not await callback_allowed(deps, wanted.webhookUrl, caller):
@@ -104,6 +86,35 @@ def submit_to(operation: str) -> Callable[[Request], Awaitable[Response]]:
         return await accept(deps, job, key, caller, callback)
 
     return with_caller(submit)
+
+
+async def read_submission(
+    request: Request, operation: str, deps: Deps
+) -> tuple[ApiframeRequest, Wanted] | Response:
+    """The body as Apiframe's route takes it, and the webhook it asks for; or the refusal."""
+    try:
+        body = json.loads(await read_capped(request, API_BODY, deps.settings.body_deadline))
+    except BodyRefused as exc:
+        return refusal(exc.status, exc.message)
+    except (ValueError, RecursionError):  # a deep nest is no body Apiframe takes either
+        return refusal(400, "Invalid JSON body")
+    if not isinstance(body, dict):
+        return refusal(400, INVALID, {"": "Expected an object"})
+    foreign = [name for name in IMAGEDOCKS if name in body]
+    if foreign:
+        return refusal(400, INVALID, {name: f"Unrecognized key: {name}" for name in foreign})
+    if "webhook_url" in body and "webhookUrl" not in body:  # the product page's spelling
+        body["webhookUrl"] = body.pop("webhook_url")
+    asked = {name: body.pop(name) for name in ("webhookUrl", "webhookEvents") if name in body}
+    try:
+        job = ApiframeRequest.model_validate({**body, "operation": operation})
+        wanted = Wanted.model_validate(asked)
+    except ValidationError as exc:
+        return refusal(400, INVALID, field_problems(exc))
+    if next(references.references(job.params or {}), None) is not None:
+        block = job.catalogued.params_key if job.catalogued else "params"
+        return refusal(400, INVALID, {block: "takes URLs (POST /v2/uploads makes one)"})
+    return job, wanted
 
 
 async def callback_allowed(deps: Deps, url: str, caller: str) -> bool:
