@@ -344,3 +344,33 @@ async def test_progress_webhooks_go_only_to_a_caller_that_asked(stack: Stack) ->
     assert all(event == "progress" and value < 100 for event, value in mine[:-1])
     assert [body["event"] for body in said if body["jobId"] == other] == ["completed"]
     assert [request.headers["x-webhook-event"] for request in calls] == [b["event"] for b in said]
+
+
+async def test_a_job_is_completed_only_once_its_files_have_landed(stack: Stack) -> None:
+    """Apiframe's job is COMPLETED and its webhook taken, but the files are not in the bucket
+    yet: the caller sees PROCESSING, below 100, with no result; landed, COMPLETED with URLs of
+    the bucket's objects, whose bytes are Apiframe's."""
+    stack.sim.config.images_per_job = 2
+    async with client(stack) as alpha:
+        job_id = (await alpha.post("/v2/images/generate", json={"prompt": "a fox"})).json()["jobId"]
+        await stack.sim.settle()
+        record = await stack.ledger.get(uuid.UUID(job_id).hex)
+        assert record is not None
+        assert record.job_id is not None
+        assert stack.sim.jobs[record.job_id].status == "COMPLETED"
+        waiting = fits("GET", "/v2/jobs/{id}", await alpha.get(f"/v2/jobs/{job_id}"))
+        assert (waiting["status"], waiting["result"], waiting["completedAt"]) == (
+            "PROCESSING",
+            None,
+            None,
+        )
+        assert waiting["progress"] <= 99
+        await stack.run_worker()
+        landed = fits("GET", "/v2/jobs/{id}", await alpha.get(f"/v2/jobs/{job_id}"))
+        assert (landed["status"], landed["progress"]) == ("COMPLETED", 100)
+        served = [stack.sim.image(url).read() for url in stack.sim.jobs[record.job_id].image_urls]
+        fetched = [(await alpha.get(url)).content for url in landed["result"]["images"]]
+    assert fetched == served
+    assert all(
+        url.startswith(stack.settings.s3_endpoint_url or "") for url in landed["result"]["images"]
+    )
