@@ -215,7 +215,10 @@ async def test_a_job_from_v2_and_one_from_jobs_land_side_by_side(
     async with httpx.AsyncClient(
         base_url=stack.receiver_url, headers={"X-API-Key": CALLER_KEYS["alpha"]}
     ) as alpha:
-        answer = await alpha.post("/v2/images/generate", json={"prompt": "through Apiframe's"})
+        answer = await alpha.post(
+            "/v2/images/generate",
+            json={"model": "grok-imagine-image", "prompt": "through Apiframe's"},
+        )
     apiframes = uuid.UUID(answer.json()["jobId"]).hex
     await stack.run_worker()
     for ref, caller in ((own, "operator"), (apiframes, "alpha")):

@@ -99,7 +99,15 @@ async def test_apiframes_own_sdk_works_against_imagedock_unchanged(
     image, video, track = seen["finished"]
     assert "images" in image["result"]
     assert "videoUrl" in video["result"]
-    assert track["result"]["tracks"][0]["audioUrl"]
+    # Each track as Apiframe described it, its files the bucket's.
+    record = await stack.ledger.get(uuid.UUID(track["id"]).hex)
+    assert record is not None
+    assert record.job_id is not None
+    upstream = stack.sim.jobs[record.job_id].outputs or {}
+    described = ("id", "title", "tags", "duration")
+    assert [{k: t[k] for k in described} for t in track["result"]["tracks"]] == [
+        {k: t[k] for k in described} for t in upstream["tracks"]
+    ]
     # The Grok job was sent the uploaded reference as a URL Apiframe can fetch.
     [sent] = [s for s in stack.sim.submissions() if s.path == "/v2/images/generate"]
     assert json.loads(sent.body)["grokImagineParams"]["image"] == seen["upload"]["url"]

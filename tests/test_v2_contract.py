@@ -4,6 +4,7 @@ an Idempotency-Key is the caller's own, and another body under it is a 409; a ca
 private address is refused naming the field; a caller's webhook endpoint that is down is sent
 its webhook once it is back, once."""
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -69,6 +70,9 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 
 
+GROK = {"model": "grok-imagine-image", "prompt": "a fox"}
+
+
 def client(stack: Stack, name: str | None = "alpha") -> httpx.AsyncClient:
     headers = {"X-API-Key": CALLER_KEYS[name]} if name else {}
     return httpx.AsyncClient(base_url=stack.receiver_url, headers=headers)
@@ -110,7 +114,7 @@ async def test_every_job_route_answers_as_the_document_says(stack: Stack) -> Non
 
 async def test_reads_and_their_refusals_answer_as_the_document_says(stack: Stack) -> None:
     async with client(stack) as alpha, client(stack, None) as anonymous:
-        job_id = await landed(stack, alpha, "images/generate", {"prompt": "a fox"})
+        job_id = await landed(stack, alpha, "images/generate", GROK)
         job = fits("GET", "/v2/jobs/{id}", await alpha.get(f"/v2/jobs/{job_id}"))
         assert job["status"] == "COMPLETED"
         assert job["result"]["images"]
@@ -203,8 +207,12 @@ async def test_each_caller_sees_its_own_jobs_only(stack: Stack) -> None:
     same Idempotency-Key is each caller's own."""
     async with client(stack) as alpha, client(stack, "beta") as beta:
         key = {"Idempotency-Key": "order-1"}
-        mine = (await alpha.post("/v2/images/generate", json={"prompt": "a"}, headers=key)).json()
-        theirs = (await beta.post("/v2/images/generate", json={"prompt": "b"}, headers=key)).json()
+        mine = (
+            await alpha.post("/v2/images/generate", json={**GROK, "prompt": "a"}, headers=key)
+        ).json()
+        theirs = (
+            await beta.post("/v2/images/generate", json={**GROK, "prompt": "b"}, headers=key)
+        ).json()
         assert mine["jobId"] != theirs["jobId"]
         await stack.run_worker()
         assert (await beta.get(f"/v2/jobs/{mine['jobId']}")).status_code == 404
@@ -223,9 +231,9 @@ async def test_each_caller_sees_its_own_jobs_only(stack: Stack) -> None:
 async def test_an_idempotency_key_with_another_body_is_a_conflict(stack: Stack) -> None:
     async with client(stack) as alpha:
         key = {"Idempotency-Key": "render-7"}
-        first = await alpha.post("/v2/images/generate", json={"prompt": "a"}, headers=key)
-        again = await alpha.post("/v2/images/generate", json={"prompt": "a"}, headers=key)
-        other = await alpha.post("/v2/images/generate", json={"prompt": "b"}, headers=key)
+        first = await alpha.post("/v2/images/generate", json={**GROK, "prompt": "a"}, headers=key)
+        again = await alpha.post("/v2/images/generate", json={**GROK, "prompt": "a"}, headers=key)
+        other = await alpha.post("/v2/images/generate", json={**GROK, "prompt": "b"}, headers=key)
     assert first.status_code == again.status_code == 202
     assert first.json()["jobId"] == again.json()["jobId"]
     assert other.status_code == 409
@@ -240,7 +248,7 @@ PRIVATE = ["http://10.1.2.3/hook", "http://localhost:9/hook", "http://169.254.16
 async def test_a_callback_host_on_a_private_address_is_refused(stack: Stack, url: str) -> None:
     async with client(stack) as alpha:
         refused = await alpha.post(
-            "/v2/images/generate", json={"prompt": "a fox", "webhookUrl": url}
+            "/v2/images/generate", json={**GROK, "prompt": "a fox", "webhookUrl": url}
         )
     body = fits("POST", "/v2/images/generate", refused)
     assert refused.status_code == 400
@@ -267,7 +275,7 @@ async def listener(statuses: list[int]) -> AsyncIterator[tuple[str, list[Request
 
 async def test_a_callers_webhook_endpoint_down_then_back_gets_it_once(stack: Stack) -> None:
     async with listener([503, 503]) as (url, calls, bodies), client(stack) as alpha:
-        body = {"prompt": "a fox", "webhookUrl": url, "webhookEvents": ["completed"]}
+        body = {**GROK, "prompt": "a fox", "webhookUrl": url, "webhookEvents": ["completed"]}
         job_id = (await alpha.post("/v2/images/generate", json=body)).json()["jobId"]
         await stack.run_worker()
         job = (await alpha.get(f"/v2/jobs/{job_id}")).json()
@@ -290,7 +298,7 @@ async def test_apiframes_refusals_reach_the_caller_in_its_own_shape(stack: Stack
     """Apiframe's 402 and 429 to imagedock's submit are the caller's, as Apiframe would have
     answered it; the refused job, whose id the caller never got, sends it no webhook."""
     async with listener([]) as (url, calls, _), client(stack) as alpha:
-        body = {"prompt": "a fox", "webhookUrl": url}
+        body = {**GROK, "prompt": "a fox", "webhookUrl": url}
         stack.sim.config.credits = 0
         broke = await alpha.post("/v2/images/generate", json=body)
         stack.sim.config.credits = 1_000_000
@@ -321,9 +329,14 @@ async def test_progress_webhooks_go_only_to_a_caller_that_asked(stack: Stack) ->
         client(stack, "beta") as beta,
     ):
         stack.sim.plan_next_job(processing_seconds=3.0)  # a progress a second
-        asked = {"prompt": "a", "webhookUrl": url, "webhookEvents": ["progress", "completed"]}
+        asked = {
+            **GROK,
+            "prompt": "a",
+            "webhookUrl": url,
+            "webhookEvents": ["progress", "completed"],
+        }
         watched = (await alpha.post("/v2/images/generate", json=asked)).json()["jobId"]
-        quiet = {"prompt": "b", "webhookUrl": url, "webhookEvents": ["completed"]}
+        quiet = {**GROK, "prompt": "b", "webhookUrl": url, "webhookEvents": ["completed"]}
         other = (await beta.post("/v2/images/generate", json=quiet)).json()["jobId"]
         record = await stack.ledger.get(uuid.UUID(watched).hex)
         assert record is not None
@@ -352,7 +365,9 @@ async def test_a_job_is_completed_only_once_its_files_have_landed(stack: Stack) 
     the bucket's objects, whose bytes are Apiframe's."""
     stack.sim.config.images_per_job = 2
     async with client(stack) as alpha:
-        job_id = (await alpha.post("/v2/images/generate", json={"prompt": "a fox"})).json()["jobId"]
+        job_id = (await alpha.post("/v2/images/generate", json={**GROK, "prompt": "a fox"})).json()[
+            "jobId"
+        ]
         await stack.sim.settle()
         record = await stack.ledger.get(uuid.UUID(job_id).hex)
         assert record is not None
@@ -374,3 +389,47 @@ async def test_a_job_is_completed_only_once_its_files_have_landed(stack: Stack) 
     assert all(
         url.startswith(stack.settings.s3_endpoint_url or "") for url in landed["result"]["images"]
     )
+
+
+async def test_a_copy_sent_while_the_first_is_in_flight_gets_the_first_ones_job(
+    stack: Stack,
+) -> None:
+    """A client resending its keyed request while the first is still with Apiframe gets the
+    first one's job when Apiframe answers it: one job, one submit."""
+    stack.sim.config.response_delay_seconds = 1.0
+    key = {"Idempotency-Key": "resent-1"}
+    async with client(stack) as alpha:
+
+        async def copy() -> httpx.Response:
+            await asyncio.sleep(0.3)  # the first is in flight by now
+            return await alpha.post("/v2/images/generate", json=GROK, headers=key)
+
+        first, second = await asyncio.gather(
+            alpha.post("/v2/images/generate", json=GROK, headers=key), copy()
+        )
+    assert first.status_code == second.status_code == 202
+    assert first.json()["jobId"] == second.json()["jobId"]
+    assert len(stack.sim.submissions()) == 1
+
+
+async def test_a_key_whose_request_apiframe_refused_is_free_again(stack: Stack) -> None:
+    """Apiframe keeps no job for a refused request, and neither does imagedock: the same key
+    sent again, after credits are bought or with the body fixed, is a new request."""
+    async with client(stack) as alpha:
+        key = {"Idempotency-Key": "after-top-up"}
+        stack.sim.config.credits = 0
+        broke = await alpha.post("/v2/images/generate", json=GROK, headers=key)
+        stack.sim.config.credits = 1_000_000
+        paid = await alpha.post("/v2/images/generate", json=GROK, headers=key)
+        key = {"Idempotency-Key": "fixed-body"}
+        stack.sim.config.bind_key_on_400 = True  # an Apiframe that keeps a refused body's key
+        upscale = BODIES["videos/upscale"]
+        wrong = {**upscale, "topazVideoParams": {"video": "https://example.com/a.mp4"}}
+        refused = await alpha.post("/v2/videos/upscale", json=wrong, headers=key)
+        fixed = await alpha.post("/v2/videos/upscale", json=upscale, headers=key)
+        listed = (await alpha.get("/v2/jobs")).json()["jobs"]
+    assert broke.status_code == 402
+    assert refused.status_code == 400
+    assert "topazVideoParams" in json.dumps(refused.json()["details"])
+    assert paid.status_code == fixed.status_code == 202
+    assert {job["id"] for job in listed} == {paid.json()["jobId"], fixed.json()["jobId"]}

@@ -169,6 +169,10 @@ class BadParent(ValueError):
     """An action's parent imagedock cannot act on: unknown, or not finished."""
 
 
+class ActionUnavailable(BadParent):
+    """The action is not one its parent can take (Apiframe answers 409)."""
+
+
 LANDABLE = frozenset({Status.COMPLETED, Status.LANDED})
 
 
@@ -183,7 +187,7 @@ async def parent_of(ledger: Ledger, request: ApiframeRequest) -> JobRecord:
         raise BadParent(f"job {named[:64]} is {parent.status.value}; an action needs it finished")
     refused = action_refused(request.operation, request.action or "", parent.model, parent.action)
     if refused is not None:
-        raise BadParent(refused)
+        raise ActionUnavailable(refused)
     return parent
 
 
@@ -197,21 +201,25 @@ async def send(
     deps: SubmitDeps, record: JobRecord, request: ApiframeRequest, actor: str
 ) -> tuple[Submission, Attached]:
     """Submit the record to Apiframe and attach the job id it answers with."""
-    progress = "progress" in record.callback_events  # a `/v2/` caller asked for them
+    # A `/v2/` job follows its progress, as Apiframe's job object does for a caller that
+    # polls; the webhook URL says whether the caller asked to be sent it too.
+    progress = "progress" in record.callback_events
     wire = request.model_copy(
         update={
             "webhook_url": deps.webhook_url(record.ref, progress=progress),
-            "webhook_events": [*SUBSCRIBED, "progress"] if progress else SUBSCRIBED,
+            "webhook_events": [*SUBSCRIBED, "progress"] if record.caller else SUBSCRIBED,
         }
     )
     try:
-        submission = await deps.apiframe.submit(wire, idempotency_key=f"imagedock-{record.ref}")
+        submission = await deps.apiframe.submit(wire, idempotency_key=apiframe_key(record))
     except ApiframeError as exc:
         await deps.ledger.log(record.ref, None, actor, "submit.error", error=str(exc))
         # Kept SUBMITTING, for the caller to retry with its Idempotency-Key: what may pass, and
         # a 409, which Apiframe answers while the same key is still in flight on its side.
         if exc.transient or isinstance(exc, IdempotencyConflict):
             await deps.ledger.set_fields(record.ref, error=str(exc))
+        elif record.caller:  # as Apiframe would have: no job, and the key free again
+            await deps.ledger.discard(record, actor, str(exc))
         else:
             await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
             await deps.ledger.clear_fields(record.ref, "sent_params")  # never to be sent again
@@ -230,6 +238,16 @@ async def send(
             f"Apiframe answered with job {submission.job_id}, which another submission holds"
         )
     return submission, attached
+
+
+def apiframe_key(record: JobRecord) -> str:
+    """The Idempotency-Key Apiframe is sent for the record: its ref's, so every retry is one
+    job. A `/v2/` caller's also names the request's fingerprint: a key whose request Apiframe
+    refused is free again (`Ledger.discard`), and its fixed request must not meet the refused
+    one at Apiframe."""
+    if record.caller:
+        return f"imagedock-{record.ref}-{record.fingerprint[:16]}"
+    return f"imagedock-{record.ref}"
 
 
 def caller_ref(claim: str, secret: bytes) -> str:

@@ -31,17 +31,19 @@ from worker.apiframe import (
     InvalidRequest,
     RateLimited,
 )
+from worker.apiframe.catalog import OPERATIONS
 from worker.apiframe.models import EventName
 from worker.callers.jobs import SHOWN, job_id_of, never_accepted, ref_of
 from worker.deps import Deps
 from worker.landing.errors import LandingError
 from worker.ledger.ledger import Conflict
 from worker.references import BadReference
-from worker.submission import BadParent, Callback, InFlight, submit_job
+from worker.submission import ActionUnavailable, BadParent, Callback, InFlight, submit_job
 from worker.validation import field_problems
 
 INVALID = "Validation failed"
 LOOKUP = 3.0  # seconds a callback host's name may take to resolve
+OUTCOME_WAIT, OUTCOME_READS = 0.2, 25  # how a copy waits for the first submit: 5 s at most
 CALLBACK_REFUSED = (
     "not an allowed webhook: an http(s) URL of a public host, or of a host named in "
     "IMAGEDOCK_CALLBACK_HOSTS"
@@ -106,6 +108,8 @@ async def read_submission(
     if "webhook_url" in body and "webhookUrl" not in body:  # the product page's spelling
         body["webhookUrl"] = body.pop("webhook_url")
     asked = {name: body.pop(name) for name in ("webhookUrl", "webhookEvents") if name in body}
+    if "model" not in body and not OPERATIONS[operation].acts_on_parent:
+        return refusal(400, INVALID, {"model": "Required"})  # Apiframe names no default
     try:
         job = ApiframeRequest.model_validate({**body, "operation": operation})
         wanted = Wanted.model_validate(asked)
@@ -145,25 +149,43 @@ async def accept(
         record = await submit_job(
             deps.submitting, job, idempotency_key=key, caller=caller, callback=callback
         )
+    except ActionUnavailable as exc:  # as Apiframe answers an action its parent cannot take
+        return refusal(409, str(exc))
     except BadParent as exc:
         return refusal(400, INVALID, {"parentJobId": str(exc)})
     except BadReference as exc:
         return refusal(400, INVALID, {exc.field: str(exc)})
-    except InFlight as exc:  # the same request again, as a client's retry sends it: its job
-        return JSONResponse({"jobId": job_id_of(exc.ref), "status": "QUEUED"}, 202)
+    except InFlight as exc:  # the same request again, as a client's retry sends it
+        return await first_outcome(deps, exc.ref)
     except Conflict as exc:
         return refusal(409, str(exc))
     except ApiframeError as exc:
         return upstream_refusal(exc)
-    if never_accepted(record):  # the key's first request was refused: so is this one
-        return refusal(400, f"This Idempotency-Key's request was refused: {record.error}")
+    if never_accepted(record):  # Apiframe never took it before the submit deadline ended it
+        return refusal(400, f"This Idempotency-Key's request was never submitted: {record.error}")
     return JSONResponse({"jobId": job_id_of(record.ref), "status": SHOWN[record.status]}, 202)
+
+
+async def first_outcome(deps: Deps, ref: str) -> Response:
+    """A copy of a keyed request whose first submit is still in flight: the first one's job
+    once Apiframe has it, waited for a few seconds at most; otherwise a 503 to send it again
+    (Apiframe's clients resend a keyed request on a 503), which then meets the first one's
+    outcome, or, refused and so gone, gets its own."""
+    for _ in range(OUTCOME_READS):
+        await asyncio.sleep(OUTCOME_WAIT)
+        record = await deps.ledger.get(ref)
+        if record is None:
+            break
+        if record.job_id is not None:
+            return JSONResponse({"jobId": job_id_of(ref), "status": SHOWN[record.status]}, 202)
+    return refusal(503, "That Idempotency-Key's request is being submitted; retry", retry_after=1)
 
 
 def upstream_refusal(exc: ApiframeError) -> JSONResponse:
     """Apiframe's refusal of imagedock's submit, as Apiframe would have answered the caller."""
-    if isinstance(exc, InvalidRequest):
-        return refusal(400, f"Apiframe: {exc}", exc.details)
+    if isinstance(exc, InvalidRequest):  # Apiframe's own words, not imagedock's account of them
+        said = exc.body.get("error") if isinstance(exc.body, dict) else None
+        return refusal(400, str(said or INVALID), exc.details)
     if isinstance(exc, InsufficientCredits):
         extra: dict[str, Any] = {
             "creditsRequired": exc.credits_required or 0,
@@ -171,7 +193,7 @@ def upstream_refusal(exc: ApiframeError) -> JSONResponse:
         }
         return refusal(402, "Insufficient credits", **extra)
     if isinstance(exc, IdempotencyConflict):
-        return refusal(409, f"Apiframe: {exc}")
+        return refusal(409, "Idempotency-Key was already used with a different request body")
     if isinstance(exc, RateLimited):
         return refusal(429, "Rate limit exceeded", retry_after=round(exc.retry_after or 1))
     if isinstance(exc, AuthenticationError | Forbidden):

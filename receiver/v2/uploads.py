@@ -111,7 +111,8 @@ async def store(deps: Deps, file: UploadFile, caller: str) -> Response:
     content_type, extension = found
     kind, size = medium_of(content_type), file.size or len(head)
     if size > MOST[kind]:
-        return refusal(400, INVALID, {"file": f"A {kind} is at most {MOST[kind] // MB} MB"})
+        article = "An" if kind in ("image", "audio") else "A"
+        return refusal(400, INVALID, {"file": f"{article} {kind} is at most {MOST[kind] // MB} MB"})
     upload_id = uuid.uuid4()
     metadata = {"caller": caller, "source-url": f"upload:{upload_id}"}
     writer = ObjectWriter(deps.store, f"uploads/{caller}", str(upload_id), metadata)

@@ -9,6 +9,7 @@ from pydantic import (
     Field,
     HttpUrl,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -176,7 +177,15 @@ class ApiframeRequest(BaseModel):
         if model.params_required and not self.params:
             raise FieldProblem(model.params_key, f"{model.name} needs its {model.params_key} block")
         if model.name == MODEL and self.params is not None:
-            self.params = GrokParams.model_validate(self.params).wire()
+            try:
+                self.params = GrokParams.model_validate(self.params).wire()
+            except (
+                ValidationError
+            ) as exc:  # named by its path from the body's top, as Apiframe does
+                first = exc.errors()[0]
+                path = ".".join(str(part) for part in (model.params_key, *first["loc"]))
+                cause = first.get("ctx", {}).get("error")
+                raise FieldProblem(path, str(cause) if cause else first["msg"]) from None
         return self
 
     def _fits_the_action(self, operation: Operation) -> "ApiframeRequest":

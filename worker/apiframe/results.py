@@ -38,6 +38,7 @@ class Asset:
     number: int  # 1-based within its kind (a track's cover shares the track's number)
     url: str
     track_id: str | None = None  # the provider's id of the track, for audio and covers
+    about: dict[str, Any] | None = None  # a track's title, tags and duration, as Apiframe said
 
     @property
     def name(self) -> str:
@@ -57,7 +58,8 @@ class Asset:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Asset":
-        return cls(Kind(raw["kind"]), int(raw["number"]), str(raw["url"]), raw.get("track_id"))
+        kind, number, url = Kind(raw["kind"]), int(raw["number"]), str(raw["url"])
+        return cls(kind, number, url, raw.get("track_id"), raw.get("about"))
 
 
 def dumps(assets: list[Asset]) -> str:
@@ -105,8 +107,27 @@ def track_assets(number: int, track: Any) -> list[Asset]:
         return []
     track_id = track.get("id") if isinstance(track.get("id"), str) else None
     audio, cover = urls(track.get("audioUrl")), urls(track.get("imageUrl"))
-    found = [Asset(Kind.AUDIO, number, url, track_id) for url in audio[:1]]
+    about = about_of(track)
+    found = [Asset(Kind.AUDIO, number, url, track_id, about) for url in audio[:1]]
     return found + [Asset(Kind.COVER, number, url, track_id) for url in cover[:1]]
+
+
+TRACK_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "title": str,
+    "tags": str,
+    "duration": (int, float),
+}
+ABOUT_MOST = 500  # characters of a track's title or tags kept
+
+
+def about_of(track: dict[str, Any]) -> dict[str, Any] | None:
+    """What a track says of itself past its files, as Apiframe's result shows it; bounded."""
+    about = {}
+    for name, kind in TRACK_FIELDS.items():
+        value = track.get(name)
+        if isinstance(value, kind) and not isinstance(value, bool):
+            about[name] = value[:ABOUT_MOST] if isinstance(value, str) else value
+    return about or None
 
 
 def numbered(kind: Kind, found: list[str]) -> list[Asset]:
@@ -149,9 +170,10 @@ def result_of(assets: list[Asset]) -> dict[str, Any]:
         if asset.kind in (Kind.AUDIO, Kind.COVER):
             track = tracks.setdefault(asset.number, {"id": asset.track_id})
             track["audioUrl" if asset.kind is Kind.AUDIO else "imageUrl"] = asset.url
+            track.update(asset.about or {})
     if tracks:
         result["tracks"] = [tracks[number] for number in sorted(tracks)]
-    stems = [asset.url for asset in assets if asset.kind is Kind.STEM]
+    stems = [{"url": asset.url} for asset in assets if asset.kind is Kind.STEM]
     if stems:
         result["stems"] = stems
     return result

@@ -64,11 +64,14 @@ def landed_result(record: JobRecord, urls: Mapping[str, str]) -> dict[str, Any] 
     """The result, naming each landed object by its URL in `urls` (by key)."""
     if record.status != Status.LANDED:
         return None
-    assets = [
-        Asset(Kind(stored.kind), stored.number or stored.index, urls[stored.key], stored.track_id)
-        for stored in record.objects
-        if stored.key in urls
-    ]
+    # What a track says of itself (title, tags, duration) is the finished job's, not the file's.
+    about = {(asset.kind.value, asset.number): asset.about for asset in record.assets}
+    assets = []
+    for stored in record.objects:
+        if stored.key in urls:
+            number = stored.number or stored.index
+            said = about.get((stored.kind, number))
+            assets.append(Asset(Kind(stored.kind), number, urls[stored.key], stored.track_id, said))
     return result_of(assets)
 
 

@@ -20,6 +20,7 @@ from redis.exceptions import WatchError
 from worker import metrics
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 from worker.ledger import keys
+from worker.ledger.keys import is_ref
 from worker.ledger.log import GLOBAL_LOG_MAXLEN, JOB_LOG_MAXLEN, LogReader, echo, queue_entry
 from worker.ledger.marks import Marks
 from worker.ledger.paging import Page, PageQuery, read_page
@@ -93,6 +94,7 @@ class Ledger:
             "updated_at": now,
             "fingerprint": fingerprint,
             **(lineage or {}),
+            **({"claim": idempotency_key} if idempotency_key else {}),
             **({"caller": caller} if caller else {}),
             **(callback or {}),
         }
@@ -169,8 +171,12 @@ class Ledger:
         return await self.get(ref) if ref else None
 
     async def find(self, id_or_ref: str) -> JobRecord | None:
-        """A record by Apiframe job id or by imagedock ref."""
-        return await self.by_job_id(id_or_ref) or await self.get(id_or_ref)
+        """A record by Apiframe job id or by imagedock ref, written bare or as the UUID
+        (`/v2/`'s job id) it is."""
+        found = await self.by_job_id(id_or_ref) or await self.get(id_or_ref)
+        if found is None and len(id_or_ref) == 36 and is_ref(id_or_ref.replace("-", "")):
+            found = await self.get(id_or_ref.replace("-", ""))
+        return found
 
     async def forget_older(self, now: float) -> int:
         """Trim the indexes of records past the retention (their keys expired by then)."""
@@ -272,6 +278,27 @@ class Ledger:
         async with self.redis.pipeline(transaction=False) as pipe:
             metrics.queue_counts(pipe, counted, observe)
             await pipe.execute()
+
+    async def discard(self, record: JobRecord, actor: str, reason: str) -> None:
+        """Remove a record whose submit Apiframe refused, and free its Idempotency-Key, as
+        Apiframe keeps no job for a refused request: the same key may then be sent again, the
+        request fixed. The job's log says why, and is kept a day."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.job(record.ref), keys.objects(record.ref))
+            for index in (
+                keys.BY_TIME,
+                keys.by_status(record.status.value),
+                keys.by_model(record.model),
+                *([keys.by_caller(record.caller)] if record.caller else []),
+                keys.POLL_SET,
+            ):
+                pipe.zrem(index, record.ref)
+            if record.claim:
+                pipe.delete(keys.idempotency(record.claim))
+            queue_entry(pipe, record.ref, None, actor, "submit.refused", {"reason": reason})
+            pipe.expire(keys.job_log(record.ref), UNSENT_RETENTION)
+            await pipe.execute()
+        echo("submit.refused", record.ref, None, actor, {"reason": reason})
 
     async def set_fields(self, ref: str, **fields: str | float) -> None:
         await self.redis.hset(keys.job(ref), mapping=dict(fields))  # type: ignore[misc]

@@ -94,6 +94,7 @@ class JobRecord:
     callback_url: str | None = None  # the caller's own webhook, and the events it wants there
     callback_events: tuple[str, ...] = ()
     credit_cost: int | None = None  # as Apiframe reported it when the job finished
+    claim: str | None = None  # the Idempotency-Key claim that names this record, if any
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -131,6 +132,7 @@ class JobRecord:
             callback_url=raw.get("callback_url") or None,
             callback_events=tuple(json.loads(raw.get("callback_events") or "[]")),
             credit_cost=int(raw["credit_cost"]) if raw.get("credit_cost") else None,
+            claim=raw.get("claim") or None,
         )
 
     def outcome(self, now: float) -> dict[str, Any]:
