@@ -226,6 +226,8 @@ async def test_each_caller_sees_its_own_jobs_only(stack: Stack) -> None:
         # imagedock's own API, the operator's, shows both, each with its caller.
         jobs = (await stack.api.get("/jobs")).json()["jobs"]
         assert sorted(job["caller"] for job in jobs) == ["alpha", "beta"]
+        seen = (await stack.api.get(f"/jobs/{mine['jobId']}")).json()  # by the id alpha knows
+        assert (seen["ref"], seen["caller"]) == (uuid.UUID(mine["jobId"]).hex, "alpha")
 
 
 async def test_an_idempotency_key_with_another_body_is_a_conflict(stack: Stack) -> None:
