@@ -28,7 +28,7 @@ async def used_memory(stack: Stack) -> int:
     return int(info["used_memory"])
 
 
-async def test_three_thousand_refused_webhooks_cost_redis_almost_nothing(stack: Stack) -> None:
+async def test_fifteen_hundred_refused_webhooks_cost_redis_almost_nothing(stack: Stack) -> None:
     """Refusals with big headers and big refs grow Redis by under 2 MB, flush no real history,
     and are logged as a clipped sample, not one line each."""
     job_id = (await stack.submit())["jobId"]
@@ -58,13 +58,13 @@ async def test_three_thousand_refused_webhooks_cost_redis_almost_nothing(stack: 
             return response.status_code
 
     with capture_logs() as logs:
-        statuses = await asyncio.gather(*(attack(n) for n in range(3_000)))
+        statuses = await asyncio.gather(*(attack(n) for n in range(1_500)))
     assert set(statuses) == {415, 404, 431}
     assert await used_memory(stack) - before < 2 * MiB
     assert await stack.ledger.history.after(count=1000) == history
     assert (await stack.job(job_id))["status"] == "LANDED"
     counted = await rejected(stack)
-    assert (counted["media_type"], counted["bad_ref"]) == (1000, 1000)
+    assert (counted["media_type"], counted["bad_ref"]) == (500, 500)
     sample = [line for line in logs if line["event"] == "webhook.rejected"]
     reached = counted["media_type"] + counted["bad_ref"]  # the 431s never reach the route
     # A sample, one line per reason per second, each saying how many it left out before it.
