@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from worker.apiframe.catalog import GENERATE, OPERATIONS
+from worker.ledger.waiting import Priority
 from worker.settings import Settings, SettingsError, load_settings
 from worker.status import Status
 from worker.structured_logging import configure_logging
@@ -72,6 +73,7 @@ def run_submit(args: argparse.Namespace, settings: Settings) -> int:
             aspect_ratio=args.aspect_ratio,
             metadata=metadata,
             idempotency_key=args.idempotency_key,
+            priority=Priority[args.priority],
         )
     )
 
@@ -112,6 +114,12 @@ def run_track(args: argparse.Namespace, settings: Settings) -> int:
     from imagedock.commands import track
 
     return asyncio.run(track(settings, str(args.job_id)))
+
+
+def run_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from imagedock.commands import cancel
+
+    return asyncio.run(cancel(settings, args.job))
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -204,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metadata", action="append", default=[], type=metadata_pair, metavar="KEY=VALUE"
     )
     submit.add_argument("--idempotency-key")
+    submit.add_argument(
+        "--priority",
+        choices=[p.name for p in Priority],
+        default="normal",
+        help="what goes first among this caller's own waiting jobs",
+    )
     submit.set_defaults(handler=run_submit)
 
     models = commands.add_parser(
@@ -219,8 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true", help=JSON_HELP)
     jobs.set_defaults(handler=run_jobs)
 
-    status = commands.add_parser("status", help="show one job's record and log")
-    status.add_argument("job", help="Apiframe job id or imagedock ref")
+    status = commands.add_parser(
+        "status", help="show one job's record and log; without a job, the submit queue's pace"
+    )
+    status.add_argument("job", nargs="?", help="Apiframe job id or imagedock ref")
     status.add_argument("--json", action="store_true", help=JSON_HELP)
     status.set_defaults(handler=run_status)
 
@@ -233,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     track = commands.add_parser("track", help="adopt a job submitted elsewhere; polling lands it")
     track.add_argument("job_id", type=uuid.UUID, help="the Apiframe job id")
     track.set_defaults(handler=run_track)
+
+    cancel = commands.add_parser("cancel", help="cancel a job still waiting to be submitted")
+    cancel.add_argument("job", help="Apiframe job id or imagedock ref")
+    cancel.set_defaults(handler=run_cancel)
 
     replay = commands.add_parser("replay", help="land a job again and deliver its events again")
     replay.add_argument("job", help="Apiframe job id or imagedock ref")

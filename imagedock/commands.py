@@ -3,6 +3,7 @@ redrive. Each opens the process's clients with `open_deps` and closes them when 
 
 import json
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,18 +13,19 @@ from rich.table import Table
 
 from imagedock.clients import open_deps
 from receiver.schemas import JobView
-from worker.apiframe import MODEL, ApiframeError, ApiframeRequest, GrokParams
+from worker.apiframe import MODEL, ApiframeRequest, GrokParams
 from worker.apiframe.catalog import GENERATE, OPERATIONS
 from worker.apiframe.models import ACTION_FIELDS
 from worker.ledger.ledger import Conflict
 from worker.ledger.log import WARNINGS, LogEntry
 from worker.ledger.paging import PageQuery
 from worker.ledger.records import JobRecord
+from worker.ledger.waiting import Priority
 from worker.references import BadReference
 from worker.runtime.queue import enqueue_replay
 from worker.settings import Settings
 from worker.status import Status
-from worker.submission import BadParent, submit_job, track_job
+from worker.submission import BadParent, NotWaiting, accept_job, cancel_waiting, track_job
 from worker.validation import field_problems
 
 console = Console()
@@ -54,6 +56,7 @@ async def submit(
     aspect_ratio: str | None,
     metadata: dict[str, str],
     idempotency_key: str | None,
+    priority: Priority = Priority.normal,
 ) -> int:
     settings.require("apiframe_key", "public_url")
     try:  # checked before anything is recorded or sent
@@ -78,18 +81,19 @@ async def submit(
         return 2
     try:
         async with open_deps(settings) as deps:
-            record = await submit_job(
+            record = await accept_job(
                 deps.submitting,
                 request,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
                 actor="cli",
+                priority=priority,
             )
     except (BadParent, BadReference) as exc:
         print(f"imagedock submit: {exc}", file=sys.stderr)
         return 2
-    except (ApiframeError, Conflict) as exc:
-        console.print(f"[red]not submitted:[/] {exc}")
+    except Conflict as exc:
+        console.print(f"[red]not accepted:[/] {exc}")
         return 1
     print(json.dumps({"jobId": record.job_id, "ref": record.ref, "status": record.status}))
     return 0
@@ -154,7 +158,9 @@ async def jobs(
     return 0
 
 
-async def status(settings: Settings, job: str, *, as_json: bool) -> int:
+async def status(settings: Settings, job: str | None, *, as_json: bool) -> int:
+    if job is None:
+        return await pace(settings, as_json=as_json)
     async with open_deps(settings) as deps:
         record = await deps.ledger.find(job)
         if record is None:
@@ -168,6 +174,41 @@ async def status(settings: Settings, job: str, *, as_json: bool) -> int:
     console.print_json(json.dumps(view))
     for entry in entries:
         show_entry(entry, lines=False)
+    return 0
+
+
+async def pace(settings: Settings, *, as_json: bool) -> int:
+    """The submit queue: what waits, per caller, what Apiframe has, and the pace in force."""
+    async with open_deps(settings) as deps:
+        now = await deps.submit_queue.pace()
+    limit = f"{settings.submit_rate:g}/s and {settings.submit_concurrency} in flight"
+    if as_lines(as_json):
+        print_json({**asdict(now), "limits": limit})
+        return 0
+    table = Table(title="submit queue", show_header=False)
+    for caller, count in now.waiting.items():
+        table.add_row(f"waiting: {caller}", str(count))
+    table.add_row("waiting in all", str(sum(now.waiting.values())))
+    table.add_row("being sent", str(now.sending))
+    table.add_row("at Apiframe, unfinished", str(now.in_flight))
+    table.add_row("submits a second in force", f"{now.rate:.2f} (limits: {limit})")
+    table.add_row("pace", now.summary() or "[green]steady[/]")
+    console.print(table)
+    return 0
+
+
+async def cancel(settings: Settings, job: str) -> int:
+    async with open_deps(settings) as deps:
+        record = await deps.ledger.find(job)
+        if record is None:
+            console.print(f"[red]no job or ref {job!r}[/]")
+            return 1
+        try:
+            record = await cancel_waiting(deps.submitting, record, "cli")
+        except NotWaiting as exc:
+            console.print(f"[red]not cancelled:[/] {exc}")
+            return 1
+    console.print(f"cancelled {record.ref}: {record.error}")
     return 0
 
 

@@ -80,8 +80,9 @@ async def warn_if_volatile(redis: Redis) -> None:
 
 
 async def run_worker(settings: Settings) -> int:
-    """`imagedock worker`: the landing and polling workers, sharing one set of clients."""
-    settings.require("apiframe_key", "s3_bucket")
+    """`imagedock worker`: the landing and polling workers and the submitting loop, sharing
+    one set of clients. It submits with the webhook URL `IMAGEDOCK_PUBLIC_URL` names."""
+    settings.require("apiframe_key", "s3_bucket", "public_url")
     if settings.event_urls:
         settings.require("event_secret")
     async with open_server_deps(settings) as deps, beating(deps.redis):

@@ -1,7 +1,7 @@
 """imagedock's own API: submit jobs, read their ledger records and their logs."""
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from starlette.requests import Request
@@ -23,21 +23,15 @@ from receiver.schemas import (
 from receiver.state import deps_of, lists_of
 from receiver.stream import log_stream, wants_stream
 from worker.apiframe import (
-    ApiframeError,
     ApiframeRequest,
-    AuthenticationError,
-    Forbidden,
-    IdempotencyConflict,
-    InsufficientCredits,
-    InvalidRequest,
-    RateLimited,
 )
 from worker.deps import Deps
 from worker.ledger.ledger import Conflict
 from worker.ledger.paging import BadCursor, PageQuery
 from worker.ledger.records import JobRecord
+from worker.ledger.waiting import Priority
 from worker.references import BadReference
-from worker.submission import BadParent, submit_job
+from worker.submission import BadParent, NotWaiting, accept_job, cancel_waiting
 from worker.validation import field_problems
 
 METADATA_BYTES = 4 * 1024  # what a record keeps of a caller's metadata, and sends in events
@@ -62,6 +56,9 @@ class JobRequest(ApiframeRequest):
 
     metadata: dict[MetadataKey, MetadataValue] = Field(
         default_factory=dict, max_length=32, description="at most 4 KiB as JSON"
+    )
+    priority: Literal["high", "normal", "low"] = Field(
+        default="normal", description="what goes first among the caller's own waiting jobs"
     )
 
     @model_validator(mode="after")
@@ -94,9 +91,13 @@ async def create_job(request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         return error(400, "Idempotency-Key must be 1 to 255 characters")
-    try:  # a JobRequest is the submission, with the metadata beside it
-        record = await submit_job(
-            deps_of(request).submitting, job, metadata=job.metadata, idempotency_key=key
+    try:  # a JobRequest is the submission, with the metadata and priority beside it
+        record = await accept_job(
+            deps_of(request).submitting,
+            job,
+            metadata=job.metadata,
+            idempotency_key=key,
+            priority=Priority[job.priority],
         )
     except BadParent as exc:
         return error(400, "invalid job request", details={"parentJobId": str(exc)})
@@ -104,27 +105,28 @@ async def create_job(request: Request) -> Response:
         return error(400, "invalid job request", details={exc.field: str(exc)})
     except Conflict as exc:
         return error(409, str(exc))
-    except ApiframeError as exc:
-        return apiframe_error(exc)
     accepted = JobAccepted(job_id=record.job_id, ref=record.ref, status=record.status)
     return JSONResponse(accepted.body(), 202)
 
 
-def apiframe_error(exc: ApiframeError) -> JSONResponse:
-    """Apiframe's refusal, as the status that tells the caller what to do next."""
-    message = f"Apiframe: {exc}"
-    if isinstance(exc, InvalidRequest):
-        return error(400, message, details=exc.details)
-    if isinstance(exc, InsufficientCredits):
-        return error(402, message)
-    if isinstance(exc, IdempotencyConflict):
-        return error(409, message)
-    if isinstance(exc, RateLimited):
-        retry_after = str(round(exc.retry_after or 1))
-        return error(429, message, headers={"Retry-After": retry_after})
-    if isinstance(exc, AuthenticationError | Forbidden):
-        return error(502, f"Apiframe refused imagedock's API key: {exc}")
-    return error(503, f"{message}; retry with the same Idempotency-Key")
+async def job(request: Request) -> Response:
+    """`/jobs/{id}`: one route for both methods, so that a 405 there names both in its Allow."""
+    return await (get_job(request) if request.method == "GET" else cancel(request))
+
+
+async def cancel(request: Request) -> Response:
+    """`DELETE /jobs/{id}`: a job still in imagedock's queue ends CANCELLED, never sent to
+    Apiframe, with a `job.failed` event saying so; one Apiframe has is a 409."""
+    deps = deps_of(request)
+    record = await deps.ledger.find(request.path_params["job_id"])
+    if record is None:
+        return error(404, "no such job or ref")
+    try:
+        record = await cancel_waiting(deps.submitting, record, "receiver")
+    except NotWaiting as exc:
+        return error(409, str(exc))
+    views = await views_of(deps, [record], None)
+    return JSONResponse(views[0].body())
 
 
 async def get_job(request: Request) -> Response:

@@ -96,7 +96,9 @@ async def metrics_page(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     """`GET /stats`: the dashboard's counters."""
-    figures = await read_figures(deps_of(request).redis)
+    deps = deps_of(request)
+    figures = await read_figures(deps.redis)
+    pace = await deps.submit_queue.pace()
     answer = Stats(
         submitted=figures.count(metrics.JOBS_SUBMITTED),
         landed=figures.total(metrics.JOBS_LANDED),
@@ -108,5 +110,10 @@ async def stats(request: Request) -> Response:
         dead_letters=figures.dead_letters,
         by_status=figures.by_status,
         unfinished=sum(figures.by_status[status] for status in UNFINISHED),
+        waiting=sum(pace.waiting.values()),
+        waiting_by_caller=pace.waiting,
+        in_flight=pace.in_flight + pace.sending,
+        submit_rate=round(pace.rate, 3),
+        submit_pace=pace.summary(),
     )
     return JSONResponse(answer.body())

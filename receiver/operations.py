@@ -7,7 +7,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.bodies import API_BODY, BodyRefused, read_capped
-from receiver.jobs import apiframe_error
 from receiver.queries import query_of
 from receiver.responses import error
 from receiver.schemas import (
@@ -19,7 +18,13 @@ from receiver.schemas import (
     TrackRequest,
 )
 from receiver.state import deps_of
-from worker.apiframe import ApiframeError, JobNotFound
+from worker.apiframe import (
+    ApiframeError,
+    AuthenticationError,
+    Forbidden,
+    JobNotFound,
+    RateLimited,
+)
 from worker.ledger import keys
 from worker.ledger.ledger import Conflict
 from worker.runtime.queue import enqueue_replay
@@ -48,6 +53,17 @@ async def track(request: Request) -> Response:
         return apiframe_error(exc)
     tracked = TrackAccepted(job_id=job_id, ref=record.ref, status=record.status)
     return JSONResponse(tracked.body(), status_code=202 if created else 200)
+
+
+def apiframe_error(exc: ApiframeError) -> JSONResponse:
+    """Apiframe's refusal to say what it knows of a job, as the status that tells the caller
+    what to do next."""
+    if isinstance(exc, RateLimited):
+        retry_after = str(round(exc.retry_after or 1))
+        return error(429, f"Apiframe: {exc}", headers={"Retry-After": retry_after})
+    if isinstance(exc, AuthenticationError | Forbidden):
+        return error(502, f"Apiframe refused imagedock's API key: {exc}")
+    return error(503, f"Apiframe: {exc}; retry")
 
 
 async def replay(request: Request) -> Response:

@@ -153,6 +153,11 @@ class Stats(Answer):
     dead_letters: int
     unfinished: int
     by_status: dict[Status, int]
+    waiting: int = Field(description="jobs accepted and not yet sent to Apiframe")
+    waiting_by_caller: dict[str, int]
+    in_flight: int = Field(description="jobs sent to Apiframe and not yet finished there")
+    submit_rate: float = Field(description="submits a second in force")
+    submit_pace: str = Field(description="why submitting is slower than its limit, if it is")
 
 
 class TrackAccepted(JobAccepted):

@@ -25,6 +25,7 @@ from simulator.account import account, list_problems
 from simulator.cdn import serve_file
 from simulator.config import Fault, SimulatorConfig
 from simulator.images import EXTENSIONS, PaddedImage, render
+from simulator.limits import SubmitLimits
 from simulator.media import MediaFile, MediaFormat
 from simulator.responses import error, fault_response
 from simulator.state import Delivery, Received, SimJob, iso
@@ -47,6 +48,7 @@ from worker.apiframe.models import IDEMPOTENCY_WINDOW
 
 Handler = Callable[[Request], Awaitable[Response]]
 KNOBS = frozenset(knob.name for knob in fields(SimulatorConfig))
+UNFINISHED = frozenset({"QUEUED", "PROCESSING"})
 
 
 class Simulator:
@@ -61,6 +63,7 @@ class Simulator:
         # (API key, Idempotency-Key) -> (body fingerprint, job id or '' for a refused body, when)
         self._idempotency: dict[tuple[str, str], tuple[str, str, float]] = {}
         self._plans: list[dict[str, Any]] = []  # knobs for the next jobs created, in order
+        self.limits = SubmitLimits()
         self._job_configs: dict[str, SimulatorConfig] = {}  # job id -> its own knobs
         self._rng = random.Random(self.config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,6 +109,12 @@ class Simulator:
 
     def deliveries_for(self, job_id: str, event: str | None = None) -> list[Delivery]:
         return [d for d in self.deliveries if d.job_id == job_id and event in (None, d.event)]
+
+    def in_flight(self, key: str) -> int:
+        """The key's jobs not yet finished."""
+        return sum(
+            1 for job in self.jobs.values() if job.api_key == key and job.status in UNFINISHED
+        )
 
     def submissions(self) -> list[Received]:
         return [r for r in self.received if r.path.removeprefix("/v2/") in OPERATIONS]
@@ -194,6 +203,11 @@ class Simulator:
             if idem_key is not None and self.config.bind_key_on_400:
                 self._idempotency[(key, idem_key)] = (fingerprint(body), "", time.time())
             return error(400, exc.error, details=exc.details)
+        most = self.config.max_in_flight
+        in_flight = self.in_flight(key) if most is not None else 0
+        wait = self.limits.refusal(key, self.config.submit_rate, in_flight, most)
+        if wait is not None:
+            return error(429, "Rate limit exceeded", headers={"Retry-After": f"{wait:g}"})
         if self.config.credits < self.config.credit_cost:
             return error(
                 402,

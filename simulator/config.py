@@ -23,6 +23,9 @@ class SimulatorConfig:
     webhook_field: Literal["webhookUrl", "webhook_url"] = "webhookUrl"
     credits: int = 1_000_000
     credit_cost: int = 10
+    # Submit limits per API key (`simulator.limits`): None is no limit.
+    submit_rate: float | None = None
+    max_in_flight: int | None = None
 
     # Lifecycle: Grok averages about 8 s.
     queued_seconds: float = 1.0

@@ -14,10 +14,10 @@ from structlog.testing import capture_logs
 from receiver.bodies import BodyRefused, read_capped
 from tests.support.ledger import recent
 from tests.support.stack import API_KEY, Stack
+from tests.support.waiting import eventually
 from tests.support.webhooks import HOOK, post_hook, rejected, signed
 from worker.apiframe.client import key_for
 from worker.ledger.keys import POLL_SET
-from worker.status import Status
 from worker.submission import caller_ref
 
 MiB = 1024 * 1024
@@ -74,37 +74,42 @@ async def test_fifteen_hundred_refused_webhooks_cost_redis_almost_nothing(stack:
     assert all(len(str(line.get("ref", ""))) < 120 for line in sample)
 
 
-async def test_a_signed_webhook_cannot_lend_its_job_to_a_stuck_submission(stack: Stack) -> None:
-    """Job A's old signed webhook posted on the ref of submission B, stuck in SUBMITTING, does
-    not attach A to B: A keeps its record, and B's caller still gets a job of its own."""
+async def test_a_signed_webhook_cannot_lend_its_job_to_a_waiting_submission(
+    stack: Stack,
+) -> None:
+    """Job A's old signed webhook posted on the ref of job B, waiting to be submitted after a
+    503, does not attach A to B: A keeps its record, and B still gets a job of its own."""
     a = (await stack.submit("a"))["jobId"]
     await stack.run_worker()
     stack.sim.fail_next(503, path="/v2/images/generate")
-    stuck = await stack.api.post("/jobs", json={"prompt": "b"}, headers={"Idempotency-Key": "b"})
-    assert stuck.status_code == 503
-    [b_ref] = [r.ref for r in await recent(stack.ledger) if r.status == Status.SUBMITTING]
+    waiting = await stack.accept("b")
+    b_ref = waiting["ref"]
 
+    async def refused() -> bool:
+        return len(stack.sim.submissions()) == 2
+
+    await eventually(refused, "B's submit answered 503")
     replayed = await post_hook(stack, {"jobId": a, "status": "PROCESSING"}, ref=b_ref)
     assert replayed.status_code == 202
     assert await stack.ledger.ref_for(a) != b_ref
     assert (await stack.job(a))["status"] == "LANDED"
 
-    retried = await stack.api.post("/jobs", json={"prompt": "b"}, headers={"Idempotency-Key": "b"})
-    assert retried.status_code == 202, retried.text
-    assert retried.json()["ref"] == b_ref
-    assert retried.json()["jobId"] not in (None, a)
-    assert "webhook.early_ignored" in await stack.log_events(retried.json()["jobId"])
+    b = await stack.submitted(b_ref)
+    assert b["jobId"] not in (None, a)
+    assert "webhook.early_ignored" in await stack.log_events(b_ref)
 
 
 async def test_redis_losing_its_data_bills_no_second_job(stack: Stack) -> None:
-    """After Redis is emptied, the same POST /jobs with the same Idempotency-Key gets the same
-    Apiframe job back (Apiframe deduplicates), and it still lands."""
+    """After Redis is emptied, the same POST /jobs with the same Idempotency-Key is sent to
+    Apiframe with the same key, and Apiframe answers with the job it already has."""
     stack.sim.config.drop_rate = 1.0
     first = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "k"})
+    job_id = (await stack.submitted(first.json()["ref"]))["jobId"]
     await stack.redis.flushdb()
     again = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "k"})
     assert again.status_code == 202
-    assert again.json()["jobId"] == first.json()["jobId"]
+    assert again.json()["ref"] == first.json()["ref"]
+    assert (await stack.submitted(again.json()["ref"]))["jobId"] == job_id
     assert len(stack.sim.jobs) == 1
 
 

@@ -206,7 +206,7 @@ async def test_a_submission_apiframe_refused_is_kept_a_day(stack: Stack) -> None
     """A job Apiframe refused (nothing billed) expires after a day, not the retention."""
     stack.sim.fail_next(400, path="/v2/images/generate")
     answer = await stack.api.post("/jobs", json={"prompt": "a gull"})
-    assert answer.status_code == 400
+    assert (await stack.submitted(answer.json()["ref"]))["status"] == "FAILED"
     [record] = await recent(stack.ledger)
     assert record.status == "FAILED"
     for key in (keys.job(record.ref), keys.job_log(record.ref)):
@@ -216,6 +216,7 @@ async def test_a_submission_apiframe_refused_is_kept_a_day(stack: Stack) -> None
 async def test_copies_of_a_keyed_submit_at_once_call_apiframe_once(stack: Stack) -> None:
     """A hundred copies of one keyed `POST /jobs` at once make one record, one `job.created` and
     one call to Apiframe; each copy is told the job's ref, or to retry (409)."""
+    stack.sim.config.response_delay_seconds = 0.2  # copies arrive while the first is sent
     key = {"Idempotency-Key": "burst-1"}
     answers = await asyncio.gather(
         *(stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key) for _ in range(100))
@@ -224,6 +225,7 @@ async def test_copies_of_a_keyed_submit_at_once_call_apiframe_once(stack: Stack)
     accepted = {answer.json()["ref"] for answer in answers if answer.status_code == 202}
     assert len(accepted) == 1
     [ref] = accepted
+    await stack.submitted(ref)
     assert len(stack.sim.submissions()) == 1
     entries = (await stack.api.get(f"/jobs/{ref}/log")).json()["entries"]
     assert [entry["event"] for entry in entries].count("job.created") == 1
@@ -232,17 +234,13 @@ async def test_copies_of_a_keyed_submit_at_once_call_apiframe_once(stack: Stack)
 
 async def test_apiframe_answering_409_to_a_key_in_flight_fails_nothing(stack: Stack) -> None:
     """A 409 from Apiframe for imagedock's own key (still in flight on its side) leaves the job
-    to a retry of the caller's key, which then goes through."""
+    waiting, and its next send goes through."""
     stack.sim.fail_next(409, path="/v2/images/generate")
-    key = {"Idempotency-Key": "in-flight-1"}
-    first = await stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key)
-    assert first.status_code == 409
-    [record] = await recent(stack.ledger)
-    assert record.status == "SUBMITTING"
-    again = await stack.api.post("/jobs", json={"prompt": "a wren"}, headers=key)
-    assert again.status_code == 202
+    accepted = await stack.accept("a wren")
+    job_id = (await stack.submitted(accepted["ref"]))["jobId"]
+    assert [r.status for r in stack.sim.submissions()] == [409, 202]
     await stack.run_worker()
-    assert (await stack.job(again.json()["jobId"]))["status"] == "LANDED"
+    assert (await stack.job(job_id))["status"] == "LANDED"
 
 
 async def test_a_callers_ref_cannot_be_computed_from_its_key(stack: Stack) -> None:
@@ -300,7 +298,8 @@ async def test_the_event_of_a_refused_submission_is_kept_no_longer_than_its_job(
 ) -> None:
     """A submission Apiframe refused sends its `job.failed`, which Redis keeps a day, as the job."""
     stack.sim.fail_next(400, path="/v2/images/generate")
-    assert (await stack.api.post("/jobs", json={"prompt": "a gull"})).status_code == 400
+    answer = await stack.api.post("/jobs", json={"prompt": "a gull"})
+    assert (await stack.submitted(answer.json()["ref"]))["status"] == "FAILED"
     [record] = await recent(stack.ledger)
     stored = keys.event(event_id(record.ref, "job.failed"))
     assert 0 < await stack.redis.ttl(stored) <= UNSENT_RETENTION

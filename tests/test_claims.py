@@ -1,5 +1,6 @@
 """A worker killed with work in hand: its claims lapse within `CLAIM` seconds, not arq's four
-minutes, and another worker finishes a delivery and a landing it held."""
+minutes, and another worker finishes a delivery and a landing it held; a submit it was sending
+is sent again within `LEASE` seconds, and billed once."""
 
 import asyncio
 import signal
@@ -14,8 +15,9 @@ from starlette.routing import Route
 from simulator.local_s3 import LocalS3
 from simulator.serving import serving
 from tests.support.processes import killable_worker
-from tests.support.stack import Sink, Stack, stack_on
+from tests.support.stack import Sink, Stack, dispatcher_of, stack_on
 from tests.support.waiting import eventually
+from worker.ledger.waiting import LEASE
 from worker.runtime.tasks import CLAIM
 from worker.sinks.body import event_id
 
@@ -75,3 +77,31 @@ async def test_a_killed_workers_delivery_and_landing_are_finished_within_the_cla
         job = await stack.job(second)
         assert (job["status"], len(job["objects"])) == ("LANDED", 1)
         assert (await stack.log_events(second)).count("job.landed") == 1
+
+
+async def test_a_killed_workers_submit_is_sent_again_and_billed_once(
+    redis_url: str, s3_server: LocalS3, sink: Sink
+) -> None:
+    """SIGKILL while a submit waits on Apiframe's answer: within the lease another taker sends
+    the job again with its Idempotency-Key, and Apiframe, which made the job, answers with it.
+    One job, billed once, landed once; none lost."""
+    async with stack_on(redis_url, s3_server, sink, dispatching=False) as stack:
+        stack.sim.config.response_delay_seconds = 3.0  # the answer is still on its way
+        with killable_worker(stack) as doomed:
+            ref = (await stack.accept("held up"))["ref"]
+
+            async def at_apiframe() -> bool:
+                return len(stack.sim.submissions()) == 1
+
+            await eventually(at_apiframe, "the submit sent")
+            doomed.send_signal(signal.SIGKILL)
+        stack.sim.config.response_delay_seconds = 0
+        async with dispatcher_of(stack.deps):
+            job_id = (await stack.submitted(ref, within=LEASE + MARGIN))["jobId"]
+        sent = stack.sim.submissions()
+        assert len(sent) == 2
+        assert len({request.headers["idempotency-key"] for request in sent}) == 1
+        assert list(stack.sim.jobs) == [job_id]
+        await stack.run_worker()
+        assert (await stack.job(ref))["status"] == "LANDED"
+        assert (await stack.log_events(ref)).count("job.landed") == 1

@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 
+from simulator.local_s3 import LocalS3
 from tests.support.processes import env_of, running
-from tests.support.stack import Stack
+from tests.support.stack import Sink, Stack, stack_on
 from worker.apiframe import ApiframeRequest
 from worker.runtime.heartbeat import beat
 
@@ -33,18 +34,30 @@ async def test_submit_prints_only_the_job_and_records_it(stack: Stack) -> None:
     )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    assert answer["status"] == "QUEUED"
-    assert "job.submitted" in done.stderr
-    job = await stack.job(answer["jobId"])
+    assert (answer["status"], answer["jobId"]) == ("QUEUED", None)
+    assert "job.queued" in done.stderr
+    job = await stack.job(answer["ref"])
     assert (job["params"], job["metadata"]) == ({"aspect_ratio": "9:16"}, {"team": "ops"})
 
 
-async def test_submit_says_why_apiframe_refused(stack: Stack) -> None:
-    """A refused submit exits 1 naming Apiframe's answer."""
-    stack.sim.fail_next(402, path="/v2/images/generate")
-    done = await imagedock(stack, "submit", "a tide pool")
-    assert done.returncode == 1
-    assert "402" in done.stdout
+async def test_status_shows_the_queue_and_cancel_ends_a_waiting_job(
+    redis_url: str, s3_server: LocalS3, sink: Sink
+) -> None:
+    """With no dispatcher running, `imagedock status` shows the job waiting under its caller;
+    `imagedock cancel` ends it, and says why it cannot cancel it again."""
+    async with stack_on(redis_url, s3_server, sink, dispatching=False) as stack:
+        ref = (await stack.accept("a tide pool"))["ref"]
+        shown = await imagedock(stack, "status", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["waiting"] == {"operator": 1}
+        cancelled = await imagedock(stack, "cancel", ref)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert f"cancelled {ref}" in cancelled.stdout
+        again = await imagedock(stack, "cancel", ref)
+        assert again.returncode == 1
+        assert "CANCELLED" in again.stdout
+        assert (await stack.job(ref))["status"] == "CANCELLED"
+        assert stack.sim.submissions() == []
 
 
 async def test_track_replay_and_redrive(stack: Stack) -> None:

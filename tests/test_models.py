@@ -81,6 +81,7 @@ async def test_the_spelling_fallback_bills_once(stack: Stack, binds: bool) -> No
     body = {"prompt": "p", "grokImagineParams": {"aspect_ratio": "9:16"}}
     first = await stack.api.post("/jobs", json=body, headers={"Idempotency-Key": "once"})
     assert first.status_code == 202, first.text
+    await stack.submitted(first.json()["ref"])
     refused, accepted = stack.sim.submissions()
     assert (refused.status, accepted.status) == (400, 202)
     assert refused.headers["idempotency-key"] != accepted.headers["idempotency-key"]

@@ -1,8 +1,9 @@
 """Jobs that would never end: each one reaches an end with its reason and a `job.failed`."""
 
-from tests.support.ledger import recent
 from tests.support.stack import Stack
-from worker.ledger.keys import POLL_SET
+from tests.support.waiting import eventually
+from worker.ledger.keys import POLL_SET, waiting
+from worker.ledger.waiting import OPERATOR
 
 
 async def test_a_cdn_slower_than_the_landing_timeout_fails_the_job(stack: Stack) -> None:
@@ -55,22 +56,29 @@ async def test_a_completed_job_not_landed_by_the_deadline_fails(stack: Stack) ->
     assert event["data"]["jobId"] == job_id
 
 
-async def test_a_submission_apiframe_never_took_is_not_left_submitting(stack: Stack) -> None:
-    """A submit lost to an outage, never retried, is watched by the poller and failed past the
-    submit deadline with the outage as its reason."""
+async def test_a_job_apiframe_never_took_is_failed_at_the_submit_deadline(stack: Stack) -> None:
+    """A job that waits through an outage past the submit deadline is taken out of the queue
+    and failed by the poller, with the outage as its reason; it is never sent after that, and
+    its Idempotency-Key names the failed job."""
     stack.settings.submit_deadline = 0.1
-    stack.sim.fail_next(503, path="/v2/images/generate")
-    refused = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "o"})
-    assert refused.status_code == 503
-    [record] = await recent(stack.ledger)
-    assert await stack.redis.zscore(POLL_SET, record.ref) is not None
+    stack.sim.fail_next(503, times=100, path="/v2/images/generate")
+    accepted = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "o"})
+    assert accepted.status_code == 202
+    ref = accepted.json()["ref"]
+
+    async def refused() -> bool:
+        return len(stack.sim.submissions()) >= 1
+
+    await eventually(refused, "Apiframe's first 503")
+    assert await stack.redis.zscore(POLL_SET, ref) is not None
     await stack.wait_until_due()
     await stack.poll()
-    failed = await stack.ledger.get(record.ref)
+    failed = await stack.ledger.get(ref)
     assert failed is not None
     assert failed.status == "FAILED"
     assert failed.error is not None
     assert failed.error.startswith("never submitted to Apiframe")
     assert "503" in failed.error
+    assert not await stack.redis.zscore(waiting(OPERATOR), ref)
     again = await stack.api.post("/jobs", json={"prompt": "p"}, headers={"Idempotency-Key": "o"})
     assert (again.status_code, again.json()["status"]) == (202, "FAILED")

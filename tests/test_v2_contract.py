@@ -25,6 +25,7 @@ from tests.support.apiframe_document import document_missing, fits
 from tests.support.stack import BUCKET, CALLER_KEYS, Stack
 from tests.support.waiting import eventually
 from worker.apiframe.catalog import OPERATIONS
+from worker.callers.jobs import ref_of
 
 pytestmark = pytest.mark.skipif(document_missing() is not None, reason=document_missing() or "")
 
@@ -297,29 +298,31 @@ async def test_a_callers_webhook_endpoint_down_then_back_gets_it_once(stack: Sta
     assert event["data"]["caller"] == "alpha"
 
 
-async def test_apiframes_refusals_reach_the_caller_in_its_own_shape(stack: Stack) -> None:
-    """Apiframe's 402 and 429 to imagedock's submit are the caller's, as Apiframe would have
-    answered it; the refused job, whose id the caller never got, sends it no webhook."""
-    async with listener([]) as (url, calls, _), client(stack) as alpha:
+async def test_a_request_apiframe_refuses_fails_the_callers_job_saying_why(
+    stack: Stack,
+) -> None:
+    """The caller has its job at once; Apiframe's later refusal of the request (a 400) ends it
+    FAILED with Apiframe's reason, in the job object and in the `failed` webhook it asked
+    for. Apiframe's 402 and 429 never reach it: those only delay a job."""
+    stack.sim.fail_next(400, path="/v2/images/generate")
+    async with listener([]) as (url, calls, bodies), client(stack) as alpha:
         body = {**GROK, "prompt": "a fox", "webhookUrl": url}
-        stack.sim.config.credits = 0
-        broke = await alpha.post("/v2/images/generate", json=body)
-        stack.sim.config.credits = 1_000_000
-        stack.sim.fail_next(429, path="/v2/images/generate", retry_after="7")
-        throttled = await alpha.post("/v2/images/generate", json=body)
+        accepted = await alpha.post("/v2/images/generate", json=body)
+        fits("POST", "/v2/images/generate", accepted)
+        job_id = accepted.json()["jobId"]
+
+        async def failed() -> bool:
+            return bool((await alpha.get(f"/v2/jobs/{job_id}")).json()["status"] == "FAILED")
+
+        await eventually(failed, "the job to fail", 10)
+        job = fits("GET", "/v2/jobs/{id}", await alpha.get(f"/v2/jobs/{job_id}"))
         await stack.run_worker()
-    credits = fits("POST", "/v2/images/generate", broke)
-    assert broke.status_code == 402
-    assert (credits["creditsRequired"], credits["creditsAvailable"]) == (
-        stack.sim.config.credit_cost,
-        0,
-    )
-    fits("POST", "/v2/images/generate", throttled)
-    assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "7")
-    assert calls == []
-    # Neither is a job of the caller's, as neither is one of Apiframe's.
-    async with client(stack) as alpha:
-        assert (await alpha.get("/v2/jobs")).json()["jobs"] == []
+    assert accepted.status_code == 202
+    assert "Injected status 400" in job["error"]
+    [webhook] = [json.loads(body) for body in bodies]
+    assert (webhook["event"], webhook["jobId"], webhook["status"]) == ("failed", job_id, "FAILED")
+    assert "Injected status 400" in webhook["error"]
+    assert len(calls) == 1
 
 
 async def test_progress_webhooks_go_only_to_a_caller_that_asked(stack: Stack) -> None:
@@ -394,45 +397,14 @@ async def test_a_job_is_completed_only_once_its_files_have_landed(stack: Stack) 
     )
 
 
-async def test_a_copy_sent_while_the_first_is_in_flight_gets_the_first_ones_job(
-    stack: Stack,
-) -> None:
-    """A client resending its keyed request while the first is still with Apiframe gets the
-    first one's job when Apiframe answers it: one job, one submit."""
-    stack.sim.config.response_delay_seconds = 1.0
+async def test_a_keyed_request_sent_twice_at_once_is_one_job(stack: Stack) -> None:
+    """A client resending its keyed request at once gets the same job: one submit."""
     key = {"Idempotency-Key": "resent-1"}
     async with client(stack) as alpha:
-
-        async def copy() -> httpx.Response:
-            await asyncio.sleep(0.3)  # the first is in flight by now
-            return await alpha.post("/v2/images/generate", json=GROK, headers=key)
-
         first, second = await asyncio.gather(
-            alpha.post("/v2/images/generate", json=GROK, headers=key), copy()
+            *(alpha.post("/v2/images/generate", json=GROK, headers=key) for _ in "ab")
         )
     assert first.status_code == second.status_code == 202
     assert first.json()["jobId"] == second.json()["jobId"]
+    await stack.submitted(ref_of(first.json()["jobId"]) or "")
     assert len(stack.sim.submissions()) == 1
-
-
-async def test_a_key_whose_request_apiframe_refused_is_free_again(stack: Stack) -> None:
-    """Apiframe keeps no job for a refused request, and neither does imagedock: the same key
-    sent again, after credits are bought or with the body fixed, is a new request."""
-    async with client(stack) as alpha:
-        key = {"Idempotency-Key": "after-top-up"}
-        stack.sim.config.credits = 0
-        broke = await alpha.post("/v2/images/generate", json=GROK, headers=key)
-        stack.sim.config.credits = 1_000_000
-        paid = await alpha.post("/v2/images/generate", json=GROK, headers=key)
-        key = {"Idempotency-Key": "fixed-body"}
-        stack.sim.config.bind_key_on_400 = True  # an Apiframe that keeps a refused body's key
-        upscale = BODIES["videos/upscale"]
-        wrong = {**upscale, "topazVideoParams": {"video": "https://example.com/a.mp4"}}
-        refused = await alpha.post("/v2/videos/upscale", json=wrong, headers=key)
-        fixed = await alpha.post("/v2/videos/upscale", json=upscale, headers=key)
-        listed = (await alpha.get("/v2/jobs")).json()["jobs"]
-    assert broke.status_code == 402
-    assert refused.status_code == 400
-    assert "topazVideoParams" in json.dumps(refused.json()["details"])
-    assert paid.status_code == fixed.status_code == 202
-    assert {job["id"] for job in listed} == {paid.json()["jobId"], fixed.json()["jobId"]}

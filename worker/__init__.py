@@ -3,8 +3,8 @@ root; it receives its clients as a `Deps` made by `imagedock.clients.open_deps`.
 
 Rooms: `apiframe/` (Apiframe's API), `ledger/` (everything kept in Redis), `landing/` (outputs
 into S3), `sinks/` (where events go), `runtime/` (arq and the worker processes), `metrics`
-(every metric, declared once); and the domain's verbs: `submission`, `intake` (webhooks),
-`polling`, `events`.
+(every metric, declared once); and the domain's verbs: `submission`, `dispatch` (sending at
+Apiframe's pace), `intake` (webhooks), `polling`, `events`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -25,6 +25,7 @@ from worker.landing.hosts import HostPolicy
 from worker.landing.job import LandingDeps
 from worker.landing.storage import ObjectStore
 from worker.ledger.ledger import Ledger
+from worker.ledger.waiting import Limits, SubmitQueue
 from worker.polling import PollingDeps
 from worker.settings import Settings
 from worker.sinks.base import Sink
@@ -103,9 +104,21 @@ class Deps:
             # Stable while the submitting key is: a rotation starts fresh refs for new keys.
             hashlib.sha256(f"imagedock-ref:{settings.api_keys[0]}".encode()).digest(),
             self.store,
-            # Past the longest a job of any route may run, and an hour Apiframe may queue it.
-            round(settings.job_deadline * LONGEST_LASTING) + 3600,
+            self.references_last,
+            self.submit_queue,
         )
+
+    @property
+    def references_last(self) -> int:
+        """Seconds past the longest a job of any route may run, and an hour Apiframe may
+        queue it: how long an input's URL and a job's place in flight last."""
+        return round(self.settings.job_deadline * LONGEST_LASTING) + 3600
+
+    @cached_property
+    def submit_queue(self) -> SubmitQueue:
+        settings = self.settings
+        limits = Limits(settings.submit_rate, settings.submit_concurrency, self.references_last)
+        return SubmitQueue(self.redis, self.ledger.script_config(), limits)
 
     @cached_property
     def landing(self) -> LandingDeps:
@@ -124,7 +137,9 @@ class Deps:
 
     @cached_property
     def polling(self) -> PollingDeps:
-        return PollingDeps(self.ledger, self.events, self.apiframe, self.settings)
+        return PollingDeps(
+            self.ledger, self.events, self.apiframe, self.settings, self.submit_queue
+        )
 
     @cached_property
     def delivery(self) -> DeliveryDeps:

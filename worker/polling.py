@@ -18,6 +18,7 @@ from worker.ledger import keys
 from worker.ledger.ledger import Ledger
 from worker.ledger.records import JobRecord, costed, text
 from worker.ledger.scripts import source
+from worker.ledger.waiting import SubmitQueue
 from worker.runtime.queue import enqueue_landing
 from worker.settings import Settings
 from worker.status import FINAL, Status, from_apiframe
@@ -35,6 +36,7 @@ class PollingDeps:
     events: Events
     apiframe: ApiframeClient
     settings: Settings  # the intervals and deadlines
+    queue: SubmitQueue  # jobs accepted, not yet submitted
 
 
 async def poll_due(deps: PollingDeps, *, budget: float = 25.0) -> int:
@@ -94,14 +96,16 @@ async def check_job(deps: PollingDeps, ref: str) -> None:
 
 
 async def check_unsubmitted(deps: PollingDeps, record: JobRecord) -> None:
-    """A submission that never reached Apiframe (an outage, and its caller never retried):
-    failed once past the submit deadline, so no record is left SUBMITTING for ever."""
+    """A job Apiframe has not taken yet (throttled, no credits, an outage): taken out of the
+    submit queue and failed with the reason once past the submit deadline, so none waits for
+    ever; one being sent right now is left to its answer."""
     age = time.time() - record.created_at
-    if age > deps.settings.submit_deadline:
-        reason = f"never submitted to Apiframe in {round(age)} s: {record.error or 'no answer'}"
-        await deps.events.finish(record.ref, Status.FAILED, ACTOR, error=reason)
-    else:
+    if age <= deps.settings.submit_deadline or await deps.queue.withdraw(record.ref) is None:
         await reschedule(deps, record)
+        return
+    why = record.error or (await deps.queue.pace()).why or "no answer"
+    reason = f"never submitted to Apiframe in {round(age)} s: {why}"
+    await deps.events.finish(record.ref, Status.FAILED, ACTOR, error=reason)
 
 
 async def check_unlanded(deps: PollingDeps, record: JobRecord) -> None:

@@ -70,8 +70,15 @@ class Settings(BaseSettings):
     stop_wait: float = Field(default=20.0, ge=0)
     # A job COMPLETED at Apiframe but not landed this long after is FAILED with its reason.
     landing_deadline: float = Field(default=3600.0, gt=0)
-    # A submission that never reached Apiframe (kept SUBMITTING after an outage) this long.
+    # A job accepted but never taken by Apiframe this long (throttled, no credits, an outage)
+    # is FAILED with the reason it waited.
     submit_deadline: float = Field(default=3600.0, gt=0)
+    # Apiframe's limits for imagedock's key, kept by every worker together: submits a second
+    # (evenly spaced; a 429 slows them further) and jobs at Apiframe not yet finished.
+    submit_rate: float = Field(default=5.0, gt=0, le=1000)
+    submit_concurrency: int = Field(default=50, ge=1, le=100_000)
+    # After Apiframe answers 402, submitting waits this long before it tries the balance again.
+    credits_recheck: float = Field(default=60.0, gt=0)
     poll_after: float = Field(default=30.0, gt=0)
     poll_max_interval: float = Field(default=60.0, gt=0)
     job_deadline: float = Field(default=900.0, gt=0)

@@ -1,8 +1,10 @@
-"""Submitting a job: record it first, then call Apiframe with a webhook URL naming the record.
+"""Submitting a job: accept it (record it and queue it, answered at once), then send it to
+Apiframe from the queue at Apiframe's pace (`worker.dispatch`), with a webhook URL naming the
+record.
 
-The Apiframe Idempotency-Key derives from the record's ref, so a submit retried after a lost answer,
-or by a caller repeating its own Idempotency-Key, never creates or bills a second job; and one
-submit at a time is in flight for a record, however many copies of a request arrive at once.
+The Apiframe Idempotency-Key derives from the record's ref, so a submit sent again after a lost
+answer or a crash, or a caller repeating its own Idempotency-Key, never creates or bills a
+second job; and one submit at a time is in flight for a record.
 """
 
 import hashlib
@@ -22,20 +24,21 @@ from worker.apiframe import (
     ApiframeError,
     ApiframeRequest,
     IdempotencyConflict,
+    InvalidRequest,
+    JobNotFound,
     Submission,
 )
-from worker.apiframe.catalog import GENERATE, action_refused, operation_of
+from worker.apiframe.catalog import GENERATE, OPERATIONS, action_refused, operation_of
 from worker.events import Events
 from worker.landing.storage import ObjectStore
-from worker.ledger import keys
 from worker.ledger.keys import is_ref
 from worker.ledger.ledger import Attached, Conflict, Ledger
 from worker.ledger.records import JobRecord
+from worker.ledger.waiting import Priority, SubmitQueue
 from worker.runtime.queue import enqueue_landing
 from worker.status import FINAL, Status, from_apiframe
 
 SUBSCRIBED = ["completed", "failed"]
-SUBMIT_LEASE = 90.0  # seconds: longer than a submit can take, its in-call retries included
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class SubmitDeps:
     ref_secret: bytes  # keys caller refs (`caller_ref`); derived from imagedock's Apiframe key
     store: ObjectStore  # where inputs named by reference (`references`) are
     reference_seconds: int  # how long their presigned URLs live: past the longest job
+    queue: SubmitQueue  # jobs accepted, waiting to be sent
 
     def webhook_url(self, ref: str, *, progress: bool = False) -> str:
         """Where Apiframe calls back for the record `ref`; `progress` marks a job whose caller
@@ -69,7 +73,7 @@ class SubmitDeps:
         )
 
 
-async def submit_job(
+async def accept_job(
     deps: SubmitDeps,
     request: ApiframeRequest,
     *,
@@ -78,11 +82,14 @@ async def submit_job(
     actor: str = "receiver",
     caller: str | None = None,
     callback: Callback | None = None,
+    priority: Priority = Priority.normal,
 ) -> JobRecord:
-    """Record and submit `request`; returns the record with Apiframe's job id attached. An
-    action's parent may be named by imagedock's ref or by Apiframe's job id: Apiframe is sent
-    its own (`BadParent` if imagedock does not know the parent or it has not finished). A
-    `/v2/` caller's Idempotency-Keys are its own, as Apiframe's are per API key."""
+    """Record `request` and queue it for submission (`submit_waiting` sends it, at Apiframe's
+    pace); returns the record, QUEUED with no Apiframe job id yet. An action's parent may be
+    named by imagedock's ref or by Apiframe's job id: Apiframe is sent its own (`BadParent` if
+    imagedock does not know the parent or it has not finished). A `/v2/` caller's
+    Idempotency-Keys are its own, as Apiframe's are per API key; a key sent again names the
+    job it named first."""
     params = request.params or {}
     block = request.catalogued.params_key if request.catalogued else ""
     await references.check(deps.store, params, block)
@@ -90,7 +97,6 @@ async def submit_job(
     if request.route.acts_on_parent:
         parent = await parent_of(deps.ledger, request)
         assert parent.job_id is not None
-        request = request.model_copy(update={"parent_job_id": parent.job_id})
         model, lineage["parent_job_id"] = parent.model, parent.job_id
     claim = None
     if idempotency_key is not None:  # a caller's keys never meet the operator's or another's
@@ -105,22 +111,31 @@ async def submit_job(
         lineage=lineage,
         caller=caller,
         callback=callback.fields() if callback else None,
+        status=Status.QUEUED,
     )
     if not created and (record.job_id or record.status in FINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
-    if created:  # watched from the start, so an outage cannot leave it SUBMITTING for ever
+    if created:  # watched from the start: the submit deadline ends a job never submitted
         await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
-    # One submit in flight per record: a caller's key sent again at once waits its turn.
-    async with deps.ledger.marks.leased(keys.submitting(record.ref), SUBMIT_LEASE) as held:
-        if not held:
-            raise InFlight(record.ref)
-        if not created:  # the lease's last holder may have submitted it since it was read
-            record = await deps.ledger.get(record.ref) or record
-            if record.job_id or record.status in FINAL:
-                return record
-        wire = await sent_params(deps, record, params)
-        request = request.model_copy(update={"params": wire or request.params})
-        submission, attached = await send(deps, record, request, actor)
+    # Queued again after a crash between the record and its place: a place is kept once.
+    if await deps.queue.add(record, priority):
+        await deps.ledger.log(record.ref, None, actor, "job.queued", priority=priority.name)
+    return record
+
+
+async def submit_waiting(deps: SubmitDeps, ref: str, actor: str = "worker") -> JobRecord | None:
+    """Send a queued job to Apiframe and attach the job id it answers with; None if the record
+    is gone. Apiframe's refusal of the request itself fails the job; any other error is
+    raised for the taker to give the job back (`worker.dispatch`)."""
+    # One taker at a time holds the job's lease (`worker.ledger.waiting`); should a second
+    # ever send it too, the Idempotency-Key makes it one job at Apiframe all the same.
+    record = await deps.ledger.get(ref)
+    if record is None or record.job_id or record.status in FINAL:
+        return record
+    request = request_of(record)
+    wire = await sent_params(deps, record, record.params)
+    request = request.model_copy(update={"params": wire or request.params})
+    submission, attached = await send(deps, record, request, actor)
     if wire is not None:  # Apiframe has the job: its presigned URLs need keeping no longer
         await deps.ledger.clear_fields(record.ref, "sent_params")
     job_id = submission.job_id
@@ -137,9 +152,43 @@ async def submit_job(
     if submission.status in finished or (early or {}).get("status") in finished:
         # A webhook beat the 202, or a replayed key already finished: no webhook may follow.
         await enqueue_landing(deps.redis, job_id)
-    final = await deps.ledger.get(record.ref)
-    assert final is not None
-    return final
+    return await deps.ledger.get(record.ref)
+
+
+async def cancel_waiting(deps: SubmitDeps, record: JobRecord, actor: str) -> JobRecord:
+    """End a job still waiting in imagedock's queue as CANCELLED, with the `job.failed` event
+    that says so; `NotWaiting` if Apiframe has it, or is being sent it right now (Apiframe has
+    no cancel), or it has ended."""
+    if record.status in FINAL:
+        raise NotWaiting(f"the job has ended: {record.status.value}")
+    withdrawn = await deps.queue.withdraw(record.ref)
+    if withdrawn is None:
+        raise NotWaiting("the job is being submitted to Apiframe right now, which has no cancel")
+    if not withdrawn:
+        raise NotWaiting(f"Apiframe has the job ({record.job_id}), and has no cancel")
+    reason = "cancelled before it was submitted to Apiframe"
+    await deps.events.finish(record.ref, Status.CANCELLED, actor, error=reason)
+    return await deps.ledger.get(record.ref) or record
+
+
+class NotWaiting(Exception):
+    """A cancel of a job that is no longer waiting to be submitted."""
+
+
+def request_of(record: JobRecord) -> ApiframeRequest:
+    """The request a queued record was accepted with, checked then: built, not checked again.
+    An action names its parent's Apiframe job id and no model of its own."""
+    action = OPERATIONS[record.operation].acts_on_parent
+    return ApiframeRequest.model_construct(
+        operation=record.operation,
+        prompt=record.prompt or None,
+        model=None if action else record.model,
+        params=record.params or None,
+        action=record.action,
+        parent_job_id=record.parent_job_id,
+        webhook_url=None,
+        webhook_events=None,
+    )
 
 
 async def sent_params(
@@ -155,14 +204,6 @@ async def sent_params(
     wire = await references.resolve(deps.store, params, deps.reference_seconds)
     await deps.ledger.set_fields(record.ref, sent_params=json.dumps(wire))
     return wire
-
-
-class InFlight(Conflict):
-    """The same Idempotency-Key's submit is in flight right now: its job is `ref`."""
-
-    def __init__(self, ref: str) -> None:
-        super().__init__("that Idempotency-Key is being submitted right now; retry shortly")
-        self.ref = ref
 
 
 class BadParent(ValueError):
@@ -214,15 +255,11 @@ async def send(
         submission = await deps.apiframe.submit(wire, idempotency_key=apiframe_key(record))
     except ApiframeError as exc:
         await deps.ledger.log(record.ref, None, actor, "submit.error", error=str(exc))
-        # Kept SUBMITTING, for the caller to retry with its Idempotency-Key: what may pass, and
-        # a 409, which Apiframe answers while the same key is still in flight on its side.
-        if exc.transient or isinstance(exc, IdempotencyConflict):
-            await deps.ledger.set_fields(record.ref, error=str(exc))
-        elif record.caller:  # as Apiframe would have: no job, and the key free again
-            await deps.ledger.discard(record, actor, str(exc))
-        else:
+        if refuses_the_request(exc):
             await deps.events.finish(record.ref, Status.FAILED, actor, error=str(exc))
             await deps.ledger.clear_fields(record.ref, "sent_params")  # never to be sent again
+        else:  # it waits again; the record says why it has not gone yet
+            await deps.ledger.set_fields(record.ref, error=str(exc))
         raise
     attached = await deps.ledger.attach(record.ref, submission.job_id)
     if attached.job_id != submission.job_id:
@@ -238,6 +275,15 @@ async def send(
             f"Apiframe answered with job {submission.job_id}, which another submission holds"
         )
     return submission, attached
+
+
+def refuses_the_request(exc: ApiframeError) -> bool:
+    """Whether Apiframe's answer refuses the request itself, so that sending it again could
+    never pass: a 400, a parent it does not know (404) or cannot act on (409 without a key
+    conflict). Throttling, an empty balance, a refused key and outages pass with time."""
+    if isinstance(exc, IdempotencyConflict):  # or the same key still in flight on its side
+        return "not available" in exc.message
+    return isinstance(exc, InvalidRequest | JobNotFound)
 
 
 def apiframe_key(record: JobRecord) -> str:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from receiver.admission import Busy
 from receiver.state import deps_of, lists_of
 from receiver.v2.access import refusal
-from worker.callers.jobs import MEANT, job_object, never_accepted, ref_of
+from worker.callers.jobs import MEANT, job_object, ref_of
 from worker.deps import Deps
 from worker.ledger.paging import BadCursor, PageQuery
 from worker.ledger.records import JobRecord
@@ -45,7 +45,7 @@ async def get_job(request: Request, caller: str) -> Response:
         return refusal(400, "Invalid job id: expected a UUID")
     deps = deps_of(request)
     record = await deps.ledger.get(ref)
-    if record is None or record.caller != caller or never_accepted(record):
+    if record is None or record.caller != caller:
         return refusal(404, "Job not found, or owned by a different user")
     [shown] = await shown_jobs(deps, [record])
     return JSONResponse(shown)
@@ -68,9 +68,7 @@ async def list_jobs(request: Request, caller: str) -> Response:
     try:  # a place among the lists one receiver serves at once, as `/jobs` takes one
         async with lists_of(request).place():
             page = await deps.ledger.page(wanted)
-            # Only jobs Apiframe took: a submit still waiting for its 202 (or refused) has
-            # given its caller no id to list it by.
-            jobs = await shown_jobs(deps, [r for r in page.records if r.job_id is not None])
+            jobs = await shown_jobs(deps, page.records)
     except BadCursor as exc:
         return refusal(400, "Invalid query", {"cursor": str(exc)})
     except Busy as exc:
@@ -92,7 +90,6 @@ async def search(deps: Deps, caller: str, job_id: str) -> Response:
         return refusal(400, "Invalid query", {"search": "Invalid uuid"})
     record = await deps.ledger.get(ref)
     found = [record] if record is not None and record.caller == caller else []
-    found = [record for record in found if record.job_id is not None]
     return JSONResponse(
         {"jobs": await shown_jobs(deps, found), "nextCursor": None, "hasMore": False}
     )

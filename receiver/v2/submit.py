@@ -9,7 +9,6 @@ A caller's `webhookUrl` and `webhookEvents` are kept with the job, for the callb
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -21,29 +20,19 @@ from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.state import deps_of
 from receiver.v2.access import refusal, with_caller
 from worker import references
-from worker.apiframe import (
-    ApiframeError,
-    ApiframeRequest,
-    AuthenticationError,
-    Forbidden,
-    IdempotencyConflict,
-    InsufficientCredits,
-    InvalidRequest,
-    RateLimited,
-)
+from worker.apiframe import ApiframeRequest
 from worker.apiframe.catalog import OPERATIONS
 from worker.apiframe.models import EventName
-from worker.callers.jobs import SHOWN, job_id_of, never_accepted, ref_of
+from worker.callers.jobs import SHOWN, job_id_of, ref_of
 from worker.deps import Deps
 from worker.landing.errors import LandingError
 from worker.ledger.ledger import Conflict
 from worker.references import BadReference
-from worker.submission import ActionUnavailable, BadParent, Callback, InFlight, submit_job
+from worker.submission import ActionUnavailable, BadParent, Callback, accept_job
 from worker.validation import field_problems
 
 INVALID = "Validation failed"
 LOOKUP = 3.0  # seconds a callback host's name may take to resolve
-OUTCOME_WAIT, OUTCOME_READS = 0.2, 25  # how a copy waits for the first submit: 5 s at most
 CALLBACK_REFUSED = (
     "not an allowed webhook: an http(s) URL of a public host, or of a host named in "
     "IMAGEDOCK_CALLBACK_HOSTS"
@@ -145,8 +134,11 @@ async def own_parent(deps: Deps, job: ApiframeRequest, caller: str) -> str | Non
 async def accept(
     deps: Deps, job: ApiframeRequest, key: str | None, caller: str, callback: Callback | None
 ) -> Response:
+    """Recorded and queued, answered at once: Apiframe's 202, with imagedock's id for the job.
+    What Apiframe later answers imagedock (a refusal fails the job; throttling and an empty
+    balance only delay it) the caller reads in the job and its `failed` webhook."""
     try:
-        record = await submit_job(
+        record = await accept_job(
             deps.submitting, job, idempotency_key=key, caller=caller, callback=callback
         )
     except ActionUnavailable as exc:  # as Apiframe answers an action its parent cannot take
@@ -155,47 +147,6 @@ async def accept(
         return refusal(400, INVALID, {"parentJobId": str(exc)})
     except BadReference as exc:
         return refusal(400, INVALID, {exc.field: str(exc)})
-    except InFlight as exc:  # the same request again, as a client's retry sends it
-        return await first_outcome(deps, exc.ref)
     except Conflict as exc:
         return refusal(409, str(exc))
-    except ApiframeError as exc:
-        return upstream_refusal(exc)
-    if never_accepted(record):  # Apiframe never took it before the submit deadline ended it
-        return refusal(400, f"This Idempotency-Key's request was never submitted: {record.error}")
     return JSONResponse({"jobId": job_id_of(record.ref), "status": SHOWN[record.status]}, 202)
-
-
-async def first_outcome(deps: Deps, ref: str) -> Response:
-    """A copy of a keyed request whose first submit is still in flight: the first one's job
-    once Apiframe has it, waited for a few seconds at most; otherwise a 503 to send it again
-    (Apiframe's clients resend a keyed request on a 503), which then meets the first one's
-    outcome, or, refused and so gone, gets its own."""
-    for _ in range(OUTCOME_READS):
-        await asyncio.sleep(OUTCOME_WAIT)
-        record = await deps.ledger.get(ref)
-        if record is None:
-            break
-        if record.job_id is not None:
-            return JSONResponse({"jobId": job_id_of(ref), "status": SHOWN[record.status]}, 202)
-    return refusal(503, "That Idempotency-Key's request is being submitted; retry", retry_after=1)
-
-
-def upstream_refusal(exc: ApiframeError) -> JSONResponse:
-    """Apiframe's refusal of imagedock's submit, as Apiframe would have answered the caller."""
-    if isinstance(exc, InvalidRequest):  # Apiframe's own words, not imagedock's account of them
-        said = exc.body.get("error") if isinstance(exc.body, dict) else None
-        return refusal(400, str(said or INVALID), exc.details)
-    if isinstance(exc, InsufficientCredits):
-        extra: dict[str, Any] = {
-            "creditsRequired": exc.credits_required or 0,
-            "creditsAvailable": exc.credits_available or 0,
-        }
-        return refusal(402, "Insufficient credits", **extra)
-    if isinstance(exc, IdempotencyConflict):
-        return refusal(409, "Idempotency-Key was already used with a different request body")
-    if isinstance(exc, RateLimited):
-        return refusal(429, "Rate limit exceeded", retry_after=round(exc.retry_after or 1))
-    if isinstance(exc, AuthenticationError | Forbidden):
-        return refusal(503, "Apiframe refused imagedock's own key; its operator must fix it")
-    return refusal(503, "Apiframe is unavailable; retry with the same Idempotency-Key")

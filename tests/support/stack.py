@@ -21,10 +21,12 @@ from simulator import Simulator, SimulatorConfig
 from simulator.local_s3 import LocalS3
 from simulator.serving import bound_socket, serving, socket_url
 from worker.deps import Deps
+from worker.dispatch import Dispatcher
 from worker.ledger.ledger import Ledger
 from worker.polling import poll_due
 from worker.runtime.tasks import build_worker
 from worker.settings import Settings, load_settings
+from worker.status import FINAL
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -104,6 +106,9 @@ class Stack:
             "IMAGEDOCK_REDIS_URL": settings.redis_url,
             "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
             "IMAGEDOCK_APIFRAME_KEY": API_KEY,
+            "IMAGEDOCK_PUBLIC_URL": settings.public_url or "",
+            "IMAGEDOCK_SUBMIT_RATE": str(settings.submit_rate),
+            "IMAGEDOCK_SUBMIT_CONCURRENCY": str(settings.submit_concurrency),
             "IMAGEDOCK_S3_BUCKET": BUCKET,
             "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
             "IMAGEDOCK_S3_ADDRESSING_STYLE": "path",
@@ -132,11 +137,27 @@ class Stack:
     def s3(self) -> "S3Client":
         return self.deps.store.client
 
-    async def submit(self, prompt: str = "a red kite over dunes", **body: Any) -> dict[str, Any]:
+    async def accept(self, prompt: str = "a red kite over dunes", **body: Any) -> dict[str, Any]:
+        """`POST /jobs`: the 202's body, the job queued."""
         response = await self.api.post("/jobs", json={"prompt": prompt, **body})
         assert response.status_code == 202, response.text
         answer: dict[str, Any] = response.json()
         return answer
+
+    async def submit(self, prompt: str = "a red kite over dunes", **body: Any) -> dict[str, Any]:
+        """`POST /jobs`, then the job once the stack's dispatcher has sent it to Apiframe (or
+        it ended first): its `jobId`, `ref` and `status`."""
+        accepted = await self.accept(prompt, **body)
+        return await self.submitted(accepted["ref"])
+
+    async def submitted(self, ref: str, *, within: float = 10.0) -> dict[str, Any]:
+        """The job `ref` once Apiframe has it, or it has ended."""
+        async with asyncio.timeout(within):
+            while True:
+                job = await self.job(ref)
+                if job["jobId"] is not None or job["status"] in FINAL:
+                    return {name: job[name] for name in ("jobId", "ref", "status")}
+                await asyncio.sleep(0.01)
 
     async def run_worker(self, *, settle: bool = True) -> None:
         """Let Apiframe finish, then run a burst worker until the landing queue is empty."""
@@ -209,11 +230,13 @@ async def stack_on(
     sink: Sink,
     *,
     apiframe_via: Callable[[str], Awaitable[str]] | None = None,
+    dispatching: bool = True,
     **changes: Any,
 ) -> AsyncIterator[Stack]:
-    """The receiver, the simulator and a worker's clients on any Redis and S3 server;
-    `apiframe_via` (and `s3_endpoint_url` in `changes`) puts something, a proxy, between
-    imagedock and those."""
+    """The receiver, the simulator and a worker's clients on any Redis and S3 server, with a
+    dispatcher sending queued jobs to Apiframe unless `dispatching` is False; `apiframe_via`
+    (and `s3_endpoint_url` in `changes`) puts something, a proxy, between imagedock and
+    those."""
     simulator = Simulator(fast_config())
     async with serving(simulator.app) as apiframe_url:
         reached = await apiframe_via(apiframe_url) if apiframe_via else apiframe_url
@@ -224,6 +247,9 @@ async def stack_on(
             "event_urls": sink.url,
             "event_secret": EVENT_SECRET,
             "event_retry_schedule": "0,0.01,0.01,0.01,0.01",
+            # Apiframe's limits are the tests' of pacing to choose; elsewhere they never bind.
+            "submit_rate": 1000,
+            "submit_concurrency": 100_000,
         }
         settings = stack_settings(redis_url, reached, sock, s3, **{**fast, **changes})
         async with open_deps(settings) as deps:
@@ -234,6 +260,23 @@ async def stack_on(
                     base_url=receiver_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
                 ) as api,
             ):
-                yield Stack(simulator, reached, settings, receiver_url, api, deps, sink)
+                async with dispatcher_of(deps, dispatching):
+                    yield Stack(simulator, reached, settings, receiver_url, api, deps, sink)
                 await simulator.settle()
             await deps.redis.flushdb()
+
+
+@asynccontextmanager
+async def dispatcher_of(deps: Deps, running: bool = True) -> AsyncIterator[Dispatcher | None]:
+    """A dispatcher sending the queued jobs of `deps` to Apiframe while the block runs."""
+    if not running:
+        yield None
+        return
+    dispatcher = Dispatcher(deps.submitting, credits_recheck=deps.settings.credits_recheck)
+    task = asyncio.create_task(dispatcher.async_run())
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+        await task
+        await dispatcher.release()

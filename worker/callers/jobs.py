@@ -34,12 +34,6 @@ MEANT = {
 WEBHOOK_EVENTS = {"job.landed": "completed", "job.failed": "failed"}
 
 
-def never_accepted(record: JobRecord) -> bool:
-    """A submit Apiframe refused (or never took before its deadline): the caller was answered
-    with the refusal, not a job, and Apiframe keeps no job for it either."""
-    return record.job_id is None and record.status in FAILURES
-
-
 def job_id_of(ref: str) -> str:
     return str(uuid.UUID(hex=ref))
 

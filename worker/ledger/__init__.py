@@ -5,5 +5,6 @@
   `scripts` loads, each change one script call;
 - `records`: what a record holds; `log`: log entries, their ids and the stdout echo;
 - `paging`: the job list a page at a time; `batching`: one script called by many at once;
-- `marks`: what is done once an interval, and leases.
+- `marks`: what is done once an interval, and leases;
+- `waiting`: the submit queue, callers in turn, and the pace Apiframe's limits set.
 """

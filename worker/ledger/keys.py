@@ -35,8 +35,16 @@ GLOBAL_LOG = PREFIX + "log"  # every job's log entries, for dashboards
 # + job id: marks that expire, so what anyone may ask for often happens once an interval.
 CONFIRMING = PREFIX + "confirming:"  # an unsigned webhook's confirmation with Apiframe
 REPLAYING = PREFIX + "replaying:"  # a replay of the job's landing and events
-SUBMITTING = PREFIX + "submitting:"  # + ref: the lease of the one submit in flight for a record
 POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
+
+# The submit queue (`worker.ledger.waiting`): jobs accepted but not yet sent to Apiframe, a
+# sorted set per caller (ref -> priority band and arrival), served round-robin.
+WAITING = PREFIX + "waiting:"  # + caller: its jobs waiting to be submitted
+WAITING_CALLERS = PREFIX + "waiting:callers"  # list: the callers with jobs waiting, in turn
+ARRIVALS = PREFIX + "waiting:arrivals"  # counter: the order jobs arrived in
+SENDING = PREFIX + "sending"  # sorted set: ref -> when its sender's lease ends
+IN_FLIGHT = PREFIX + "inflight"  # sorted set: ref -> when Apiframe took it; until it finishes
+PACE = PREFIX + "pace"  # hash: the submit rate in force, the next send's time, a pause and why
 STATS = PREFIX + "stats"  # hash: every counter of `worker.metrics`
 HISTOGRAM = PREFIX + "histogram:"  # + a histogram's name: a hash of its buckets and sum
 WORKERS = PREFIX + "workers"  # sorted set: host:pid -> time of the worker's last heartbeat
@@ -78,8 +86,8 @@ def confirming(apiframe_job_id: str) -> str:
     return CONFIRMING + apiframe_job_id
 
 
-def submitting(ref: str) -> str:
-    return SUBMITTING + ref
+def waiting(caller: str) -> str:
+    return WAITING + caller
 
 
 def replaying(apiframe_job_id: str) -> str:

@@ -279,27 +279,6 @@ class Ledger:
             metrics.queue_counts(pipe, counted, observe)
             await pipe.execute()
 
-    async def discard(self, record: JobRecord, actor: str, reason: str) -> None:
-        """Remove a record whose submit Apiframe refused, and free its Idempotency-Key, as
-        Apiframe keeps no job for a refused request: the same key may then be sent again, the
-        request fixed. The job's log says why, and is kept a day."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.job(record.ref), keys.objects(record.ref))
-            for index in (
-                keys.BY_TIME,
-                keys.by_status(record.status.value),
-                keys.by_model(record.model),
-                *([keys.by_caller(record.caller)] if record.caller else []),
-                keys.POLL_SET,
-            ):
-                pipe.zrem(index, record.ref)
-            if record.claim:
-                pipe.delete(keys.idempotency(record.claim))
-            queue_entry(pipe, record.ref, None, actor, "submit.refused", {"reason": reason})
-            pipe.expire(keys.job_log(record.ref), UNSENT_RETENTION)
-            await pipe.execute()
-        echo("submit.refused", record.ref, None, actor, {"reason": reason})
-
     async def set_fields(self, ref: str, **fields: str | float) -> None:
         await self.redis.hset(keys.job(ref), mapping=dict(fields))  # type: ignore[misc]
 
@@ -381,6 +360,12 @@ def script_config(retention: float) -> str:
             "by_status": keys.BY_STATUS,
             "global_log": keys.GLOBAL_LOG,
             "poll_set": keys.POLL_SET,
+            "waiting": keys.WAITING,
+            "waiting_callers": keys.WAITING_CALLERS,
+            "arrivals": keys.ARRIVALS,
+            "sending": keys.SENDING,
+            "in_flight": keys.IN_FLIGHT,
+            "pace": keys.PACE,
             "stats": keys.STATS,
             "job_log_max": JOB_LOG_MAXLEN,
             "global_log_max": GLOBAL_LOG_MAXLEN,

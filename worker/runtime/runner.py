@@ -1,4 +1,5 @@
-"""`imagedock worker`: the landing and polling workers in one process, over one set of clients.
+"""`imagedock worker`: the landing and polling workers and the submitting loop in one process,
+over one set of clients.
 
 arq lets a lost Redis connection escape its poll loop and end the worker; the worker that lost it
 is started again after a pause, so a Redis failover does not depend on the orchestrator noticing.
@@ -10,13 +11,14 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import redis.exceptions as redis_errors
 import structlog
 from redis.asyncio import Redis
 
 from worker.deps import Deps
-from worker.runtime.arq_worker import StoppableWorker
+from worker.dispatch import Dispatcher
 from worker.runtime.cancelling import cancel_until_done
 from worker.runtime.tasks import build_poll_worker, build_worker
 
@@ -29,7 +31,21 @@ REDIS_LOST = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 # Connection errors that no pause mends: a wrong password stays wrong.
 REDIS_REFUSED = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
 
-Build = Callable[[], StoppableWorker]
+
+class Runnable(Protocol):
+    """What the supervisor runs: an arq worker (`StoppableWorker`), or the `Dispatcher`."""
+
+    @property
+    def pool(self) -> Redis: ...
+
+    async def async_run(self) -> None: ...
+
+    def stop(self, signum: signal.Signals = ..., *, wait: float | None = None) -> object: ...
+
+    async def release(self) -> None: ...
+
+
+Build = Callable[[], Runnable]
 
 
 class WorkerStopped(Exception):
@@ -40,6 +56,9 @@ def workers_for(deps: Deps) -> dict[str, Build]:
     return {
         "landing": lambda: build_worker(deps, handle_signals=False),
         "polling": lambda: build_poll_worker(deps, handle_signals=False),
+        "submitting": lambda: Dispatcher(
+            deps.submitting, credits_recheck=deps.settings.credits_recheck
+        ),
     }
 
 
@@ -49,7 +68,7 @@ async def supervise(
     """Run every worker until SIGINT or SIGTERM (0), or until one dies of anything but a lost
     Redis connection (1)."""
     stopping = asyncio.Event()
-    current: dict[str, StoppableWorker] = {}
+    current: dict[str, Runnable] = {}
 
     def stop(signum: int) -> None:
         """Each worker takes no new job and gives running ones its `stop_wait` to finish, then
@@ -97,7 +116,7 @@ async def wind_down(tasks: list[asyncio.Task[None]], grace: float = STOP_GRACE) 
 async def keep_running(
     name: str,
     build: Build,
-    current: dict[str, StoppableWorker],
+    current: dict[str, Runnable],
     stopping: asyncio.Event,
     restart_pause: float,
 ) -> None:

@@ -36,8 +36,6 @@ def wants(record: JobRecord, event_type: str) -> bool:
     """Whether the job's caller asked for the webhook imagedock's event `event_type` is."""
     if not record.callback_url or not record.caller:
         return False
-    if record.job_id is None:  # Apiframe refused the submit, and the caller was told so then
-        return False
     return WEBHOOK_EVENTS.get(event_type) in record.callback_events
 
 

@@ -1,0 +1,199 @@
+"""Accept, then submit: every job is answered at once and sent to Apiframe from the submit
+queue, within Apiframe's limits, fairly between callers, through 429s and an empty balance."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from simulator.config import Fault
+from simulator.local_s3 import LocalS3
+from tests.support.stack import CALLER_KEYS, Sink, Stack, dispatcher_of, stack_on
+from tests.support.waiting import eventually
+from worker.ledger.keys import PACE, WAITING_CALLERS
+from worker.status import Status
+
+
+@pytest.fixture
+async def paced(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
+    """A stack whose dispatcher the test starts (`dispatcher_of`), at 20 submits a second."""
+    async with stack_on(
+        redis_url,
+        s3_server,
+        sink,
+        dispatching=False,
+        submit_rate=20,
+        submit_concurrency=20,
+        credits_recheck=0.2,
+    ) as stack:
+        yield stack
+
+
+async def statuses(stack: Stack, refs: list[str]) -> list[dict[str, Any]]:
+    return [await stack.job(ref) for ref in refs]
+
+
+async def all_submitted(stack: Stack, refs: list[str]) -> bool:
+    return all(job["jobId"] for job in await statuses(stack, refs))
+
+
+async def test_a_burst_is_answered_at_once_and_sent_within_apiframes_limits(
+    paced: Stack,
+) -> None:
+    """60 jobs at once, against an Apiframe that allows 20 submits a second and 20 jobs in
+    flight: each is answered 202 QUEUED with no Apiframe id, none is sent past a limit (the
+    simulator's own count of throttled submits is 0), and each becomes one Apiframe job."""
+    stack = paced
+    stack.sim.config.submit_rate, stack.sim.config.max_in_flight = 20, 20
+    stack.sim.config.processing_seconds = 1.0  # long enough for 20 in flight to bind
+    answers = await asyncio.gather(
+        *(
+            stack.api.post(
+                "/jobs", json={"prompt": f"kite {n}"}, headers={"Idempotency-Key": str(n)}
+            )
+            for n in range(60)
+        )
+    )
+    assert {answer.status_code for answer in answers} == {202}
+    assert {(a.json()["status"], a.json()["jobId"]) for a in answers} == {("QUEUED", None)}
+    assert stack.sim.submissions() == []  # nothing waits on Apiframe to answer the caller
+    refs = [answer.json()["ref"] for answer in answers]
+    async with dispatcher_of(stack.deps):
+        await eventually(lambda: all_submitted(stack, refs), "every job submitted", 30)
+    assert stack.sim.limits.throttled == 0
+    assert len(stack.sim.jobs) == 60
+    assert len({job["jobId"] for job in await statuses(stack, refs)}) == 60
+    await stack.run_worker()
+    assert {job["status"] for job in await statuses(stack, refs)} == {"LANDED"}
+
+
+async def test_one_callers_burst_does_not_hold_back_anothers(paced: Stack) -> None:
+    """The operator queues 40 jobs, then a `/v2/` caller 5: callers are served in turn, so the
+    caller's five are among the first ten Apiframe receives. Inside the operator's share, a
+    `high` job queued last goes before its `normal` ones."""
+    stack = paced
+    bulk = [(await stack.accept(f"catalogue {n}"))["ref"] for n in range(40)]
+    urgent = (await stack.accept("urgent", priority="high"))["ref"]
+    async with httpx.AsyncClient(
+        base_url=stack.receiver_url, headers={"X-API-Key": CALLER_KEYS["alpha"]}
+    ) as alpha:
+        interactive = [
+            (
+                await alpha.post(
+                    "/v2/images/generate",
+                    json={"prompt": f"interactive {n}", "model": "grok-imagine-image"},
+                )
+            ).json()["jobId"]
+            for n in range(5)
+        ]
+    async with dispatcher_of(stack.deps):
+        await eventually(lambda: all_submitted(stack, [*bulk, urgent]), "every job submitted", 30)
+    sent = [job.prompt for job in sorted(stack.sim.jobs.values(), key=lambda j: j.created_at)]
+    first_ten = sent[:10]
+    assert sorted(p for p in first_ten if p.startswith("interactive")) == [
+        f"interactive {n}" for n in range(5)
+    ], first_ten
+    assert sent[0] == "urgent" or sent[1] == "urgent", first_ten
+    assert len(interactive) == 5
+
+
+async def test_an_empty_balance_pauses_submitting_and_fails_nothing(paced: Stack) -> None:
+    """Apiframe answers 402 until credits come back: jobs wait (the pace says why), none
+    fails, and once the balance recovers every one is submitted, once."""
+    stack = paced
+    stack.sim.config.credits = 0
+    refs = [(await stack.accept(f"poster {n}"))["ref"] for n in range(3)]
+    async with dispatcher_of(stack.deps):
+
+        async def paused() -> bool:
+            stats = (await stack.api.get("/stats")).json()
+            return "402" in stats["submitPace"]
+
+        await eventually(paused, "the pace to say Apiframe answered 402", 10)
+        await asyncio.sleep(0.5)  # two rechecks of the balance, both refused
+        jobs = await statuses(stack, refs)
+        assert {(job["status"], job["jobId"]) for job in jobs} == {("QUEUED", None)}
+        assert (await stack.api.get("/stats")).json()["waiting"] == 3
+        stack.sim.config.credits = 1_000
+        await eventually(lambda: all_submitted(stack, refs), "every job submitted", 10)
+    assert len(stack.sim.jobs) == 3
+    await stack.run_worker()
+    assert {job["status"] for job in await statuses(stack, refs)} == {"LANDED"}
+
+
+async def test_429s_and_503s_delay_jobs_and_never_reach_the_caller(paced: Stack) -> None:
+    """Apiframe throttles, then is unavailable: the jobs wait and go, each billed once, and
+    the rate in force is halved by the 429 before it climbs back."""
+    stack = paced
+    stack.sim.config.faults = [
+        Fault(429, times=2, retry_after="0.1"),
+        Fault(503, times=2),
+    ]
+    refs = [(await stack.accept(f"sign {n}"))["ref"] for n in range(4)]
+    async with dispatcher_of(stack.deps):
+        await eventually(lambda: all_submitted(stack, refs), "every job submitted", 15)
+    assert len(stack.sim.jobs) == 4
+    assert len(stack.sim.submissions()) == 8
+    errors = [
+        entry["event"]
+        for ref in refs
+        for entry in (await stack.api.get(f"/jobs/{ref}/log")).json()["entries"]
+    ]
+    assert errors.count("submit.error") == 4
+    rate = await stack.redis.hget(PACE, "rate")  # type: ignore[misc]
+    assert rate is None or float(rate) < 20  # halved, and climbing back
+
+
+async def test_a_request_apiframe_refuses_fails_its_job_with_the_reason(paced: Stack) -> None:
+    """A 400 from Apiframe is the request's own fault: that job fails, saying why, and the
+    next one goes."""
+    stack = paced
+    stack.sim.config.faults = [Fault(400, times=1)]
+    refused = (await stack.accept("first"))["ref"]
+    fine = (await stack.accept("second"))["ref"]
+    async with dispatcher_of(stack.deps):
+        await eventually(lambda: all_submitted(stack, [fine]), "the second submitted", 10)
+        await eventually(lambda: _status_is(stack, refused, "FAILED"), "the first failed", 10)
+    job = await stack.job(refused)
+    assert "400" in job["error"]
+    await stack.run_worker()
+    failed = stack.delivered("job.failed")
+    assert [event["data"]["ref"] for event in failed] == [refused]
+
+
+async def _status_is(stack: Stack, ref: str, status: str) -> bool:
+    return bool((await stack.job(ref))["status"] == status)
+
+
+async def test_a_waiting_job_can_be_cancelled_before_it_costs(paced: Stack) -> None:
+    """`DELETE /jobs/{id}` ends a job still waiting as CANCELLED with a `job.failed` event,
+    and Apiframe never hears of it; a job Apiframe has is a 409, an unknown one a 404."""
+    stack = paced
+    ref = (await stack.accept("never mind"))["ref"]
+    kept = (await stack.accept("keep this"))["ref"]
+    cancelled = await stack.api.delete(f"/jobs/{ref}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == Status.CANCELLED
+    again = await stack.api.delete(f"/jobs/{ref}")
+    assert again.status_code == 409
+    assert "CANCELLED" in again.json()["error"]
+    async with dispatcher_of(stack.deps):
+        await eventually(lambda: all_submitted(stack, [kept]), "the other submitted", 10)
+    assert [job.prompt for job in stack.sim.jobs.values()] == ["keep this"]
+    at_apiframe = await stack.api.delete(f"/jobs/{kept}")
+    assert at_apiframe.status_code == 409
+    assert "no cancel" in at_apiframe.json()["error"]
+    assert (await stack.api.delete("/jobs/" + "0" * 32)).status_code == 404
+    await stack.run_worker()
+    [failed] = stack.delivered("job.failed")
+    assert failed["data"]["ref"] == ref
+    assert "cancelled before" in failed["data"]["reason"]
+
+
+async def test_an_unknown_priority_is_refused_naming_the_field(paced: Stack) -> None:
+    response = await paced.api.post("/jobs", json={"prompt": "x", "priority": "urgent"})
+    assert response.status_code == 400
+    assert "priority" in response.json()["details"]
+    assert await paced.redis.llen(WAITING_CALLERS) == 0  # type: ignore[misc]

@@ -1,0 +1,158 @@
+"""Sending queued jobs to Apiframe at its pace: the loop each worker process runs beside its
+arq workers.
+
+It takes the next job from the submit queue (`worker.ledger.waiting`), which answers only when
+Apiframe's limits allow one now, and sends it; up to `SENDERS` sends run at once per process.
+A taken job is leased for 30 s, renewed every 10 s while it is sent: a process that dies
+mid-send leaves its jobs to another within 30 s, which sends each again with its
+Idempotency-Key, so Apiframe bills it once.
+What Apiframe answers sets the pace for every process: a 429 pauses submitting for its
+`Retry-After` and halves the rate, which then climbs back; a 503 or no answer backs off, 1 s
+doubling to a minute; a 402 pauses until the balance is checked again
+(`IMAGEDOCK_CREDITS_RECHECK`), and a refused API key for a minute. A job never fails for any of
+these: it waits, given back first in its caller's queue, until the submit deadline
+(`IMAGEDOCK_SUBMIT_DEADLINE`, the poller's) ends it with the reason. Only Apiframe's refusal of
+the request itself fails it.
+"""
+
+import asyncio
+import contextlib
+import signal
+from typing import NamedTuple
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from worker.apiframe import (
+    ApiframeError,
+    AuthenticationError,
+    Forbidden,
+    InsufficientCredits,
+    RateLimited,
+)
+from worker.ledger.waiting import RENEW_EVERY, Taken, Wait
+from worker.runtime.cancelling import cancel_until_done
+from worker.submission import SubmitDeps, refuses_the_request, submit_waiting
+
+SENDERS = 16  # sends at once per process: a 10/s pace at 1 s per answer needs 10
+IDLE = 0.05  # seconds between looks at an empty queue, or one at its limit of jobs in flight
+LONGEST_NAP = 1.0  # the longest a taker sleeps before it looks again: a stop is never waited on
+KEY_REFUSED_PAUSE = 60.0
+BACKOFF_MOST = 60.0
+log = structlog.get_logger("dispatch")
+
+
+class Slowdown(NamedTuple):
+    """What an answer does to submitting: a pause of every process's sends, and why; `slow`
+    also halves the rate in force."""
+
+    pause: float = 0.0
+    why: str = ""
+    slow: bool = False
+
+
+class Dispatcher:
+    """Takes and sends jobs until stopped. Run by `imagedock worker` under the same supervision
+    as its arq workers (`worker.runtime.runner`): `async_run`, `stop`, `release`, `pool`."""
+
+    def __init__(self, deps: SubmitDeps, *, credits_recheck: float) -> None:
+        self.deps = deps
+        self.pool: Redis = deps.redis
+        self.credits_recheck = credits_recheck
+        self._stopping = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._held: set[str] = set()  # the jobs this process is sending: their leases renewed
+        self._renewing: asyncio.Task[None] | None = None
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM, *, wait: float | None = None) -> None:
+        """Take no new job; sends under way end in their answers (`release` waits for them)."""
+        self._stopping.set()
+
+    async def release(self) -> None:
+        """Wait for the sends under way (each ends in Apiframe's answer or its timeout), then
+        stop renewing their leases."""
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
+        if self._renewing is not None:
+            await cancel_until_done([self._renewing])
+            self._renewing = None
+
+    async def async_run(self) -> None:
+        # Renewing goes on until `release`: sends outlive the loop when it dies (a lost Redis).
+        if self._renewing is None:
+            self._renewing = asyncio.create_task(self._renew())
+        senders = asyncio.Semaphore(SENDERS)
+        while not self._stopping.is_set():
+            await senders.acquire()
+            try:
+                got = await self.deps.queue.take()
+            except BaseException:
+                senders.release()
+                raise
+            if isinstance(got, Wait):
+                senders.release()
+                await self._nap(IDLE if got.seconds is None else min(got.seconds, LONGEST_NAP))
+                continue
+            task = asyncio.create_task(self._send(got, senders))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), max(seconds, 0.001))
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            if not self._held:
+                continue
+            try:
+                await self.deps.queue.renew(list(self._held))
+            except RedisError as exc:  # the leases may lapse: another taker then sends again
+                log.warning("submit.renew_failed", error=repr(exc), held=len(self._held))
+
+    async def _send(self, taken: Taken, senders: asyncio.Semaphore) -> None:
+        queue = self.deps.queue
+        self._held.add(taken.ref)
+        try:
+            with structlog.contextvars.bound_contextvars(ref=taken.ref, caller=taken.caller):
+                record = await submit_waiting(self.deps, taken.ref)
+                if record is not None and record.job_id:
+                    await queue.sent(taken.ref)
+                else:  # gone, or ended while it waited: nothing to send
+                    await queue.give_back(taken.ref)
+        except ApiframeError as exc:
+            slowdown = await self._answer_to(exc)
+            await queue.give_back(
+                taken.ref, pause=slowdown.pause, why=slowdown.why, slow=slowdown.slow
+            )
+        except Exception as exc:  # its lease lapses and another taker sends it
+            log.exception("submit.crashed", ref=taken.ref, error=repr(exc))
+        finally:
+            self._held.discard(taken.ref)
+            senders.release()
+
+    async def _answer_to(self, exc: ApiframeError) -> Slowdown:
+        """How Apiframe's answer sets the pace for every job."""
+        if refuses_the_request(exc):  # the job has failed; the pace is not at fault
+            return Slowdown()
+        if isinstance(exc, RateLimited):
+            why = "Apiframe answered 429: slowed, and paused for its Retry-After"
+            return Slowdown(exc.retry_after or 1.0, why, slow=True)
+        if isinstance(exc, InsufficientCredits):
+            why = (
+                f"Apiframe answered 402: {exc.credits_available} credits left, "
+                f"{exc.credits_required} needed; waiting for the balance"
+            )
+            log.warning("submit.no_credits", recheck_in=self.credits_recheck)
+            return Slowdown(self.credits_recheck, why)
+        if isinstance(exc, AuthenticationError | Forbidden):
+            log.error("submit.key_refused", error=str(exc))
+            why = f"Apiframe refused imagedock's API key: {exc.message}"
+            return Slowdown(KEY_REFUSED_PAUSE, why)
+        if exc.transient:
+            streak = await self.deps.queue.failures()
+            why = f"Apiframe unavailable ({streak} in a row): {exc}"
+            return Slowdown(min(2.0 ** (streak - 1), BACKOFF_MOST), why)
+        return Slowdown(1.0, str(exc))
