@@ -6,6 +6,7 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import structlog
 
@@ -57,7 +58,13 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_submit(args: argparse.Namespace, settings: Settings) -> int:
-    from imagedock.commands import submit
+    from imagedock.commands import submit, submit_file
+
+    if args.source is not None:
+        if args.prompt is not None:
+            print("imagedock submit: give a prompt or --from, not both", file=sys.stderr)
+            return 2
+        return asyncio.run(submit_file(settings, args.source))
 
     metadata = dict(pair.split("=", 1) for pair in args.metadata)
     return asyncio.run(
@@ -212,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--metadata", action="append", default=[], type=metadata_pair, metavar="KEY=VALUE"
     )
     submit.add_argument("--idempotency-key")
+    submit.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="submit every job of a JSON Lines file: one POST /jobs body a line, with an "
+        "optional idempotencyKey",
+    )
     submit.add_argument(
         "--priority",
         choices=[p.name for p in Priority],

@@ -5,14 +5,17 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from imagedock.clients import open_deps
-from receiver.schemas import JobView
+from receiver.batch import accept_item
+from receiver.schemas import BatchOutcome, JobView
 from worker.apiframe import MODEL, ApiframeRequest, GrokParams
 from worker.apiframe.catalog import GENERATE, OPERATIONS
 from worker.apiframe.models import ACTION_FIELDS
@@ -97,6 +100,35 @@ async def submit(
         return 1
     print(json.dumps({"jobId": record.job_id, "ref": record.ref, "status": record.status}))
     return 0
+
+
+async def submit_file(settings: Settings, path: Path) -> int:
+    """`imagedock submit --from FILE.jsonl`: one job a line, as `POST /jobs/batch` takes each
+    (an `idempotencyKey` makes a line safe to send again). Each line's outcome goes to stdout
+    as a JSON line, the progress to stderr; exits 1 if any line was refused."""
+    settings.require("apiframe_key", "public_url")
+    try:
+        lines = [(n, line) for n, line in enumerate(path.open(), 1) if line.strip()]
+    except OSError as exc:
+        print(f"imagedock submit: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    refused = 0
+    errors = Console(stderr=True)
+    async with open_deps(settings) as deps:
+        with Progress(console=errors) as progress:
+            task = progress.add_task("accepting", total=len(lines))
+            for n, line in lines:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    outcome = BatchOutcome(error="not JSON")
+                else:
+                    outcome = await accept_item(deps.submitting, item, actor="cli")
+                refused += outcome.ref is None
+                print(json.dumps({"line": n, **outcome.body()}), flush=True)
+                progress.advance(task)
+    errors.print(f"{len(lines) - refused} accepted, {refused} refused")
+    return 1 if refused else 0
 
 
 def jobs_table(records: list[JobRecord], title: str) -> Table:

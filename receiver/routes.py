@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from receiver import dashboard, jobs, operations, schemas
+from receiver import batch, dashboard, jobs, operations, schemas
+from receiver.batch import BatchRequest
 from receiver.jobs import JobRequest
 from receiver.metrics import metrics_page, stats
 from receiver.openapi import openapi
@@ -50,7 +51,10 @@ OPERATIONS = (
               {202: schemas.JobAccepted}, body=JobRequest, refusals=(400, 409, 413, 503)),
     Operation("GET", "/jobs", jobs.jobs, "List jobs, newest first, a page at a time",
               {200: schemas.JobPage}, query=schemas.JobsQuery, refusals=(400, 429)),
-    # Before `/jobs/{job_id}`, so that another method on it is refused with `Allow: POST`.
+    # Before `/jobs/{job_id}`, so that another method on them is refused with `Allow: POST`.
+    Operation("POST", "/jobs/batch", batch.create_batch,
+              "Accept up to 1,000 jobs, each on its own", {202: schemas.BatchAccepted},
+              body=BatchRequest, refusals=(400, 413, 503)),
     Operation("POST", "/jobs/track", operations.track, "Track a job submitted elsewhere",
               {200: schemas.TrackAccepted, 202: schemas.TrackAccepted},
               body=schemas.TrackRequest, tag="operations",

@@ -40,6 +40,22 @@ class JobAccepted(Answer):
     status: Status
 
 
+class BatchOutcome(Answer):
+    """One job of a batch: accepted (`ref`, `jobId`, `status`) or refused (`error`, `details`)."""
+
+    ref: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    job_id: str | None = None
+    status: Status | None = Field(default=None, exclude_if=lambda value: value is None)
+    error: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    details: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class BatchAccepted(Answer):
+    jobs: list[BatchOutcome] = Field(description="each job's outcome, in the batch's order")
+    accepted: int
+    refused: int
+
+
 class ObjectView(Answer):
     index: int
     kind: str = Field(description="image, grid, video, audio (a track), cover or stem")
@@ -153,6 +169,9 @@ class Stats(Answer):
     dead_letters: int
     unfinished: int
     by_status: dict[Status, int]
+    credits_spent: int = Field(description="credits Apiframe charged for the jobs landed")
+    credits_by_caller: dict[str, int]
+    credits_by_model: dict[str, int]
     waiting: int = Field(description="jobs accepted and not yet sent to Apiframe")
     waiting_by_caller: dict[str, int]
     in_flight: int = Field(description="jobs sent to Apiframe and not yet finished there")

@@ -25,6 +25,8 @@ PROMPTS = (
 )
 ASPECT_RATIOS = ("16:9", "1:1", "9:16")
 REFRESH = 0.25  # seconds between looks at the jobs
+SEND_WAIT = 30.0  # seconds a job may wait to be sent to Apiframe before the next is submitted
+ENDED = frozenset(status.value for status in FINAL)
 
 
 class DemoError(Exception):
@@ -92,9 +94,24 @@ async def submit_all(
         if response.status_code != 202:
             raise DemoError(f"the receiver refused job {n + 1}: {response.text[:300]}")
         accepted = response.json()
-        tracked.append(Tracked(n, scenario, accepted["ref"], accepted))
+        # Sent before the next fault is planned: imagedock sends several jobs at once, and
+        # Apiframe would meet them in any order.
+        record = await sent(api, accepted["ref"], stopped)
+        tracked.append(Tracked(n, scenario, accepted["ref"], record or accepted))
         show(tracked)
     return tracked
+
+
+async def sent(api: httpx.AsyncClient, ref: str, stopped: asyncio.Event) -> dict[str, Any] | None:
+    """The job `ref` once imagedock has sent it to Apiframe (or it ended first); None if the
+    demo is stopped, or it waits past `SEND_WAIT` seconds."""
+    deadline = time.monotonic() + SEND_WAIT
+    while not stopped.is_set() and time.monotonic() < deadline:
+        record = await record_of(api, ref)
+        if record["jobId"] is not None or record["status"] in ENDED:
+            return record
+        await asyncio.sleep(0.02)
+    return None
 
 
 async def watch(

@@ -147,13 +147,14 @@ async def test_submit_and_models_take_every_route(stack: Stack) -> None:
     grid = await imagedock(stack, "submit", "a lantern", "--model", "midjourney")
     assert grid.returncode == 0, grid.stderr
     ref = json.loads(grid.stdout)["ref"]
+    await stack.submitted(ref)
     await stack.run_worker()
     upsample = await imagedock(
         stack, "submit", "--operation", "images/midjourney/action", "--action", "upsample",
         "--params", '{"index": 3}', "--parent", ref,
     )  # fmt: skip
     assert upsample.returncode == 0, upsample.stderr
-    job = await stack.job(json.loads(upsample.stdout)["jobId"])
+    job = await stack.job(json.loads(upsample.stdout)["ref"])
     assert (job["operation"], job["action"], job["params"]) == (
         "images/midjourney/action", "upsample", {"index": 3}
     )  # fmt: skip

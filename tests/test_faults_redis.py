@@ -101,7 +101,7 @@ async def test_redis_restarted_mid_run_loses_no_job_and_lands_each_once(
                 }
                 # Each half-done landing has ended: cut short by the outage, or before it.
                 settled = all(ended(lines, j) for j in landing)
-                return lost_by == {"landing", "polling"} and settled
+                return lost_by == {"landing", "polling", "submitting"} and settled
 
             await eventually(outage_felt, "the worker to meet the outage", deadline=30)
             assert any(cut_short(logged(output), job_id) for job_id in landing)
@@ -114,7 +114,7 @@ async def test_redis_restarted_mid_run_loses_no_job_and_lands_each_once(
             every = [
                 *landing,
                 *(answer["jobId"] for answer in lost),
-                retried.json()["jobId"],
+                (await stack.submitted(retried.json()["ref"]))["jobId"],
                 after,
             ]
 

@@ -27,7 +27,8 @@ from receiver.openapi import document
 from simulator import Simulator
 from simulator.local_s3 import LocalS3
 from simulator.serving import bound_socket, serving
-from tests.support.stack import API_KEY, API_TOKEN, fast_config, stack_settings
+from tests.support.stack import API_KEY, API_TOKEN, dispatcher_of, fast_config, stack_settings
+from tests.support.waiting import wait_for
 from worker.apiframe.signatures import SIGNATURE, Variant, sign, verify_signature
 
 HOOK = "/webhooks/apiframe"
@@ -64,7 +65,10 @@ def live(redis_url: str, s3_server: LocalS3) -> Iterator[Live]:
             config = stack_settings(redis_url, apiframe_url, sock, s3_server)
             async with open_deps(config) as deps:
                 await deps.redis.flushdb()
-                async with serving(create_app(config, open_deps), sock=sock) as url:
+                async with (
+                    serving(create_app(config, open_deps), sock=sock) as url,
+                    dispatcher_of(deps),
+                ):
                     ready.set_result(Live(url, simulator))
                     while not stop.is_set():
                         await asyncio.sleep(0.05)
@@ -300,7 +304,14 @@ def standing(live: Live) -> Standing:
         live.sim.plan_next_job(stall=True)
         response = httpx.post(f"{live.url}/jobs", json={"prompt": name}, headers=AUTH, timeout=30)
         assert response.status_code == 202, response.text
-        answers.append(response.json())
+        ref = response.json()["ref"]
+
+        def submitted(ref: str = ref) -> bool:
+            job = httpx.get(f"{live.url}/jobs/{ref}", headers=AUTH, timeout=30).json()
+            return job["jobId"] is not None
+
+        wait_for(submitted, f"job {name} submitted", 10)
+        answers.append(httpx.get(f"{live.url}/jobs/{ref}", headers=AUTH, timeout=30).json())
     return Standing(*answers)
 
 

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from simulator.local_s3 import SECRET_KEY
 from tests.support.stack import API_KEY, API_TOKEN, EVENT_SECRET, Stack
+from tests.support.waiting import eventually
 from worker.apiframe.signatures import sign
 
 SECRETS = (API_KEY, API_TOKEN, EVENT_SECRET, EVENT_SECRET.removeprefix("whsec_"), SECRET_KEY)
@@ -102,8 +103,16 @@ async def test_no_secret_reaches_a_log_line_or_an_error_body(
         )
         stack.sim.fail_next(401, path="/v2/images/generate")
         refused = await stack.api.post("/jobs", json={"prompt": "refused"})
-        answers += [wrong.text, forged.text, refused.text]
-        assert (wrong.status_code, forged.status_code, refused.status_code) == (401, 401, 502)
+
+        async def paused() -> bool:
+            return "refused imagedock's API key" in (await stack.api.get("/stats")).text
+
+        await eventually(paused, "submitting paused for the refused key", 10)
+        waiting = await stack.api.get(f"/jobs/{refused.json()['ref']}")
+        stats = await stack.api.get("/stats")
+        answers += [wrong.text, forged.text, refused.text, waiting.text, stats.text]
+        assert (wrong.status_code, forged.status_code, refused.status_code) == (401, 401, 202)
+        assert "401" in waiting.json()["error"]
     assert stack.delivered("job.landed")
     written = [json.dumps(line, default=str) for line in logs] + [caplog.text] + answers
     for secret in SECRETS:

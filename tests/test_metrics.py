@@ -69,6 +69,11 @@ async def test_every_metric_the_rules_read_is_exported_with_its_value(stack: Sta
     assert value(found, "imagedock_jobs_submitted_total") == 2
     assert value(found, "imagedock_jobs_landed_total", model=model) == 1
     assert value(found, "imagedock_jobs_failed_total", model=model) == 1
+    # Credits: what the landed job cost; the failed one was refunded.
+    cost = stack.sim.config.credit_cost
+    assert value(found, "imagedock_credits_spent_total", model=model) == cost
+    assert value(found, "imagedock_credits_spent_by_route_total", route="images/generate") == cost
+    assert value(found, "imagedock_credits_spent_by_caller_total", caller="operator") == cost
     assert value(found, "imagedock_webhooks_received_total", outcome="accepted") == 2
     assert value(found, "imagedock_webhooks_received_total", outcome="duplicate") >= 1
     assert value(found, "imagedock_webhooks_received_total", outcome="rejected") == 1
@@ -90,6 +95,7 @@ async def test_every_metric_the_rules_read_is_exported_with_its_value(stack: Sta
     stats = (await stack.api.get("/stats")).json()
     assert (stats["submitted"], stats["landed"], stats["failed"]) == (2, 1, 1)
     assert stats["webhooksRejected"] == {"unknown_job": 1}
+    assert (stats["creditsSpent"], stats["creditsByCaller"]) == (cost, {"operator": cost})
 
 
 async def test_two_receivers_show_the_same_figures(stack: Stack) -> None:

@@ -14,7 +14,7 @@ from worker.apiframe.catalog import MODELS
     ("model", "block", "images"),
     [
         ("flux-2-pro", {"fluxParams": {"aspect_ratio": "16:9"}}, 1),
-        ("imagen-4", {"params": {}}, 1),
+        ("imagen-4", {"params": {"aspect_ratio": "16:9"}}, 1),
         ("gpt-image-1.5", {"gptImageParams": {"number_of_images": 10}}, 10),
     ],
 )

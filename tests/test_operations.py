@@ -82,7 +82,7 @@ async def test_a_midjourney_grid_then_its_upsample(stack: Stack) -> None:
     action = {"operation": "images/midjourney/action", "action": "upsample", "index": 2}
     response = await stack.api.post("/jobs", json={**action, "parentJobId": grid["ref"]})
     assert response.status_code == 202, response.text
-    upsampled = response.json()
+    upsampled = await stack.submitted(response.json()["ref"])
     await stack.run_worker()
     job = await stack.job(upsampled["jobId"])
     assert (job["status"], job["action"]) == ("LANDED", "upsample")
@@ -169,10 +169,11 @@ async def test_a_landed_image_is_upscaled_and_cut_out_by_reference(stack: Stack)
             body = {"operation": operation, "model": model, block: {"image": {"s3": landed["key"]}}}
             response = await stack.api.post("/jobs", json=body)
             assert response.status_code == 202, response.text
+            submitted = await stack.submitted(response.json()["ref"])
             sent = json.loads(stack.sim.submissions()[-1].body)[block]["image"]
             assert (await http.get(sent)).content == stack.object(landed["key"])
             await stack.run_worker()
-            job = await stack.job(response.json()["jobId"])
+            job = await stack.job(submitted["jobId"])
             assert (job["status"], job["operation"]) == ("LANDED", operation)
             assert job["params"] == {"image": {"s3": landed["key"]}}
             assert sent not in json.dumps(job)

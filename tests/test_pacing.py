@@ -18,13 +18,14 @@ from worker.status import Status
 
 @pytest.fixture
 async def paced(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
-    """A stack whose dispatcher the test starts (`dispatcher_of`), at 20 submits a second."""
+    """A stack whose dispatcher the test starts (`dispatcher_of`), at 10 submits a second and
+    20 jobs in flight."""
     async with stack_on(
         redis_url,
         s3_server,
         sink,
         dispatching=False,
-        submit_rate=20,
+        submit_rate=10,
         submit_concurrency=20,
         credits_recheck=0.2,
     ) as stack:
@@ -42,12 +43,12 @@ async def all_submitted(stack: Stack, refs: list[str]) -> bool:
 async def test_a_burst_is_answered_at_once_and_sent_within_apiframes_limits(
     paced: Stack,
 ) -> None:
-    """60 jobs at once, against an Apiframe that allows 20 submits a second and 20 jobs in
+    """60 jobs at once, against an Apiframe that allows 10 submits a second and 20 jobs in
     flight: each is answered 202 QUEUED with no Apiframe id, none is sent past a limit (the
     simulator's own count of throttled submits is 0), and each becomes one Apiframe job."""
     stack = paced
-    stack.sim.config.submit_rate, stack.sim.config.max_in_flight = 20, 20
-    stack.sim.config.processing_seconds = 1.0  # long enough for 20 in flight to bind
+    stack.sim.config.submit_rate, stack.sim.config.max_in_flight = 10, 20
+    stack.sim.config.processing_seconds = 3.0  # the rate binds first, then jobs in flight
     answers = await asyncio.gather(
         *(
             stack.api.post(
@@ -61,7 +62,7 @@ async def test_a_burst_is_answered_at_once_and_sent_within_apiframes_limits(
     assert stack.sim.submissions() == []  # nothing waits on Apiframe to answer the caller
     refs = [answer.json()["ref"] for answer in answers]
     async with dispatcher_of(stack.deps):
-        await eventually(lambda: all_submitted(stack, refs), "every job submitted", 30)
+        await eventually(lambda: all_submitted(stack, refs), "every job submitted", 40)
     assert stack.sim.limits.throttled == 0
     assert len(stack.sim.jobs) == 60
     assert len({job["jobId"] for job in await statuses(stack, refs)}) == 60
@@ -143,7 +144,7 @@ async def test_429s_and_503s_delay_jobs_and_never_reach_the_caller(paced: Stack)
     ]
     assert errors.count("submit.error") == 4
     rate = await stack.redis.hget(PACE, "rate")  # type: ignore[misc]
-    assert rate is None or float(rate) < 20  # halved, and climbing back
+    assert rate is None or float(rate) < 10  # halved, and climbing back
 
 
 async def test_a_request_apiframe_refuses_fails_its_job_with_the_reason(paced: Stack) -> None:

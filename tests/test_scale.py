@@ -125,48 +125,46 @@ async def workers(env: dict[str, str], count: int, folder: Path) -> AsyncIterato
 
 
 async def submit_across(urls: list[str], count: int) -> list[str]:
-    """`count` jobs, submitted to each receiver in turn; their job ids."""
+    """`count` jobs, submitted to each receiver in turn; their refs."""
     job_ids = []
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {API_TOKEN}"}) as api:
         for n in range(count):
             answer = await api.post(f"{urls[n % len(urls)]}/jobs", json={"prompt": f"job {n}"})
             assert answer.status_code == 202, answer.text
-            job_ids.append(answer.json()["jobId"])
+            job_ids.append(answer.json()["ref"])
     return job_ids
 
 
 async def cross_post(stack: Stack, urls: list[str]) -> int:
-    """Every webhook Apiframe sent, sent again to the receiver it was not sent to."""
+    """Every webhook Apiframe sent, sent again to each receiver."""
     sent = 0
     async with httpx.AsyncClient() as client:
         for delivery in list(stack.sim.deliveries):
-            origin = next(url for url in urls if delivery.url.startswith(url))
-            other = next(url for url in urls if url != origin)
-            again = await client.post(
-                delivery.url.replace(origin, other),
-                content=delivery.body,
-                headers={k: v for k, v in delivery.headers.items() if k.lower() != "host"},
-            )
-            assert again.status_code in (200, 202), again.text
-            sent += 1
+            path = delivery.url[delivery.url.index("/webhooks/") :]
+            for url in urls:
+                again = await client.post(
+                    url + path,
+                    content=delivery.body,
+                    headers={k: v for k, v in delivery.headers.items() if k.lower() != "host"},
+                )
+                assert again.status_code in (200, 202), again.text
+                sent += 1
     return sent
 
 
-async def all_landed(
-    stack: Stack, job_ids: list[str], deadline: float = 120
-) -> list[dict[str, Any]]:
+async def all_landed(stack: Stack, refs: list[str], deadline: float = 120) -> list[dict[str, Any]]:
     jobs: list[dict[str, Any]] = []
     for _ in range(int(deadline / 0.2)):
-        jobs = [await stack.job(job_id) for job_id in job_ids]
-        delivered = {event["data"]["jobId"] for event in stack.delivered("job.landed")}
-        if all(job["status"] == "LANDED" for job in jobs) and delivered >= set(job_ids):
+        jobs = [await stack.job(ref) for ref in refs]
+        delivered = {event["data"]["ref"] for event in stack.delivered("job.landed")}
+        if all(job["status"] == "LANDED" for job in jobs) and delivered >= set(refs):
             return jobs
         await asyncio.sleep(0.2)
     raise AssertionError(f"not all landed: {Counter(job['status'] for job in jobs)}")
 
 
-async def assert_each_landed_once(stack: Stack, job_ids: list[str]) -> None:
-    jobs = await all_landed(stack, job_ids)
+async def assert_each_landed_once(stack: Stack, refs: list[str]) -> None:
+    jobs = await all_landed(stack, refs)
     for job in jobs:
         assert len(job["objects"]) == 1
         assert stack.keys(job["jobId"]) == sorted(
@@ -175,7 +173,7 @@ async def assert_each_landed_once(stack: Stack, job_ids: list[str]) -> None:
         assert (await stack.log_events(job["jobId"])).count("job.landed") == 1
     events = stack.delivered("job.landed")
     ids = [event["id"] for event in events]
-    assert len(ids) == len(set(ids)) == len(job_ids)
+    assert len(ids) == len(set(ids)) == len(refs)
 
 
 def cron_runs(outputs: list[str]) -> Counter[str]:
@@ -201,6 +199,7 @@ async def test_two_receivers_and_three_workers_land_every_job_once(
         # At DEBUG every poll pass is logged, those that found nothing due too.
         async with workers(process_env(stack, IMAGEDOCK_LOG_LEVEL="DEBUG"), 3, tmp_path) as pool:
             job_ids = await submit_across(urls, JOBS)
+            await stack.all_sent()
             await stack.sim.settle()
             assert await cross_post(stack, urls) >= JOBS * 2
             await assert_each_landed_once(stack, job_ids)

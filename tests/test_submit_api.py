@@ -52,8 +52,9 @@ async def test_a_callers_idempotency_key_returns_the_same_job(stack: Stack) -> N
     again = await stack.api.post("/jobs", json={"prompt": "a fox"}, headers=headers)
     other = await stack.api.post("/jobs", json={"prompt": "a hen"}, headers=headers)
     assert first.status_code == again.status_code == 202
-    assert first.json()["jobId"] == again.json()["jobId"]
+    assert first.json()["ref"] == again.json()["ref"]
     assert other.status_code == 409
+    await stack.all_sent()
     assert len(stack.sim.jobs) == 1
 
 

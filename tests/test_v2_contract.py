@@ -242,6 +242,7 @@ async def test_an_idempotency_key_with_another_body_is_a_conflict(stack: Stack) 
     assert first.json()["jobId"] == again.json()["jobId"]
     assert other.status_code == 409
     assert set(other.json()) == {"error"}
+    await stack.all_sent()
     assert len(stack.sim.submissions()) == 1
 
 
@@ -342,6 +343,7 @@ async def test_progress_webhooks_go_only_to_a_caller_that_asked(stack: Stack) ->
             "webhookEvents": ["progress", "completed"],
         }
         watched = (await alpha.post("/v2/images/generate", json=asked)).json()["jobId"]
+        await stack.submitted(uuid.UUID(watched).hex)  # the planned job is this one
         quiet = {**GROK, "prompt": "b", "webhookUrl": url, "webhookEvents": ["completed"]}
         other = (await beta.post("/v2/images/generate", json=quiet)).json()["jobId"]
         record = await stack.ledger.get(uuid.UUID(watched).hex)
@@ -371,9 +373,9 @@ async def test_a_job_is_completed_only_once_its_files_have_landed(stack: Stack) 
     the bucket's objects, whose bytes are Apiframe's."""
     stack.sim.config.images_per_job = 2
     async with client(stack) as alpha:
-        job_id = (await alpha.post("/v2/images/generate", json={**GROK, "prompt": "a fox"})).json()[
-            "jobId"
-        ]
+        answer = await alpha.post("/v2/images/generate", json={**GROK, "prompt": "a fox"})
+        job_id = answer.json()["jobId"]
+        await stack.submitted(uuid.UUID(job_id).hex)
         await stack.sim.settle()
         record = await stack.ledger.get(uuid.UUID(job_id).hex)
         assert record is not None

@@ -33,16 +33,17 @@ class Counter:
     label: str | None = None
     always: tuple[str, ...] = ()  # label values rendered even before their first count
 
-    def __call__(self, value: str) -> "Labelled":
-        """This counter for one label value."""
+    def __call__(self, value: str, by: int = 1) -> "Labelled":
+        """This counter for one label value, to be increased `by` so much."""
         assert self.label is not None, f"{self.name} has no label"
-        return Labelled(self, value)
+        return Labelled(self, value, by)
 
 
 @dataclass(frozen=True)
 class Labelled:
     counter: Counter
     value: str
+    by: int = 1
 
 
 Counted = Counter | Labelled
@@ -118,8 +119,27 @@ FILES_LANDED = Counter(
     "kind",
     always=tuple(kind.value for kind in Kind),
 )
+# Apiframe refunds a job that fails: what it charged is the `creditCost` of the jobs landed.
+CREDITS_BY_MODEL = Counter(
+    "credits_spent", "Credits Apiframe charged for the jobs landed, by model.", "credits:", "model"
+)
+CREDITS_BY_ROUTE = Counter(
+    "credits_spent_by_route",
+    "Credits Apiframe charged for the jobs landed, by route (images/generate, videos/generate...).",
+    "credits_route:",
+    "route",
+)
+CREDITS_BY_CALLER = Counter(
+    "credits_spent_by_caller",
+    "Credits Apiframe charged for the jobs landed, by caller (operator: imagedock's own API).",
+    "credits_caller:",
+    "caller",
+)
 COUNTERS = (
     JOBS_SUBMITTED,
+    CREDITS_BY_MODEL,
+    CREDITS_BY_ROUTE,
+    CREDITS_BY_CALLER,
     CALLER_JOBS,
     FILES_LANDED,
     JOBS_LANDED,
@@ -188,9 +208,10 @@ def script_fields() -> dict[str, str]:
 def queue_counts(
     pipe: Pipeline, counted: tuple[Counted, ...], observed: Mapping[Histogram, float] | None
 ) -> None:
-    """Add one to each counter and record each observation, in `pipe`."""
+    """Add to each counter (one, or a labelled count's `by`) and record each observation, in
+    `pipe`."""
     for each in counted:
-        pipe.hincrby(keys.STATS, field_of(each), 1)
+        pipe.hincrby(keys.STATS, field_of(each), each.by if isinstance(each, Labelled) else 1)
     for histogram, value in (observed or {}).items():
         pipe.hincrby(histogram.key, histogram.bucket(value), 1)
         pipe.hincrbyfloat(histogram.key, "sum", value)

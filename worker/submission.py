@@ -177,7 +177,8 @@ class NotWaiting(Exception):
 
 def request_of(record: JobRecord) -> ApiframeRequest:
     """The request a queued record was accepted with, checked then: built, not checked again.
-    An action names its parent's Apiframe job id and no model of its own."""
+    An action names its parent's Apiframe job id and no model of its own; an empty params
+    block, which says nothing, is not sent."""
     action = OPERATIONS[record.operation].acts_on_parent
     return ApiframeRequest.model_construct(
         operation=record.operation,

@@ -139,6 +139,8 @@ function showStats(stats) {
   const items = reasons.map(([reason, count]) => element("li", "", `${reason}: ${count}`));
   $("#rejected").replaceChildren(...(items.length ? items : [element("li", "none", "none")]));
   $("#redrive").disabled = !stats.deadLetters;
+  const spent = Object.entries(stats.creditsByCaller ?? {}).map(([caller, n]) => `${caller} ${n}`);
+  $("#credits").textContent = spent.join(", ");
 }
 
 async function redrive() {

@@ -6,6 +6,9 @@ them."""
 METRICS = {
     "imagedock_jobs_submitted_total": "counter",
     "imagedock_caller_jobs_total": "counter",
+    "imagedock_credits_spent_total": "counter",
+    "imagedock_credits_spent_by_route_total": "counter",
+    "imagedock_credits_spent_by_caller_total": "counter",
     "imagedock_jobs_landed_total": "counter",
     "imagedock_files_landed_total": "counter",
     "imagedock_jobs_failed_total": "counter",

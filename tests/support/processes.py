@@ -48,6 +48,8 @@ def env_of(stack: Stack, **changes: str) -> dict[str, str]:
         "IMAGEDOCK_APIFRAME_URL": settings.apiframe_url,
         "IMAGEDOCK_APIFRAME_KEY": API_KEY,
         "IMAGEDOCK_PUBLIC_URL": settings.public_url,
+        "IMAGEDOCK_SUBMIT_RATE": str(settings.submit_rate),
+        "IMAGEDOCK_SUBMIT_CONCURRENCY": str(settings.submit_concurrency),
         "IMAGEDOCK_S3_BUCKET": settings.s3_bucket or "",
         "IMAGEDOCK_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "IMAGEDOCK_S3_REGION": "us-east-1",

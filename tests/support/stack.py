@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from imagedock.clients import open_deps
 from receiver.app import create_app
@@ -150,6 +152,15 @@ class Stack:
         accepted = await self.accept(prompt, **body)
         return await self.submitted(accepted["ref"])
 
+    async def all_sent(self, *, within: float = 10.0) -> None:
+        """Until no job waits in the submit queue, nor is being sent."""
+        async with asyncio.timeout(within):
+            while True:
+                pace = await self.deps.submit_queue.pace()
+                if not pace.waiting and not pace.sending:
+                    return
+                await asyncio.sleep(0.01)
+
     async def submitted(self, ref: str, *, within: float = 10.0) -> dict[str, Any]:
         """The job `ref` once Apiframe has it, or it has ended."""
         async with asyncio.timeout(within):
@@ -160,8 +171,10 @@ class Stack:
                 await asyncio.sleep(0.01)
 
     async def run_worker(self, *, settle: bool = True) -> None:
-        """Let Apiframe finish, then run a burst worker until the landing queue is empty."""
+        """Let the dispatcher send what is queued and Apiframe finish, then run a burst worker
+        until the landing queue is empty."""
         if settle:
+            await self.all_sent()
             await self.sim.settle()
         worker = build_worker(self.deps, burst=True, handle_signals=False, poll_delay=0.01)
         try:
@@ -273,7 +286,17 @@ async def dispatcher_of(deps: Deps, running: bool = True) -> AsyncIterator[Dispa
         yield None
         return
     dispatcher = Dispatcher(deps.submitting, credits_recheck=deps.settings.credits_recheck)
-    task = asyncio.create_task(dispatcher.async_run())
+
+    async def run() -> None:
+        """As `imagedock worker` runs it: started again after Redis is lost."""
+        while True:
+            try:
+                await dispatcher.async_run()
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(run())
     try:
         yield dispatcher
     finally:

@@ -20,6 +20,7 @@ from worker.landing.storage import ObjectStore, json_blob
 from worker.landing.upload import ObjectWriter
 from worker.ledger.ledger import Ledger
 from worker.ledger.records import JobRecord, StoredObject, costed
+from worker.ledger.waiting import OPERATOR
 from worker.status import FAILURES, Status, from_apiframe
 
 
@@ -183,6 +184,7 @@ async def store_all(
         counting: list[metrics.Counted] = [metrics.JOBS_LANDED(metric_label(record.model))]
         if landed.via == "poll":
             counting.append(metrics.JOBS_LANDED_VIA_POLL)
+        counting += credits_of(landed)
         await deps.ledger.log(
             record.ref,
             record.job_id,
@@ -196,6 +198,18 @@ async def store_all(
         )
     await deps.events.publish_pending(record.ref, actor, landed)
     return Status.LANDED
+
+
+def credits_of(record: JobRecord) -> list[metrics.Counted]:
+    """What the landed job cost, counted by model, route and caller."""
+    cost = record.credit_cost
+    if not cost:
+        return []
+    return [
+        metrics.CREDITS_BY_MODEL(metric_label(record.model), cost),
+        metrics.CREDITS_BY_ROUTE(record.operation, cost),
+        metrics.CREDITS_BY_CALLER(record.caller or OPERATOR, cost),
+    ]
 
 
 async def still_stored(store: ObjectStore, stored: StoredObject) -> bool:

@@ -3,8 +3,10 @@
 -- list never meets an empty queue for long, and adding never lists a caller twice.
 
 -- Puts `ref` in its caller's queue at its recorded place (kept across a give-back, so a job
--- given back goes first again). Returns 1 if it was not there already.
+-- given back goes first again), unless a taker holds it. Returns 1 if it was not there.
 local function place(c, ref)
+  -- A job being sent is its taker's until it is sent or given back.
+  if redis.call('ZSCORE', c.sending, ref) then return 0 end
   local job = c.job .. ref
   local caller, score = unpack(redis.call('HMGET', job, 'queue_caller', 'queue_score'))
   if not caller or not score then return 0 end
