@@ -2,6 +2,7 @@
 declared in `worker.metrics`, read from Redis in one round trip, so every process's work is
 counted once and every receiver shows the same numbers."""
 
+import math
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,6 +19,7 @@ from receiver.schemas import Stats
 from receiver.state import deps_of
 from worker import metrics
 from worker.apiframe.catalog import LONGEST_LASTING
+from worker.ledger.waiting import Pace
 from worker.metrics import Figures, Gauge, read_figures
 from worker.runtime.heartbeat import alive
 from worker.status import UNFINISHED, Status
@@ -28,8 +30,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Snapshot:
     """A one-shot collector over figures read just before rendering."""
 
-    def __init__(self, figures: Figures, job_deadline: float) -> None:
-        self.figures, self.job_deadline = figures, job_deadline
+    def __init__(
+        self, figures: Figures, pace: Pace, job_deadline: float, credits_alert: int
+    ) -> None:
+        self.figures, self.pace = figures, pace
+        self.job_deadline, self.credits_alert = job_deadline, credits_alert
 
     def collect(self) -> Iterable[Metric]:
         yield from self.counters()
@@ -58,7 +63,7 @@ class Snapshot:
             )
 
     def gauges(self) -> Iterable[Metric]:
-        figures = self.figures
+        figures, pace = self.figures, self.pace
         oldest = figures.oldest_unfinished
         beats = figures.heartbeats
         values: dict[Gauge, float | dict[str, float]] = {
@@ -70,6 +75,12 @@ class Snapshot:
             metrics.QUEUE_DEPTH: dict(figures.queues),
             metrics.LAST_HEARTBEAT: max(beats.values(), default=0.0),
             metrics.WORKERS_ALIVE: len(alive(beats, figures.read_at)),
+            metrics.SUBMIT_WAITING: {caller: float(n) for caller, n in pace.waiting.items()},
+            metrics.SUBMIT_IN_FLIGHT: pace.in_flight + pace.sending,
+            metrics.SUBMIT_RATE: pace.rate,
+            metrics.SUBMIT_PAUSED: pace.paused_for,
+            metrics.CREDITS_AVAILABLE: math.nan if pace.credits is None else pace.credits,
+            metrics.CREDITS_ALERT: self.credits_alert,
         }
         for gauge in metrics.GAUGES:
             value = values[gauge]
@@ -90,7 +101,8 @@ async def metrics_page(request: Request) -> Response:
     # A job may run to its route's job deadline and then take the landing deadline to land.
     running = settings.job_deadline * LONGEST_LASTING
     deadline = max(settings.submit_deadline, running + settings.landing_deadline)
-    registry.register(Snapshot(await read_figures(deps.redis), deadline))
+    figures, pace = await read_figures(deps.redis), await deps.submit_queue.pace()
+    registry.register(Snapshot(figures, pace, deadline, settings.credits_alert))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 
 

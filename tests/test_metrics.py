@@ -14,7 +14,7 @@ from imagedock.clients import open_deps
 from receiver.app import create_app
 from simulator.serving import serving
 from tests.support.metrics import METRICS
-from tests.support.stack import Stack
+from tests.support.stack import Stack, fast_config
 from worker.runtime.heartbeat import beat
 
 AGE = "imagedock_oldest_unfinished_job_age_seconds"  # read at scrape time, so it moves
@@ -92,6 +92,12 @@ async def test_every_metric_the_rules_read_is_exported_with_its_value(stack: Sta
     assert value(found, "imagedock_workers_alive") == 1
     assert value(found, "imagedock_worker_last_heartbeat_timestamp_seconds") > 0
     assert value(found, AGE) == 0  # nothing unfinished
+    # The submit queue, drained, at the stack's pace; the balance as the dispatcher read it.
+    assert value(found, "imagedock_submit_in_flight") == 0
+    assert value(found, "imagedock_submit_rate") == stack.settings.submit_rate
+    assert value(found, "imagedock_submit_paused_seconds") == 0
+    credits = value(found, "imagedock_credits_available")
+    assert stack.sim.config.credits <= credits <= fast_config().credits
     stats = (await stack.api.get("/stats")).json()
     assert (stats["submitted"], stats["landed"], stats["failed"]) == (2, 1, 1)
     assert stats["webhooksRejected"] == {"unknown_job": 1}

@@ -39,6 +39,7 @@ SENDERS = 16  # sends at once per process: a 10/s pace at 1 s per answer needs 1
 IDLE = 0.05  # seconds between looks at an empty queue, or one at its limit of jobs in flight
 LONGEST_NAP = 1.0  # the longest a taker sleeps before it looks again: a stop is never waited on
 KEY_REFUSED_PAUSE = 60.0
+BALANCE_EVERY = 300.0  # seconds between reads of Apiframe's balance
 BACKOFF_MOST = 60.0
 log = structlog.get_logger("dispatch")
 
@@ -64,6 +65,7 @@ class Dispatcher:
         self._sends: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()  # the jobs this process is sending: their leases renewed
         self._renewing: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     def stop(self, signum: signal.Signals = signal.SIGTERM, *, wait: float | None = None) -> None:
         """Take no new job; sends under way end in their answers (`release` waits for them)."""
@@ -74,14 +76,15 @@ class Dispatcher:
         stop renewing their leases."""
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)
-        if self._renewing is not None:
-            await cancel_until_done([self._renewing])
-            self._renewing = None
+        await cancel_until_done([task for task in (self._renewing, self._watching) if task])
+        self._renewing = self._watching = None
 
     async def async_run(self) -> None:
         # Renewing goes on until `release`: sends outlive the loop when it dies (a lost Redis).
         if self._renewing is None:
             self._renewing = asyncio.create_task(self._renew())
+        if self._watching is None:
+            self._watching = asyncio.create_task(self._watch_balance())
         senders = asyncio.Semaphore(SENDERS)
         while not self._stopping.is_set():
             await senders.acquire()
@@ -111,6 +114,19 @@ class Dispatcher:
                 await self.deps.queue.renew(list(self._held))
             except RedisError as exc:  # the leases may lapse: another taker then sends again
                 log.warning("submit.renew_failed", error=repr(exc), held=len(self._held))
+
+    async def _watch_balance(self) -> None:
+        """Apiframe's balance, read at start and every `BALANCE_EVERY` seconds, for
+        `imagedock_credits_available` and its alert."""
+        while True:
+            try:
+                team = (await self.deps.apiframe.me()).get("team") or {}
+                credits = team.get("credits") if isinstance(team, dict) else None
+                if isinstance(credits, int | float):
+                    await self.deps.queue.record_balance(float(credits))
+            except (ApiframeError, RedisError) as exc:
+                log.warning("credits.unread", error=str(exc))
+            await asyncio.sleep(BALANCE_EVERY)
 
     async def _send(self, taken: Taken, senders: asyncio.Semaphore) -> None:
         queue = self.deps.queue

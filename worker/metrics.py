@@ -186,6 +186,23 @@ LAST_HEARTBEAT = Gauge(
     "When the most recent worker heartbeat was (Unix time; 0 if none).",
 )
 WORKERS_ALIVE = Gauge("workers_alive", "Workers whose heartbeat is fresh.")
+SUBMIT_WAITING = Gauge(
+    "submit_waiting", "Jobs accepted and waiting to be sent to Apiframe, by caller.", "caller"
+)
+SUBMIT_IN_FLIGHT = Gauge(
+    "submit_in_flight", "Jobs sent to Apiframe (or being sent) and not yet finished there."
+)
+SUBMIT_RATE = Gauge("submit_rate", "Submits a second in force: the limit, or less after a 429.")
+SUBMIT_PAUSED = Gauge(
+    "submit_paused_seconds",
+    "Seconds left of a pause of submitting (Apiframe's 429, 402, 503 or a refused key).",
+)
+CREDITS_AVAILABLE = Gauge(
+    "credits_available", "Apiframe's balance for imagedock's key, as last read (NaN: not yet)."
+)
+CREDITS_ALERT = Gauge(
+    "credits_alert_threshold", "IMAGEDOCK_CREDITS_ALERT: a balance below it is low (0: never)."
+)
 GAUGES = (
     JOBS,
     OLDEST_UNFINISHED,
@@ -195,6 +212,12 @@ GAUGES = (
     QUEUE_DEPTH,
     LAST_HEARTBEAT,
     WORKERS_ALIVE,
+    SUBMIT_WAITING,
+    SUBMIT_IN_FLIGHT,
+    SUBMIT_RATE,
+    SUBMIT_PAUSED,
+    CREDITS_AVAILABLE,
+    CREDITS_ALERT,
 )
 
 QUEUES = {"landing": keys.LANDING_QUEUE, "polling": keys.POLLING_QUEUE}

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     submit_concurrency: int = Field(default=50, ge=1, le=100_000)
     # After Apiframe answers 402, submitting waits this long before it tries the balance again.
     credits_recheck: float = Field(default=60.0, gt=0)
+    # Apiframe's balance, read every few minutes, is low below this: an alert fires (0: never).
+    credits_alert: int = Field(default=0, ge=0)
     poll_after: float = Field(default=30.0, gt=0)
     poll_max_interval: float = Field(default=60.0, gt=0)
     job_deadline: float = Field(default=900.0, gt=0)

@@ -28,4 +28,10 @@ METRICS = {
     "imagedock_queue_depth": "gauge",
     "imagedock_worker_last_heartbeat_timestamp_seconds": "gauge",
     "imagedock_workers_alive": "gauge",
+    "imagedock_submit_waiting": "gauge",
+    "imagedock_submit_in_flight": "gauge",
+    "imagedock_submit_rate": "gauge",
+    "imagedock_submit_paused_seconds": "gauge",
+    "imagedock_credits_available": "gauge",
+    "imagedock_credits_alert_threshold": "gauge",
 }

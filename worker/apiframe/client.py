@@ -162,7 +162,7 @@ class ApiframeClient:
     ) -> Any:
         safe_to_repeat = method == "GET" if idempotent is None else idempotent
 
-        def blip(exc: Exception) -> bool:
+        def blip(exc: BaseException) -> bool:
             if not isinstance(exc, TransportError):
                 return False  # an answer, even 429 or 5xx, is for the caller's layer to wait out
             if isinstance(exc.__cause__, httpx.ConnectError):

@@ -61,6 +61,7 @@ class Pace:
     rate: float  # the rate in force
     paused_for: float  # seconds left of a pause, 0 if none
     why: str
+    credits: float | None  # Apiframe's balance as last read (`record_balance`)
 
     def summary(self) -> str:
         """The pace in a line: why submitting is slower than its limit, or empty."""
@@ -155,5 +156,11 @@ class SubmitQueue:
         why = (state.get("why") or "paused") if paused_for else ""
         if not why and rate < self.limits.rate:
             why = f"slowed by Apiframe's 429: {rate:.2f} of {self.limits.rate:g} submits a second"
+        read = state.get("credits")
+        credits = float(read) if read else None
         return Pace(dict(zip(callers, map(int, depths), strict=True)), int(sending),
-                    int(in_flight), rate, paused_for, why)  # fmt: skip
+                    int(in_flight), rate, paused_for, why, credits)  # fmt: skip
+
+    async def record_balance(self, credits: float) -> None:
+        """Apiframe's balance for imagedock's key, as just read."""
+        await self.redis.hset(keys.PACE, mapping={"credits": credits, "credits_at": time.time()})  # type: ignore[misc]
