@@ -15,6 +15,8 @@ from tests.support.waiting import eventually
 from worker.ledger.keys import PACE, WAITING_CALLERS
 from worker.status import Status
 
+SUBMIT = "/v2/images/generate"
+
 
 @pytest.fixture
 async def paced(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
@@ -129,8 +131,8 @@ async def test_429s_and_503s_delay_jobs_and_never_reach_the_caller(paced: Stack)
     the rate in force is halved by the 429 before it climbs back."""
     stack = paced
     stack.sim.config.faults = [
-        Fault(429, times=2, retry_after="0.1"),
-        Fault(503, times=2),
+        Fault(429, times=2, path=SUBMIT, retry_after="0.1"),
+        Fault(503, times=2, path=SUBMIT),
     ]
     refs = [(await stack.accept(f"sign {n}"))["ref"] for n in range(4)]
     async with dispatcher_of(stack.deps):
@@ -151,7 +153,7 @@ async def test_a_request_apiframe_refuses_fails_its_job_with_the_reason(paced: S
     """A 400 from Apiframe is the request's own fault: that job fails, saying why, and the
     next one goes."""
     stack = paced
-    stack.sim.config.faults = [Fault(400, times=1)]
+    stack.sim.config.faults = [Fault(400, times=1, path=SUBMIT)]
     refused = (await stack.accept("first"))["ref"]
     fine = (await stack.accept("second"))["ref"]
     async with dispatcher_of(stack.deps):
@@ -198,3 +200,39 @@ async def test_an_unknown_priority_is_refused_naming_the_field(paced: Stack) -> 
     assert response.status_code == 400
     assert "priority" in response.json()["details"]
     assert await paced.redis.llen(WAITING_CALLERS) == 0  # type: ignore[misc]
+
+
+async def test_a_caller_at_its_own_cap_lets_the_others_go(
+    redis_url: str, s3_server: LocalS3, sink: Sink
+) -> None:
+    """The operator may have two jobs in flight (`IMAGEDOCK_CALLER_IN_FLIGHT`): its other jobs
+    wait while a `/v2/` caller's go, and go once the first two finish."""
+    async with stack_on(
+        redis_url, s3_server, sink, dispatching=False, caller_in_flight="operator=2"
+    ) as stack:
+        stack.sim.config.processing_seconds = 2.0
+        bulk = [(await stack.accept(f"bulk {n}"))["ref"] for n in range(6)]
+        async with httpx.AsyncClient(
+            base_url=stack.receiver_url, headers={"X-API-Key": CALLER_KEYS["alpha"]}
+        ) as alpha:
+            body = {"prompt": "interactive", "model": "grok-imagine-image"}
+            mine = [(await alpha.post("/v2/images/generate", json=body)).json() for _ in "abc"]
+        refs = [job["jobId"].replace("-", "") for job in mine]
+        async with dispatcher_of(stack.deps):
+            await eventually(lambda: all_submitted(stack, refs), "the caller's jobs sent", 10)
+            sent = [job["jobId"] is not None for job in await statuses(stack, bulk)]
+            assert sent == [True, True, False, False, False, False]
+            assert (await stack.api.get("/stats")).json()["waitingByCaller"] == {"operator": 4}
+            await eventually(lambda: all_submitted(stack, bulk), "the rest, in turn", 20)
+
+
+async def test_a_job_given_back_frees_its_callers_place(
+    redis_url: str, s3_server: LocalS3, sink: Sink
+) -> None:
+    """A caller allowed one job in flight, whose job Apiframe answers 503: the job, given
+    back, takes that one place again and goes."""
+    async with stack_on(redis_url, s3_server, sink, caller_in_flight="operator=1") as stack:
+        stack.sim.fail_next(503, path=SUBMIT)
+        ref = (await stack.accept("once refused"))["ref"]
+        assert (await stack.submitted(ref))["jobId"] is not None
+        assert [r.status for r in stack.sim.submissions()] == [503, 202]

@@ -83,6 +83,26 @@ def test_unusable_values_stop_the_start(name: str, value: str, says: str) -> Non
         load_settings(**{name: value})
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("caller_in_flight", "ghost=3", "names ghost: name a caller of IMAGEDOCK_CALLER_KEYS"),
+        ("caller_rate", "operator=0", "above 0"),
+        ("caller_rate", "operator:2", "name=number pairs"),
+    ],
+)
+def test_a_callers_cap_must_name_a_caller_and_a_number(name: str, value: str, says: str) -> None:
+    with pytest.raises(SettingsError, match=f"IMAGEDOCK_{name.upper()}.*{says}"):
+        load_settings(**{name: value})
+
+
+def test_callers_caps_are_read_by_name() -> None:
+    settings = load_settings(
+        caller_keys="alpha=afk_0123456789abcdef", caller_rate="alpha=0.5, operator=3"
+    )
+    assert settings.caller_rate == {"alpha": 0.5, "operator": 3.0}
+
+
 def test_s3_credentials_come_in_pairs() -> None:
     with pytest.raises(SettingsError, match="IMAGEDOCK_S3_SECRET_ACCESS_KEY, or neither"):
         load_settings(s3_access_key_id="AKIA0000")

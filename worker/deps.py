@@ -117,7 +117,13 @@ class Deps:
     @cached_property
     def submit_queue(self) -> SubmitQueue:
         settings = self.settings
-        limits = Limits(settings.submit_rate, settings.submit_concurrency, self.references_last)
+        limits = Limits(
+            settings.submit_rate,
+            settings.submit_concurrency,
+            self.references_last,
+            settings.caller_rate,
+            settings.caller_in_flight,
+        )
         return SubmitQueue(self.redis, self.ledger.script_config(), limits)
 
     @cached_property

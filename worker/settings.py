@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # (evenly spaced; a 429 slows them further) and jobs at Apiframe not yet finished.
     submit_rate: float = Field(default=5.0, gt=0, le=1000)
     submit_concurrency: int = Field(default=50, ge=1, le=100_000)
+    # One caller's share, past its turn: submits a second and jobs in flight, as `name=number`
+    # pairs naming `/v2/` callers or `operator` (imagedock's own API). A caller not named has
+    # only Apiframe's limits.
+    caller_rate: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    caller_in_flight: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     # After Apiframe answers 402, submitting waits this long before it tries the balance again.
     credits_recheck: float = Field(default=60.0, gt=0)
     # Apiframe's balance, read every few minutes, is low below this: an alert fires (0: never).
@@ -128,6 +133,39 @@ class Settings(BaseSettings):
                 raise ValueError("'operator' is the name of imagedock's own API's caller")
             pairs[name.strip()] = key.strip()
         return pairs
+
+    @field_validator("caller_rate", "caller_in_flight", mode="before")
+    @classmethod
+    def _split_numbers(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in filter(None, (part.strip() for part in value.split(","))):
+            name, _, number = (piece.strip() for piece in part.partition("="))
+            if not CALLER_NAME.fullmatch(name) or not number:
+                raise ValueError("must be comma-separated name=number pairs")
+            pairs[name] = number
+        return pairs
+
+    @field_validator("caller_rate", "caller_in_flight")
+    @classmethod
+    def _positive(cls, caps: dict[str, float]) -> dict[str, float]:
+        for name, cap in caps.items():
+            if cap <= 0:
+                raise ValueError(f"the cap of {name!r} must be above 0")
+        return caps
+
+    @model_validator(mode="after")
+    def _caps_name_callers(self) -> "Settings":
+        known = {*self.caller_keys, "operator"}
+        for field in ("caller_rate", "caller_in_flight"):
+            unknown = sorted(set(getattr(self, field)) - known)
+            if unknown:
+                raise ValueError(
+                    f"{env_name(field)} names {', '.join(unknown)}: name a caller of "
+                    "IMAGEDOCK_CALLER_KEYS, or operator"
+                )
+        return self
 
     @field_validator("caller_keys")
     @classmethod

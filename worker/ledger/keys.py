@@ -44,6 +44,7 @@ WAITING_CALLERS = PREFIX + "waiting:callers"  # list: the callers with jobs wait
 ARRIVALS = PREFIX + "waiting:arrivals"  # counter: the order jobs arrived in
 SENDING = PREFIX + "sending"  # sorted set: ref -> when its sender's lease ends
 IN_FLIGHT = PREFIX + "inflight"  # sorted set: ref -> when Apiframe took it; until it finishes
+IN_FLIGHT_OF = PREFIX + "inflight:"  # + caller: its jobs being sent or at Apiframe, unfinished
 PACE = PREFIX + "pace"  # hash: the submit rate in force, the next send's time, a pause and why
 STATS = PREFIX + "stats"  # hash: every counter of `worker.metrics`
 HISTOGRAM = PREFIX + "histogram:"  # + a histogram's name: a hash of its buckets and sum

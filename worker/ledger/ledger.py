@@ -365,6 +365,7 @@ def script_config(retention: float) -> str:
             "arrivals": keys.ARRIVALS,
             "sending": keys.SENDING,
             "in_flight": keys.IN_FLIGHT,
+            "in_flight_of": keys.IN_FLIGHT_OF,
             "pace": keys.PACE,
             "stats": keys.STATS,
             "job_log_max": JOB_LOG_MAXLEN,

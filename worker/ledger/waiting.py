@@ -7,10 +7,12 @@ a job reaches COMPLETED or ends). Callers are served in turn, each from its own 
 by priority, then arrival. A taken job is leased: should its taker die, it waits again.
 """
 
+import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cached_property
 
 from redis.asyncio import Redis
 
@@ -37,6 +39,16 @@ class Limits:
     rate: float  # submits a second, across every worker
     in_flight: int  # jobs at Apiframe not yet finished
     stale: float  # seconds after which a job counted in flight is no longer counted
+    caller_rate: Mapping[str, float] = field(default_factory=dict)  # one caller's own caps
+    caller_in_flight: Mapping[str, int] = field(default_factory=dict)
+
+    @cached_property
+    def caps(self) -> str:
+        """The callers' caps, as `take.lua` reads them."""
+        return json.dumps(
+            {"rate": dict(self.caller_rate), "in_flight": dict(self.caller_in_flight)},
+            separators=(",", ":"),
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ class SubmitQueue:
             limits.in_flight,
             LEASE,
             limits.stale,
+            limits.caps,
         ]
         answer = await self._take(args=args)
         if int(answer[0]) == 1:

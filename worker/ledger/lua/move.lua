@@ -37,7 +37,11 @@ local function move(ref, new, progress, actor, now, fields, c)
   append_log(c, ref, job_id, actor, 'status.changed', cjson.encode({from = current, to = new}),
     now)
   -- Apiframe has finished with it: a place among the jobs in flight there is free again.
-  if c.ranks[new] >= c.ranks.COMPLETED then redis.call('ZREM', c.in_flight, ref) end
+  if c.ranks[new] >= c.ranks.COMPLETED then
+    redis.call('ZREM', c.in_flight, ref)
+    local caller = redis.call('HGET', job, 'queue_caller')
+    if caller then redis.call('ZREM', c.in_flight_of .. caller, ref) end
+  end
   if c.final[new] then
     -- A job Apiframe never took (refused, or never reached) cost nothing and keeps little.
     local keep = c.retention

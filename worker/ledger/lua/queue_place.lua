@@ -10,6 +10,7 @@ local function place(c, ref)
   local job = c.job .. ref
   local caller, score = unpack(redis.call('HMGET', job, 'queue_caller', 'queue_score'))
   if not caller or not score then return 0 end
+  redis.call('ZREM', c.in_flight_of .. caller, ref)  -- not sent after all: its place is free
   local queue = c.waiting .. caller
   local added = redis.call('ZADD', queue, 'NX', score, ref)
   if added == 1 and redis.call('ZCARD', queue) == 1 then
