@@ -63,6 +63,19 @@ def redis_reference_app() -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+async def accept_and_call(request: Request) -> JSONResponse:
+    """The reference for `POST /jobs`: parse the job, one Redis script call, a 202."""
+    job = json.loads(await request.body())
+    await request.state.script(keys=["bench:accepted"], args=[job["prompt"]])
+    return JSONResponse({"jobId": None, "ref": "0" * 32, "status": "QUEUED"}, status_code=202)
+
+
+def accept_reference_app() -> Starlette:
+    app = redis_reference_app()
+    app.router.routes.append(Route("/jobs", accept_and_call, methods=["POST"]))
+    return app
+
+
 def receiver_app() -> ASGIApp:
     from imagedock.processes import open_server_deps
     from receiver.app import create_app
@@ -96,7 +109,9 @@ async def serve(server: uvicorn.Server, sock: socket.socket, ready: Path) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["receiver", "reference", "reference-redis"])
+    parser.add_argument(
+        "kind", choices=["receiver", "reference", "reference-redis", "reference-accept"]
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ready", type=Path, required=True, help="touched once serving")
     args = parser.parse_args()
@@ -104,6 +119,7 @@ def main() -> None:
         "receiver": receiver_app,
         "reference": reference_app,
         "reference-redis": redis_reference_app,
+        "reference-accept": accept_reference_app,
     }
     app = apps[args.kind]()
     config = uvicorn_config(app, **PUBLIC)

@@ -6,7 +6,7 @@ import os
 import resource
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,19 +45,24 @@ def drive(
     redis: int | None = None,
     connections: int = CONNECTIONS,
     delay_ms: int | None = None,
+    script: Path = SCRIPT,
+    script_env: Mapping[str, str] | None = None,
 ) -> Run:
     """POST the lines of `bodies` (see webhooks.lua) at `url` for `seconds`, with `connections`
     connections on `THREADS` thread, each waiting `delay_ms` before each request if given;
-    `servers` and `redis` are pids whose CPU time is counted."""
+    `servers` and `redis` are pids whose CPU time is counted. Another `script` may read its own
+    variables from `script_env`."""
     args = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds:g}s"]
-    args += ["--timeout", "5s", "-s", str(SCRIPT), url, "--", str(bodies)]
+    args += ["--timeout", "5s", "-s", str(script), url, "--", str(bodies)]
     before = [cpu_seconds(pid) for pid in servers]
     redis_before = cpu_seconds(redis) if redis else 0.0
     # wrk is the only child this process waits for meanwhile: the growth of the children's
     # usage is wrk's own CPU time.
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    env = {**os.environ, "WRK_DELAY_MS": str(delay_ms)} if delay_ms is not None else None
+    env = {**os.environ, **(script_env or {})}
+    if delay_ms is not None:
+        env["WRK_DELAY_MS"] = str(delay_ms)
     done = subprocess.run(args, capture_output=True, check=False, env=env)  # noqa: S603
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -39,9 +39,16 @@ class BatchJob(JobRequest):
 
 
 class BatchRequest(BaseModel):
-    """What the document says a batch is; `items_of` and `BatchJob` read it."""
+    """What the document says a batch is; `items_of` and `BatchJob` read it. Its jobs are
+    objects, each checked as `POST /jobs` checks its body, and refused on its own."""
 
-    jobs: list[BatchJob] = Field(min_length=1, max_length=BATCH_MOST)
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=BATCH_MOST,
+        description="each a POST /jobs body, with an optional idempotencyKey",
+    )
 
 
 class NotABatch(ValueError):
@@ -84,7 +91,9 @@ def items_of(raw: bytes) -> list[Any]:
         raise NotABatch("jobs", f"1 to {BATCH_MOST} jobs, not {len(items)}")
     first: dict[str, int] = {}
     for n, item in enumerate(items):
-        key = item.get("idempotencyKey") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            raise NotABatch(f"jobs.{n}", "each job is an object: a POST /jobs body")
+        key = item.get("idempotencyKey")
         if isinstance(key, str) and key in first:
             raise NotABatch(f"jobs.{n}.idempotencyKey", f"repeats jobs.{first[key]}'s")
         if isinstance(key, str):

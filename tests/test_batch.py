@@ -47,6 +47,7 @@ async def test_a_batch_that_is_not_one_is_refused_whole(stack: Stack) -> None:
         (too_many, "jobs"),
         (repeated, "jobs.1.idempotencyKey"),
         ({"jobs": {"prompt": "x"}}, "jobs"),
+        ({"jobs": [{"prompt": "x"}, "y"]}, "jobs.1"),
         ({"jobs": []}, "jobs"),
     ):
         answer = await stack.api.post("/jobs/batch", json=body)
