@@ -2,19 +2,23 @@
 trips."""
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from tests.support.stack import Stack
+from worker.ledger.scripts import source as script_source
 
 
 @asynccontextmanager
 async def monitoring(stack: Stack) -> AsyncIterator[list[list[str]]]:
     """The commands clients of the tests' database send Redis while the block runs (not those
-    scripts run inside, which MONITOR shows as from `lua`)."""
+    scripts run inside, which MONITOR shows as from `lua`, nor the stack's dispatcher looking
+    for jobs to submit)."""
     url = stack.settings.redis_url
     database = url.rsplit("/", 1)[1]
+    taking = hashlib.sha1(script_source("take").encode()).hexdigest()  # noqa: S324 - Redis's name
     monitor = await asyncio.create_subprocess_exec(
         "redis-cli", "-u", url, "monitor", stdout=asyncio.subprocess.PIPE
     )
@@ -34,7 +38,8 @@ async def monitoring(stack: Stack) -> AsyncIterator[list[list[str]]]:
             # Other databases are other tests' clients; a PING is redis-py's health check of a
             # connection idle for 30 s, not part of the request.
             ours = f"[{database} " in source and " lua" not in source
-            if ours and words and words[0].lower() != "ping":
+            looking = len(words) > 1 and words[1] == taking
+            if ours and words and words[0].lower() != "ping" and not looking:
                 seen.append(words)
     finally:
         monitor.terminate()
