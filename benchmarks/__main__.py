@@ -21,6 +21,7 @@ BENCHMARKS = (
     "poller",
     "end_to_end",
     "redis_cost",
+    "submit_queue",
 )
 ROOT = Path(__file__).resolve().parent.parent
 

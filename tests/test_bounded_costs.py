@@ -15,6 +15,7 @@ from receiver.live_log import LogFanout
 from receiver.webhooks import CONFIRM_INTERVAL
 from tests.support.ledger import counters, recent
 from tests.support.stack import Stack
+from tests.support.waiting import eventually
 from tests.support.webhooks import post_hook
 from worker.ledger import keys
 from worker.ledger.ledger import UNSENT_RETENTION
@@ -302,4 +303,9 @@ async def test_the_event_of_a_refused_submission_is_kept_no_longer_than_its_job(
     assert (await stack.submitted(answer.json()["ref"]))["status"] == "FAILED"
     [record] = await recent(stack.ledger)
     stored = keys.event(event_id(record.ref, "job.failed"))
+
+    async def published() -> bool:
+        return bool(await stack.redis.exists(stored))
+
+    await eventually(published, "the job.failed event stored", 10)
     assert 0 < await stack.redis.ttl(stored) <= UNSENT_RETENTION

@@ -115,11 +115,9 @@ async def accept_job(
     )
     if not created and (record.job_id or record.status in FINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
-    if created:  # watched from the start: the submit deadline ends a job never submitted
-        await deps.ledger.schedule_poll(record.ref, time.time() + deps.poll_after)
+    # Watched by the poller from the start: the submit deadline ends a job never submitted.
     # Queued again after a crash between the record and its place: a place is kept once.
-    if await deps.queue.add(record, priority):
-        await deps.ledger.log(record.ref, None, actor, "job.queued", priority=priority.name)
+    await deps.queue.add(record, priority, poll_at=time.time() + deps.poll_after, actor=actor)
     return record
 
 

@@ -24,6 +24,7 @@ from simulator.local_s3 import LocalS3
 from simulator.serving import bound_socket, serving, socket_url
 from worker.deps import Deps
 from worker.dispatch import Dispatcher
+from worker.ledger.keys import SENDING
 from worker.ledger.ledger import Ledger
 from worker.polling import poll_due
 from worker.runtime.tasks import build_worker
@@ -162,11 +163,13 @@ class Stack:
                 await asyncio.sleep(0.01)
 
     async def submitted(self, ref: str, *, within: float = 10.0) -> dict[str, Any]:
-        """The job `ref` once Apiframe has it, or it has ended."""
+        """The job `ref` once Apiframe has it, or it has ended, and its sender is done."""
         async with asyncio.timeout(within):
             while True:
                 job = await self.job(ref)
-                if job["jobId"] is not None or job["status"] in FINAL:
+                # Its sender done with it too: every entry its send writes is written.
+                done = await self.redis.zscore(SENDING, job["ref"]) is None
+                if done and (job["jobId"] is not None or job["status"] in FINAL):
                     return {name: job[name] for name in ("jobId", "ref", "status")}
                 await asyncio.sleep(0.01)
 

@@ -139,9 +139,11 @@ class Ledger:
             except WatchError:
                 return await self._earlier(ref, fingerprint)
         echo("job.created", ref, job_id, "receiver", said)
-        record = await self.get(ref)
-        assert record is not None
-        return record, True
+        # The record as just written: read back, it would say the same, a round trip later.
+        written = {name: str(value) for name, value in fields.items()}
+        if job_id:
+            written.update(job_id=job_id, submitted_at=str(now))
+        return JobRecord.from_redis(written, []), True
 
     async def _earlier(self, ref: str, fingerprint: str) -> tuple[JobRecord, bool]:
         earlier = await self.get(ref)

@@ -17,6 +17,7 @@ from functools import cached_property
 from redis.asyncio import Redis
 
 from worker.ledger import keys
+from worker.ledger.log import echo
 from worker.ledger.records import JobRecord, text
 from worker.ledger.scripts import source
 
@@ -93,11 +94,31 @@ class SubmitQueue:
         self._give_back = redis.register_script(source("give_back"))
         self._withdraw = redis.register_script(source("withdraw"))
 
-    async def add(self, record: JobRecord, priority: Priority = Priority.normal) -> bool:
-        """Queue the record for submission; False if it is queued already, sent or ended."""
+    async def add(
+        self,
+        record: JobRecord,
+        priority: Priority = Priority.normal,
+        *,
+        poll_at: float,
+        actor: str,
+    ) -> bool:
+        """Queue the record for submission, have the poller first look at `poll_at`, and log
+        it; False if it is queued already, sent or ended."""
         caller = record.caller or OPERATOR
-        args: list[str | float] = [self.config, record.ref, caller, int(priority), time.time()]
-        return bool(await self._wait(args=args))
+        args: list[str | float] = [
+            self.config,
+            record.ref,
+            caller,
+            int(priority),
+            time.time(),
+            poll_at,
+            actor,
+            priority.name,
+        ]
+        queued = bool(await self._wait(args=args))
+        if queued:
+            echo("job.queued", record.ref, None, actor, {"priority": priority.name})
+        return queued
 
     async def take(self) -> Taken | Wait:
         """The next job to submit, leased to this taker, or how long to wait and why."""
