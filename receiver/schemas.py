@@ -4,7 +4,7 @@ them, and `/openapi.json` is generated from them, so the document cannot drift f
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 
 from worker.apiframe.models import JobId
@@ -215,10 +215,22 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def unix_time(value: Any) -> Any:
+    """A number in a query's text, in any notation (`-5e-324`), as the number it is: pydantic
+    reads a datetime from a number, not from every text of one."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 # ISO 8601 or Unix time (seconds; pydantic reads numbers past 2e10 as milliseconds), and
 # documented as either.
 Moment = Annotated[
     datetime,
+    BeforeValidator(unix_time),
     WithJsonSchema(
         {
             "anyOf": [

@@ -91,6 +91,8 @@ async def test_paging_through_a_thousand_jobs_with_filters(stack: Stack) -> None
         ({"since": middle.isoformat()}, [r for r in made if scores[r.ref] >= boundary]),
         ({"until": int(boundary), "model": "grok-imagine-image"},
          [r for r in made if scores[r.ref] <= boundary and r.model == "grok-imagine-image"]),
+        ({"since": f"{boundary:e}"}, [r for r in made if scores[r.ref] >= float(f"{boundary:e}")]),
+        ({"until": "-5e-324"}, []),  # a number in any notation is Unix time
     ]  # fmt: skip
     by_status = (await stack.api.get("/stats")).json()["byStatus"]
     assert by_status == {status: list(status_of.values()).count(status) for status in Status}
