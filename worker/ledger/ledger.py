@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from worker import metrics
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
@@ -53,6 +52,7 @@ class Ledger:
         self._attach = redis.register_script(source("attach"))
         self._stash = redis.register_script(source("stash"))
         self._page = redis.register_script(source("page"))
+        self._create = redis.register_script(source("create"))
 
     # Creating and finding records.
 
@@ -76,8 +76,7 @@ class Ledger:
         `lineage` says what made the job, past `images/generate`: its `operation`, and for an
         action its `action` and `parent_job_id`. A `/v2/` caller's job names its `caller`, and
         its `callback` (`callback_url`, `callback_events`) if it asked for webhooks."""
-        shared = ref is not None  # a ref two requests may both name (a caller's key, an adoption)
-        ref = ref or uuid.uuid4().hex
+        ref = ref or uuid.uuid4().hex  # one given may be named by two requests at once
         now = time.time()
         what: list[Any] = [prompt, model, params, metadata, *([lineage] if lineage else [])]
         what += [caller, callback] if caller else []
@@ -109,35 +108,22 @@ class Ledger:
                     return await self._earlier(held, fingerprint)
             elif await self.redis.exists(keys.job(ref)):  # a derived ref outlived its claim
                 return await self._earlier(ref, fingerprint)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if shared:
-                # Two creates for one ref (a caller's key, sent twice at once) make one record:
-                # the one whose transaction sees the record appear takes the other's. A fresh
-                # ref is nobody else's, and costs no such round trips.
-                await pipe.watch(keys.job(ref))
-                if await pipe.exists(keys.job(ref)):  # leaving the block unwatches it
-                    return await self._earlier(ref, fingerprint)
-                pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.hset(keys.job(ref), mapping=fields)
-            pipe.zadd(keys.BY_TIME, {ref: now})
-            pipe.zadd(keys.by_status(status.value), {ref: now})
-            pipe.zadd(keys.by_model(model), {ref: now})
-            pipe.sadd(keys.MODELS_SEEN, model)
-            if caller:
-                pipe.zadd(keys.by_caller(caller), {ref: now})
-                pipe.sadd(keys.CALLERS_SEEN, caller)
-            counted: tuple[metrics.Counted, ...] = (metrics.JOBS_SUBMITTED,)
-            counted += (metrics.CALLER_JOBS(caller),) if caller else ()
-            metrics.queue_counts(pipe, counted, None)
-            if job_id:
-                pipe.hset(keys.job(ref), mapping={"job_id": job_id, "submitted_at": now})
-                pipe.set(keys.job_id(job_id), ref)
-            said = {"source": source, **({"caller": caller} if caller else {})}
-            queue_entry(pipe, ref, job_id, "receiver", "job.created", said)
-            try:
-                await pipe.execute()
-            except WatchError:
-                return await self._earlier(ref, fingerprint)
+        said = {"source": source, **({"caller": caller} if caller else {})}
+        # One script: the record, its indexes, its count and its entry, or nothing if another
+        # request made the record for this ref first.
+        made = await self._create(
+            args=[
+                self.script_config(),
+                ref,
+                json.dumps({name: str(value) for name, value in fields.items()}),
+                job_id or "",
+                caller or "",
+                json.dumps(said),
+                now,
+            ]
+        )
+        if not int(made):
+            return await self._earlier(ref, fingerprint)
         echo("job.created", ref, job_id, "receiver", said)
         # The record as just written: read back, it would say the same, a round trip later.
         written = {name: str(value) for name, value in fields.items()}
@@ -362,6 +348,11 @@ def script_config(retention: float) -> str:
             "by_status": keys.BY_STATUS,
             "global_log": keys.GLOBAL_LOG,
             "poll_set": keys.POLL_SET,
+            "by_time": keys.BY_TIME,
+            "by_model": keys.BY_MODEL,
+            "models_seen": keys.MODELS_SEEN,
+            "by_caller": keys.BY_CALLER,
+            "callers_seen": keys.CALLERS_SEEN,
             "waiting": keys.WAITING,
             "waiting_callers": keys.WAITING_CALLERS,
             "arrivals": keys.ARRIVALS,
