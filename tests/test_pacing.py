@@ -236,3 +236,24 @@ async def test_a_job_given_back_frees_its_callers_place(
         ref = (await stack.accept("once refused"))["ref"]
         assert (await stack.submitted(ref))["jobId"] is not None
         assert [r.status for r in stack.sim.submissions()] == [503, 202]
+
+
+async def test_a_caller_at_its_own_rate_lets_the_others_go(
+    redis_url: str, s3_server: LocalS3, sink: Sink
+) -> None:
+    """The operator may send one job a second (`IMAGEDOCK_CALLER_RATE`): after its first, a
+    `/v2/` caller's three queued after it go before the operator's second."""
+    async with stack_on(
+        redis_url, s3_server, sink, dispatching=False, caller_rate="operator=1"
+    ) as stack:
+        bulk = [(await stack.accept(f"bulk {n}"))["ref"] for n in range(3)]
+        async with httpx.AsyncClient(
+            base_url=stack.receiver_url, headers={"X-API-Key": CALLER_KEYS["alpha"]}
+        ) as alpha:
+            body = {"prompt": "interactive", "model": "grok-imagine-image"}
+            for _ in "abc":
+                await alpha.post("/v2/images/generate", json=body)
+        async with dispatcher_of(stack.deps):
+            await eventually(lambda: all_submitted(stack, bulk), "every job sent", 10)
+        sent = [job.prompt for job in sorted(stack.sim.jobs.values(), key=lambda j: j.created_at)]
+        assert sent[:4] == ["bulk 0", "interactive", "interactive", "interactive"], sent

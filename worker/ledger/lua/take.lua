@@ -71,7 +71,8 @@ for _ = 1, redis.call('LLEN', c.waiting_callers) do
       local own = caps.rate[caller]
       if own then
         local at = tonumber(redis.call('HGET', c.pace, 'next_at:' .. caller)) or 0
-        redis.call('HSET', c.pace, 'next_at:' .. caller, math.max(at, now - 1 / own) + 1 / own)
+        -- A caller's own cap is kept strictly: no catching up on a late taker.
+        redis.call('HSET', c.pace, 'next_at:' .. caller, math.max(at, now) + 1 / own)
       end
       return {1, first, caller}
     end
