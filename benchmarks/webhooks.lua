@@ -1,9 +1,12 @@
 -- wrk script: POST pre-generated webhooks in turn, one per request, from a file of lines
 -- "path<TAB>signature<TAB>body"; done() prints one JSON line with the figures wrk measured.
 -- With WRK_DELAY_MS set, each connection waits that long before each request: a paced load.
+-- With WRK_TOKEN set, each request carries it as a bearer token (`POST /jobs` bodies, with an
+-- empty signature).
 local paths, signatures, bodies = {}, {}, {}
 count, sent = 0, 0  -- globals, so done() can read them with thread:get
 local threads = {}
+local token = os.getenv("WRK_TOKEN")
 
 local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
 if pause then
@@ -27,6 +30,7 @@ function request()
   local i = (sent - 1) % count + 1
   local headers = {["Content-Type"] = "application/json"}
   if signatures[i] ~= "" then headers["X-Webhook-Signature"] = signatures[i] end
+  if token then headers["Authorization"] = "Bearer " .. token end
   return wrk.format("POST", paths[i], headers, bodies[i])
 end
 

@@ -45,15 +45,14 @@ def drive(
     redis: int | None = None,
     connections: int = CONNECTIONS,
     delay_ms: int | None = None,
-    script: Path = SCRIPT,
     script_env: Mapping[str, str] | None = None,
 ) -> Run:
     """POST the lines of `bodies` (see webhooks.lua) at `url` for `seconds`, with `connections`
     connections on `THREADS` thread, each waiting `delay_ms` before each request if given;
-    `servers` and `redis` are pids whose CPU time is counted. Another `script` may read its own
-    variables from `script_env`."""
+    `servers` and `redis` are pids whose CPU time is counted; `script_env` sets the script's
+    variables (`WRK_TOKEN`)."""
     args = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds:g}s"]
-    args += ["--timeout", "5s", "-s", str(script), url, "--", str(bodies)]
+    args += ["--timeout", "5s", "-s", str(SCRIPT), url, "--", str(bodies)]
     before = [cpu_seconds(pid) for pid in servers]
     redis_before = cpu_seconds(redis) if redis else 0.0
     # wrk is the only child this process waits for meanwhile: the growth of the children's
