@@ -19,6 +19,7 @@ from receiver.schemas import BatchOutcome, JobView
 from worker.apiframe import MODEL, ApiframeRequest, GrokParams
 from worker.apiframe.catalog import GENERATE, OPERATIONS
 from worker.apiframe.models import ACTION_FIELDS
+from worker.ledger.admission import NotAdmitted
 from worker.ledger.ledger import Conflict
 from worker.ledger.log import WARNINGS, LogEntry
 from worker.ledger.paging import PageQuery
@@ -95,7 +96,7 @@ async def submit(
     except (BadParent, BadReference) as exc:
         print(f"imagedock submit: {exc}", file=sys.stderr)
         return 2
-    except Conflict as exc:
+    except (Conflict, NotAdmitted) as exc:
         console.print(f"[red]not accepted:[/] {exc}")
         return 1
     print(json.dumps({"jobId": record.job_id, "ref": record.ref, "status": record.status}))
@@ -121,7 +122,7 @@ async def submit_file(settings: Settings, path: Path) -> int:
                 try:
                     item = json.loads(line)
                 except ValueError:
-                    outcome = BatchOutcome(error="not JSON")
+                    outcome = BatchOutcome(code=400, error="not JSON")
                 else:
                     outcome = await accept_item(deps.submitting, item, actor="cli")
                 refused += outcome.ref is None
@@ -225,6 +226,11 @@ async def pace(settings: Settings, *, as_json: bool) -> int:
     table.add_row("at Apiframe, unfinished", str(now.in_flight))
     table.add_row("submits a second in force", f"{now.rate:.2f} (limits: {limit})")
     table.add_row("pace", now.summary() or "[green]steady[/]")
+    for caller, credits in now.credits_today.items():
+        cap = settings.caller_credits.get(caller)
+        table.add_row(
+            f"credits today: {caller}", f"{credits:g} of {cap:g}" if cap else f"{credits:g}"
+        )
     console.print(table)
     return 0
 

@@ -19,6 +19,7 @@ from receiver.jobs import JobRequest
 from receiver.responses import error
 from receiver.schemas import BatchAccepted, BatchOutcome
 from receiver.state import deps_of
+from worker.ledger.admission import OverBudget, QueueFull
 from worker.ledger.ledger import Conflict
 from worker.ledger.waiting import Priority
 from worker.references import BadReference
@@ -106,9 +107,9 @@ async def accept_item(deps: SubmitDeps, item: Any, actor: str = "receiver") -> B
     try:
         job = BatchJob.model_validate(item)
     except ValidationError as exc:
-        return BatchOutcome(error="invalid job request", details=field_problems(exc))
+        return BatchOutcome(code=400, error="invalid job request", details=field_problems(exc))
     if job.webhook_url is not None or job.webhook_events is not None:
-        return BatchOutcome(error="webhooks are imagedock's to set; leave them out")
+        return BatchOutcome(code=400, error="webhooks are imagedock's to set; leave them out")
     try:
         record = await accept_job(
             deps,
@@ -119,9 +120,16 @@ async def accept_item(deps: SubmitDeps, item: Any, actor: str = "receiver") -> B
             priority=Priority[job.priority],
         )
     except BadParent as exc:
-        return BatchOutcome(error="invalid job request", details={"parentJobId": str(exc)})
+        return BatchOutcome(
+            code=400, error="invalid job request", details={"parentJobId": str(exc)}
+        )
     except BadReference as exc:
-        return BatchOutcome(error="invalid job request", details={exc.field: str(exc)})
+        return BatchOutcome(code=400, error="invalid job request", details={exc.field: str(exc)})
     except Conflict as exc:
-        return BatchOutcome(error=str(exc))
+        return BatchOutcome(error=str(exc), code=409)
+    except OverBudget as exc:
+        credits = {"creditsRequired": exc.needed, "creditsAvailable": exc.left}
+        return BatchOutcome(error=str(exc), code=402, details=credits)
+    except QueueFull as exc:
+        return BatchOutcome(error=str(exc), code=429)
     return BatchOutcome(ref=record.ref, job_id=record.job_id, status=record.status)

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from receiver.admission import Busy
 from receiver.bodies import API_BODY, BodyRefused, read_capped
 from receiver.queries import BadQuery, query_of
-from receiver.responses import error
+from receiver.responses import error, not_admitted
 from receiver.schemas import (
     JobAccepted,
     JobPage,
@@ -26,6 +26,7 @@ from worker.apiframe import (
     ApiframeRequest,
 )
 from worker.deps import Deps
+from worker.ledger.admission import NotAdmitted
 from worker.ledger.ledger import Conflict
 from worker.ledger.paging import BadCursor, PageQuery
 from worker.ledger.records import JobRecord
@@ -105,6 +106,8 @@ async def create_job(request: Request) -> Response:
         return error(400, "invalid job request", details={exc.field: str(exc)})
     except Conflict as exc:
         return error(409, str(exc))
+    except NotAdmitted as exc:
+        return not_admitted(exc)
     accepted = JobAccepted(job_id=record.job_id, ref=record.ref, status=record.status)
     return JSONResponse(accepted.body(), 202)
 

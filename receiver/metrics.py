@@ -81,6 +81,7 @@ class Snapshot:
             metrics.SUBMIT_PAUSED: pace.paused_for,
             metrics.CREDITS_AVAILABLE: math.nan if pace.credits is None else pace.credits,
             metrics.CREDITS_ALERT: self.credits_alert,
+            metrics.CALLER_CREDITS_TODAY: pace.credits_today,
         }
         for gauge in metrics.GAUGES:
             value = values[gauge]
@@ -130,5 +131,6 @@ async def stats(request: Request) -> Response:
         in_flight=pace.in_flight + pace.sending,
         submit_rate=round(pace.rate, 3),
         submit_pace=pace.summary(),
+        credits_today=pace.credits_today,
     )
     return JSONResponse(answer.body())

@@ -41,13 +41,15 @@ class JobAccepted(Answer):
 
 
 class BatchOutcome(Answer):
-    """One job of a batch: accepted (`ref`, `jobId`, `status`) or refused (`error`, `details`)."""
+    """One job of a batch: accepted (`ref`, `jobId`, `status`) or refused (`error`, `details`,
+    and `code`: what `POST /jobs` would have answered it with)."""
 
     ref: str | None = Field(default=None, exclude_if=lambda value: value is None)
     job_id: str | None = None
     status: Status | None = Field(default=None, exclude_if=lambda value: value is None)
     error: str | None = Field(default=None, exclude_if=lambda value: value is None)
     details: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
+    code: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class BatchAccepted(Answer):
@@ -177,6 +179,9 @@ class Stats(Answer):
     in_flight: int = Field(description="jobs sent to Apiframe and not yet finished there")
     submit_rate: float = Field(description="submits a second in force")
     submit_pace: str = Field(description="why submitting is slower than its limit, if it is")
+    credits_today: dict[str, float] = Field(
+        description="per capped caller, the credits its jobs hold or spent this UTC day"
+    )
 
 
 class TrackAccepted(JobAccepted):

@@ -31,7 +31,8 @@ from tests.support.deployment import (
     settings_from,
 )
 from worker.runtime.heartbeat import FRESH
-from worker.settings import PLACEHOLDER, Settings, SettingsError, load_settings
+from worker.setting_rules import PLACEHOLDER
+from worker.settings import Settings, SettingsError, load_settings
 
 # Settings come only from the files under test, never from the machine running them.
 pytestmark = pytest.mark.usefixtures("no_imagedock_environment")

@@ -89,6 +89,8 @@ def test_unusable_values_stop_the_start(name: str, value: str, says: str) -> Non
         ("caller_in_flight", "ghost=3", "names ghost: name a caller of IMAGEDOCK_CALLER_KEYS"),
         ("caller_rate", "operator=0", "above 0"),
         ("caller_rate", "operator:2", "name=number pairs"),
+        ("caller_credits", "ghost=100", "names ghost"),
+        ("caller_credits", "operator=-5", "above 0"),
     ],
 )
 def test_a_callers_cap_must_name_a_caller_and_a_number(name: str, value: str, says: str) -> None:

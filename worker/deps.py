@@ -123,6 +123,9 @@ class Deps:
             self.references_last,
             settings.caller_rate,
             settings.caller_in_flight,
+            settings.caller_credits,
+            settings.waiting_max,
+            settings.credits_per_job,
         )
         return SubmitQueue(self.redis, self.ledger.script_config(), limits)
 

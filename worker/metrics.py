@@ -203,6 +203,11 @@ CREDITS_AVAILABLE = Gauge(
 CREDITS_ALERT = Gauge(
     "credits_alert_threshold", "IMAGEDOCK_CREDITS_ALERT: a balance below it is low (0: never)."
 )
+CALLER_CREDITS_TODAY = Gauge(
+    "caller_credits_today",
+    "Credits a capped caller's jobs hold or spent this UTC day (IMAGEDOCK_CALLER_CREDITS).",
+    "caller",
+)
 GAUGES = (
     JOBS,
     OLDEST_UNFINISHED,
@@ -218,6 +223,7 @@ GAUGES = (
     SUBMIT_PAUSED,
     CREDITS_AVAILABLE,
     CREDITS_ALERT,
+    CALLER_CREDITS_TODAY,
 )
 
 QUEUES = {"landing": keys.LANDING_QUEUE, "polling": keys.POLLING_QUEUE}

@@ -1,31 +1,32 @@
 """imagedock's one settings object, read from `IMAGEDOCK_*` environment variables in `main()`."""
 
 import base64
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 from standardwebhooks import Webhook
 
+from worker.callers.settings import CallerSettings
+from worker.setting_rules import (
+    MIN_TOKEN,
+    CommaList,
+    env_name,
+    refuse_placeholder,
+)
 from worker.validation import field_problems
 
 MiB = 1024 * 1024
-MIN_TOKEN = 16
 MIN_SECRET_BYTES = 24
-PLACEHOLDER = re.compile(r"replace[-_]?me|changeme|your[-_]", re.IGNORECASE)
 # Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
 DEFAULT_EVENT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
-
-CommaList = Annotated[list[str], NoDecode]
-CALLER_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
 
 
-class Settings(BaseSettings):
+class Settings(CallerSettings):
     # An empty variable (`IMAGEDOCK_EVENT_SECRET=` in a compose file) counts as unset.
     model_config = SettingsConfigDict(
         env_prefix="IMAGEDOCK_", extra="ignore", env_ignore_empty=True
@@ -77,11 +78,6 @@ class Settings(BaseSettings):
     # (evenly spaced; a 429 slows them further) and jobs at Apiframe not yet finished.
     submit_rate: float = Field(default=5.0, gt=0, le=1000)
     submit_concurrency: int = Field(default=50, ge=1, le=100_000)
-    # One caller's share, past its turn: submits a second and jobs in flight, as `name=number`
-    # pairs naming `/v2/` callers or `operator` (imagedock's own API). A caller not named has
-    # only Apiframe's limits.
-    caller_rate: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
-    caller_in_flight: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     # After Apiframe answers 402, submitting waits this long before it tries the balance again.
     credits_recheck: float = Field(default=60.0, gt=0)
     # Apiframe's balance, read every few minutes, is low below this: an alert fires (0: never).
@@ -106,81 +102,10 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # Apiframe's own API (`/v2/`), served to callers: `name=key` pairs. The name labels the
-    # caller's jobs, logs, events and metrics; the key is what its Apiframe client sends.
-    caller_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
-    # Where callers' webhooks may go: patterns admit public addresses only, a host named
-    # exactly any address (as `download_hosts`).
-    callback_hosts: CommaList = Field(default_factory=lambda: ["*"])
     # How long the URLs `/v2/` answers with (results, uploads) last; presigned afresh per read.
     presign_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
-    @field_validator("caller_keys", mode="before")
-    @classmethod
-    def _split_pairs(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        pairs: dict[str, str] = {}
-        for part in filter(None, (part.strip() for part in value.split(","))):
-            name, equals, key = part.partition("=")
-            if not equals or not CALLER_NAME.fullmatch(name.strip()) or not key.strip():
-                raise ValueError(
-                    "must be comma-separated name=key pairs, each name 1 to 32 of a-z 0-9 _ -"
-                )
-            if name.strip() in pairs:
-                raise ValueError(f"names the caller {name.strip()!r} twice")
-            if name.strip() == "operator":  # who imagedock's own API's jobs are shown as
-                raise ValueError("'operator' is the name of imagedock's own API's caller")
-            pairs[name.strip()] = key.strip()
-        return pairs
-
-    @field_validator("caller_rate", "caller_in_flight", mode="before")
-    @classmethod
-    def _split_numbers(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        pairs: dict[str, str] = {}
-        for part in filter(None, (part.strip() for part in value.split(","))):
-            name, _, number = (piece.strip() for piece in part.partition("="))
-            if not CALLER_NAME.fullmatch(name) or not number:
-                raise ValueError("must be comma-separated name=number pairs")
-            pairs[name] = number
-        return pairs
-
-    @field_validator("caller_rate", "caller_in_flight")
-    @classmethod
-    def _positive(cls, caps: dict[str, float]) -> dict[str, float]:
-        for name, cap in caps.items():
-            if cap <= 0:
-                raise ValueError(f"the cap of {name!r} must be above 0")
-        return caps
-
-    @model_validator(mode="after")
-    def _caps_name_callers(self) -> "Settings":
-        known = {*self.caller_keys, "operator"}
-        for field in ("caller_rate", "caller_in_flight"):
-            unknown = sorted(set(getattr(self, field)) - known)
-            if unknown:
-                raise ValueError(
-                    f"{env_name(field)} names {', '.join(unknown)}: name a caller of "
-                    "IMAGEDOCK_CALLER_KEYS, or operator"
-                )
-        return self
-
-    @field_validator("caller_keys")
-    @classmethod
-    def _check_caller_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name, key in keys.items():
-            refuse_placeholder(key)
-            if len(key.get_secret_value()) < MIN_TOKEN:
-                raise ValueError(f"the key of {name!r} must be at least {MIN_TOKEN} characters")
-        if len({key.get_secret_value() for key in keys.values()}) < len(keys):
-            raise ValueError("two callers share a key: give each its own")
-        return keys
-
-    @field_validator(
-        "apiframe_key", "download_hosts", "event_urls", "callback_hosts", mode="before"
-    )
+    @field_validator("apiframe_key", "download_hosts", "event_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -276,16 +201,6 @@ class Settings(BaseSettings):
         """The API's bearer token, or the error that names its variable."""
         self.require("api_token")
         return self.api_token or SecretStr("")
-
-
-def refuse_placeholder(secret: SecretStr) -> None:
-    """A value copied from an example file would run, and sign or open nothing it should."""
-    if PLACEHOLDER.search(secret.get_secret_value()):
-        raise ValueError("is a placeholder from an example; set the real value")
-
-
-def env_name(field: str) -> str:
-    return f"IMAGEDOCK_{field.upper()}"
 
 
 def load_settings(**overrides: Any) -> Settings:

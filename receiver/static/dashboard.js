@@ -140,7 +140,8 @@ function showStats(stats) {
   $("#rejected").replaceChildren(...(items.length ? items : [element("li", "none", "none")]));
   $("#redrive").disabled = !stats.deadLetters;
   const spent = Object.entries(stats.creditsByCaller ?? {}).map(([caller, n]) => `${caller} ${n}`);
-  $("#credits").textContent = spent.join(", ");
+  const today = Object.entries(stats.creditsToday ?? {}).map(([caller, n]) => `${caller} ${n} today`);
+  $("#credits").textContent = [...spent, ...today].join(", ");
 }
 
 async function redrive() {

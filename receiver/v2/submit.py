@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.bodies import API_BODY, BodyRefused, read_capped
+from receiver.responses import not_admitted
 from receiver.state import deps_of
 from receiver.v2.access import refusal, with_caller
 from worker import references
@@ -26,6 +27,7 @@ from worker.apiframe.models import EventName
 from worker.callers.jobs import SHOWN, job_id_of, ref_of
 from worker.deps import Deps
 from worker.landing.errors import LandingError
+from worker.ledger.admission import NotAdmitted
 from worker.ledger.ledger import Conflict
 from worker.references import BadReference
 from worker.submission import ActionUnavailable, BadParent, Callback, accept_job
@@ -149,4 +151,6 @@ async def accept(
         return refusal(400, INVALID, {exc.field: str(exc)})
     except Conflict as exc:
         return refusal(409, str(exc))
+    except NotAdmitted as exc:
+        return not_admitted(exc)
     return JSONResponse({"jobId": job_id_of(record.ref), "status": SHOWN[record.status]}, 202)

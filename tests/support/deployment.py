@@ -23,7 +23,8 @@ from worker.apiframe.catalog import GENERATE
 from worker.landing.job import landing_timeout
 from worker.runtime.runner import STOP_GRACE
 from worker.runtime.tasks import ARQ_MARGIN
-from worker.settings import Settings, env_name, load_settings
+from worker.setting_rules import env_name
+from worker.settings import Settings, load_settings
 
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"

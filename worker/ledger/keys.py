@@ -46,6 +46,10 @@ SENDING = PREFIX + "sending"  # sorted set: ref -> when its sender's lease ends
 IN_FLIGHT = PREFIX + "inflight"  # sorted set: ref -> when Apiframe took it; until it finishes
 IN_FLIGHT_OF = PREFIX + "inflight:"  # + caller: its jobs being sent or at Apiframe, unfinished
 PACE = PREFIX + "pace"  # hash: the submit rate in force, the next send's time, a pause and why
+# A caller's credits a day: what its jobs hold or spent, per UTC day (a hash: caller -> credits),
+# and what a job of each model last cost (a hash: model -> credits), which a new job holds.
+CREDITS_DAY = PREFIX + "credits:day:"  # + YYYY-MM-DD
+CREDIT_COSTS = PREFIX + "credits:cost"
 STATS = PREFIX + "stats"  # hash: every counter of `worker.metrics`
 HISTOGRAM = PREFIX + "histogram:"  # + a histogram's name: a hash of its buckets and sum
 WORKERS = PREFIX + "workers"  # sorted set: host:pid -> time of the worker's last heartbeat
@@ -89,6 +93,10 @@ def confirming(apiframe_job_id: str) -> str:
 
 def waiting(caller: str) -> str:
     return WAITING + caller
+
+
+def credits_day(day: str) -> str:
+    return CREDITS_DAY + day
 
 
 def replaying(apiframe_job_id: str) -> str:

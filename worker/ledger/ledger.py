@@ -71,11 +71,13 @@ class Ledger:
         lineage: Mapping[str, str] | None = None,
         caller: str | None = None,
         callback: Mapping[str, str] | None = None,
+        credits: Mapping[str, str] | None = None,
     ) -> tuple[JobRecord, bool]:
         """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made.
         `lineage` says what made the job, past `images/generate`: its `operation`, and for an
         action its `action` and `parent_job_id`. A `/v2/` caller's job names its `caller`, and
-        its `callback` (`callback_url`, `callback_events`) if it asked for webhooks."""
+        its `callback` (`callback_url`, `callback_events`) if it asked for webhooks; `credits`, what
+        it holds against its caller's day (`Held.fields`)."""
         ref = ref or uuid.uuid4().hex  # one given may be named by two requests at once
         now = time.time()
         what: list[Any] = [prompt, model, params, metadata, *([lineage] if lineage else [])]
@@ -96,6 +98,7 @@ class Ledger:
             **({"claim": idempotency_key} if idempotency_key else {}),
             **({"caller": caller} if caller else {}),
             **(callback or {}),
+            **(credits or {}),
         }
         if idempotency_key is not None:
             claim = keys.idempotency(idempotency_key)
@@ -360,6 +363,8 @@ def script_config(retention: float) -> str:
             "in_flight": keys.IN_FLIGHT,
             "in_flight_of": keys.IN_FLIGHT_OF,
             "pace": keys.PACE,
+            "credits_day": keys.CREDITS_DAY,
+            "credit_costs": keys.CREDIT_COSTS,
             "stats": keys.STATS,
             "job_log_max": JOB_LOG_MAXLEN,
             "global_log_max": GLOBAL_LOG_MAXLEN,

@@ -17,6 +17,7 @@ from functools import cached_property
 from redis.asyncio import Redis
 
 from worker.ledger import keys
+from worker.ledger.admission import Held, OverBudget, QueueFull, utc_day
 from worker.ledger.log import echo
 from worker.ledger.records import JobRecord, text
 from worker.ledger.scripts import source
@@ -42,6 +43,9 @@ class Limits:
     stale: float  # seconds after which a job counted in flight is no longer counted
     caller_rate: Mapping[str, float] = field(default_factory=dict)  # one caller's own caps
     caller_in_flight: Mapping[str, int] = field(default_factory=dict)
+    caller_credits: Mapping[str, float] = field(default_factory=dict)  # a UTC day's
+    waiting_most: int = 20_000  # jobs one caller may have waiting
+    credits_per_job: float = 10.0  # what a job of a model not yet seen to cost holds
 
     @cached_property
     def caps(self) -> str:
@@ -75,6 +79,7 @@ class Pace:
     paused_for: float  # seconds left of a pause, 0 if none
     why: str
     credits: float | None  # Apiframe's balance as last read (`record_balance`)
+    credits_today: dict[str, float]  # per capped caller: credits its jobs hold or spent
 
     def summary(self) -> str:
         """The pace in a line: why submitting is slower than its limit, or empty."""
@@ -88,11 +93,38 @@ class SubmitQueue:
         self.redis = redis
         self.config = config  # the ledger's script config
         self.limits = limits
+        self._admit = redis.register_script(source("admit"))
         self._wait = redis.register_script(source("wait"))
         self._take = redis.register_script(source("take"))
         self._sent = redis.register_script(source("sent"))
         self._give_back = redis.register_script(source("give_back"))
         self._withdraw = redis.register_script(source("withdraw"))
+
+    async def admit(self, caller: str, model: str) -> Held | None:
+        """Whether `caller` may queue a job of `model`: `QueueFull` if it has the most jobs
+        waiting, `OverBudget` if its credits for the day cannot hold the job. A capped
+        caller's job holds its likely cost (returned) until it ends, or `release`."""
+        cap = self.limits.caller_credits.get(caller)
+        day = utc_day()
+        args: list[str | float] = [
+            self.config,
+            caller,
+            model,
+            day,
+            self.limits.waiting_most,
+            "" if cap is None else cap,
+            self.limits.credits_per_job,
+        ]
+        answer = await self._admit(args=args)
+        if int(answer[0]) == 1:
+            return None if cap is None else Held(caller, day, float(answer[1]))
+        if text(answer[1]) == "waiting":
+            raise QueueFull(caller, int(answer[2]))
+        raise OverBudget(caller, float(answer[2]), float(answer[3]))
+
+    async def release(self, held: Held) -> None:
+        """Give back what `admit` held for a job that was not made."""
+        await self.redis.hincrbyfloat(keys.credits_day(held.day), held.caller, -held.credits)  # type: ignore[misc]
 
     async def add(
         self,
@@ -183,7 +215,8 @@ class SubmitQueue:
             pipe.zcard(keys.SENDING)
             pipe.zcard(keys.IN_FLIGHT)
             pipe.hgetall(keys.PACE)
-            *depths, sending, in_flight, raw = await pipe.execute()
+            pipe.hgetall(keys.credits_day(utc_day()))
+            *depths, sending, in_flight, raw, today = await pipe.execute()
         state = {text(k): text(v) for k, v in raw.items()}
         paused_for = max(0.0, float(state.get("paused_until") or 0) - time.time())
         rate = min(float(state.get("rate") or self.limits.rate), self.limits.rate)
@@ -192,8 +225,9 @@ class SubmitQueue:
             why = f"slowed by Apiframe's 429: {rate:.2f} of {self.limits.rate:g} submits a second"
         read = state.get("credits")
         credits = float(read) if read else None
+        spent = {text(name) or "": round(float(value), 2) for name, value in today.items()}
         return Pace(dict(zip(callers, map(int, depths), strict=True)), int(sending),
-                    int(in_flight), rate, paused_for, why, credits)  # fmt: skip
+                    int(in_flight), rate, paused_for, why, credits, spent)  # fmt: skip
 
     async def record_balance(self, credits: float) -> None:
         """Apiframe's balance for imagedock's key, as just read."""
