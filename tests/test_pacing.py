@@ -115,7 +115,10 @@ async def test_an_empty_balance_pauses_submitting_and_fails_nothing(paced: Stack
             return "402" in stats["submitPace"]
 
         await eventually(paused, "the pace to say Apiframe answered 402", 10)
-        await asyncio.sleep(0.5)  # two rechecks of the balance, both refused
+        tried, read = len(stack.sim.submissions()), balance_reads(stack)
+        await asyncio.sleep(0.6)  # three rechecks of the balance, each still short
+        assert len(stack.sim.submissions()) == tried  # no job is sent to learn the balance
+        assert balance_reads(stack) >= read + 2
         jobs = await statuses(stack, refs)
         assert {(job["status"], job["jobId"]) for job in jobs} == {("QUEUED", None)}
         assert (await stack.api.get("/stats")).json()["waiting"] == 3
@@ -124,6 +127,10 @@ async def test_an_empty_balance_pauses_submitting_and_fails_nothing(paced: Stack
     assert len(stack.sim.jobs) == 3
     await stack.run_worker()
     assert {job["status"] for job in await statuses(stack, refs)} == {"LANDED"}
+
+
+def balance_reads(stack: Stack) -> int:
+    return sum(1 for request in stack.sim.received if request.path == "/v2/me")
 
 
 async def test_429s_and_503s_delay_jobs_and_never_reach_the_caller(paced: Stack) -> None:

@@ -8,8 +8,9 @@ mid-send leaves its jobs to another within 30 s, which sends each again with its
 Idempotency-Key, so Apiframe bills it once.
 What Apiframe answers sets the pace for every process: a 429 pauses submitting for its
 `Retry-After` and halves the rate, which then climbs back; a 503 or no answer backs off, 1 s
-doubling to a minute; a 402 pauses until the balance is checked again
-(`IMAGEDOCK_CREDITS_RECHECK`), and a refused API key for a minute. A job never fails for any of
+doubling to a minute; a 402 pauses until Apiframe's balance, read every
+`IMAGEDOCK_CREDITS_RECHECK` seconds, holds what it asked for (no job is sent to learn it), and
+a refused API key pauses for a minute. A job never fails for any of
 these: it waits, given back first in its caller's queue, until the submit deadline
 (`IMAGEDOCK_SUBMIT_DEADLINE`, the poller's) ends it with the reason. Only Apiframe's refusal of
 the request itself fails it.
@@ -18,6 +19,7 @@ the request itself fails it.
 import asyncio
 import contextlib
 import signal
+import time
 from typing import NamedTuple
 
 import structlog
@@ -66,6 +68,7 @@ class Dispatcher:
         self._held: set[str] = set()  # the jobs this process is sending: their leases renewed
         self._renewing: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._short_of_credits = asyncio.Event()  # a 402: the balance is read more often
 
     def stop(self, signum: signal.Signals = signal.SIGTERM, *, wait: float | None = None) -> None:
         """Take no new job; sends under way end in their answers (`release` waits for them)."""
@@ -117,16 +120,33 @@ class Dispatcher:
 
     async def _watch_balance(self) -> None:
         """Apiframe's balance, read at start and every `BALANCE_EVERY` seconds, for
-        `imagedock_credits_available` and its alert."""
+        `imagedock_credits_available` and its alert; after a 402, every `credits_recheck`
+        seconds, keeping submitting paused until the balance holds what Apiframe asked for."""
+        queue = self.deps.queue
         while True:
+            every = BALANCE_EVERY
             try:
-                team = (await self.deps.apiframe.me()).get("team") or {}
-                credits = team.get("credits") if isinstance(team, dict) else None
-                if isinstance(credits, int | float):
-                    await self.deps.queue.record_balance(float(credits))
+                credits = await self._read_balance()
+                needed = await queue.credits_needed()
+                if needed is not None and credits is not None and credits >= needed:
+                    log.info("credits.recovered", credits=credits, needed=needed)
+                    await queue.resume()
+                elif needed is not None:  # read again before the pause could lapse
+                    every = self.credits_recheck
+                    await queue.pause_until(time.time() + 2 * every)
             except (ApiframeError, RedisError) as exc:
                 log.warning("credits.unread", error=str(exc))
-            await asyncio.sleep(BALANCE_EVERY)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._short_of_credits.wait(), every)
+            self._short_of_credits.clear()
+
+    async def _read_balance(self) -> float | None:
+        team = (await self.deps.apiframe.me()).get("team") or {}
+        credits = team.get("credits") if isinstance(team, dict) else None
+        if not isinstance(credits, int | float):
+            return None
+        await self.deps.queue.record_balance(float(credits))
+        return float(credits)
 
     async def _send(self, taken: Taken, senders: asyncio.Semaphore) -> None:
         queue = self.deps.queue
@@ -162,6 +182,8 @@ class Dispatcher:
                 f"{exc.credits_required} needed; waiting for the balance"
             )
             log.warning("submit.no_credits", recheck_in=self.credits_recheck)
+            await self.deps.queue.short_of_credits(float(exc.credits_required or 1))
+            self._short_of_credits.set()
             return Slowdown(self.credits_recheck, why)
         if isinstance(exc, AuthenticationError | Forbidden):
             log.error("submit.key_refused", error=str(exc))

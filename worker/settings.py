@@ -78,7 +78,8 @@ class Settings(CallerSettings):
     # (evenly spaced; a 429 slows them further) and jobs at Apiframe not yet finished.
     submit_rate: float = Field(default=5.0, gt=0, le=1000)
     submit_concurrency: int = Field(default=50, ge=1, le=100_000)
-    # After Apiframe answers 402, submitting waits this long before it tries the balance again.
+    # After Apiframe answers 402, its balance is read this often until it holds what the 402
+    # asked for; submitting resumes then.
     credits_recheck: float = Field(default=60.0, gt=0)
     # Apiframe's balance, read every few minutes, is low below this: an alert fires (0: never).
     credits_alert: int = Field(default=0, ge=0)

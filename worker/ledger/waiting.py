@@ -229,6 +229,26 @@ class SubmitQueue:
         return Pace(dict(zip(callers, map(int, depths), strict=True)), int(sending),
                     int(in_flight), rate, paused_for, why, credits, spent)  # fmt: skip
 
+    async def short_of_credits(self, needed: float) -> None:
+        """Apiframe answered 402, asking for `needed` credits: submitting stays paused until
+        the balance read holds them (`credits_needed`, `resume`)."""
+        await self.redis.hset(keys.PACE, mapping={"credits_needed": needed})  # type: ignore[misc]
+
+    async def credits_needed(self) -> float | None:
+        """What the last 402 asked for, while submitting waits for the balance; else None."""
+        needed = await self.redis.hget(keys.PACE, "credits_needed")  # type: ignore[misc]
+        return float(needed) if needed is not None else None
+
+    async def pause_until(self, until: float) -> None:
+        """Keep submitting paused, for the reason already given, until `until` at least."""
+        paused = await self.redis.hget(keys.PACE, "paused_until")  # type: ignore[misc]
+        if float(paused or 0) < until:
+            await self.redis.hset(keys.PACE, mapping={"paused_until": until})  # type: ignore[misc]
+
+    async def resume(self) -> None:
+        """The balance holds what Apiframe asked for: submitting goes on at once."""
+        await self.redis.hdel(keys.PACE, "paused_until", "why", "credits_needed")  # type: ignore[misc]
+
     async def record_balance(self, credits: float) -> None:
         """Apiframe's balance for imagedock's key, as just read."""
         await self.redis.hset(keys.PACE, mapping={"credits": credits, "credits_at": time.time()})  # type: ignore[misc]
