@@ -130,9 +130,30 @@ def run_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from imagedock.commands import replay
+    filters = {
+        "status": args.status,
+        "since": args.since,
+        "until": args.until,
+        "model": args.model,
+        "resubmit": args.resubmit,
+        "dryRun": args.dry_run,
+        "priority": args.priority,
+    }
+    if args.job is not None:
+        if any(value for name, value in filters.items() if name != "priority"):
+            print(
+                "imagedock replay: name one job, or a filter (--status, --since)", file=sys.stderr
+            )
+            return 2
+        from imagedock.commands import replay
 
-    return asyncio.run(replay(settings, args.job))
+        return asyncio.run(replay(settings, args.job))
+    if args.status is None or args.since is None:
+        print("imagedock replay: name a job, or both --status and --since", file=sys.stderr)
+        return 2
+    from imagedock.bulk_replay import bulk_replay
+
+    return asyncio.run(bulk_replay(settings, filters, follow=not args.no_wait))
 
 
 def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
@@ -269,8 +290,26 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("job", help="Apiframe job id or imagedock ref")
     cancel.set_defaults(handler=run_cancel)
 
-    replay = commands.add_parser("replay", help="land a job again and deliver its events again")
-    replay.add_argument("job", help="Apiframe job id or imagedock ref")
+    replay = commands.add_parser(
+        "replay",
+        help="land a job, or every job a filter selects, again and deliver its events again; "
+        "or make those jobs again (--resubmit)",
+    )
+    replay.add_argument("job", nargs="?", help="one job: Apiframe job id or imagedock ref")
+    replay.add_argument("--status", type=str.upper, choices=[status.value for status in Status])
+    replay.add_argument("--since", help="created since: ISO 8601, Unix time, or an age (24h)")
+    replay.add_argument("--until", help="created until, as --since")
+    replay.add_argument("--model", help="only jobs of this model")
+    replay.add_argument(
+        "--resubmit", action="store_true", help="make each job again, as a new job naming it"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="count the jobs, do nothing")
+    replay.add_argument(
+        "--priority", choices=[p.name for p in Priority], default="low", help="of resubmits"
+    )
+    replay.add_argument(
+        "--no-wait", action="store_true", help="start it and print its id; do not follow it"
+    )
     replay.set_defaults(handler=run_replay)
 
     redrive = commands.add_parser("redrive", help="deliver every dead-lettered event again")

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from receiver import batch, dashboard, jobs, operations, schemas
+from receiver import batch, bulk, dashboard, jobs, operations, schemas
 from receiver.batch import BatchRequest
 from receiver.jobs import JobRequest
 from receiver.metrics import metrics_page, stats
@@ -59,6 +59,12 @@ OPERATIONS = (
               {200: schemas.TrackAccepted, 202: schemas.TrackAccepted},
               body=schemas.TrackRequest, tag="operations",
               refusals=(400, 404, 409, 413, 429, 502, 503)),
+    Operation("POST", "/jobs/replay", bulk.start,
+              "Replay or resubmit every job a filter selects, in the background",
+              {200: schemas.BulkReplayView, 202: schemas.BulkReplayView},
+              body=schemas.BulkReplayRequest, tag="operations", refusals=(400, 409, 413)),
+    Operation("GET", "/jobs/replay/{bulk_id}", bulk.progress, "A bulk replay's progress",
+              {200: schemas.BulkReplayView}, tag="operations", refusals=(404,)),
     Operation("GET", "/jobs/{job_id}", jobs.job, "One job, by Apiframe job id or imagedock ref",
               {200: schemas.JobView}, query=schemas.JobQuery, refusals=(400, 404)),
     Operation("DELETE", "/jobs/{job_id}", jobs.job,

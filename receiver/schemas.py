@@ -2,7 +2,7 @@
 them, and `/openapi.json` is generated from them, so the document cannot drift from the code."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
@@ -103,6 +103,11 @@ class JobView(Answer):
     operation: str = Field(description="the Apiframe route that made the job")
     action: str | None = Field(default=None, exclude_if=lambda value: value is None)
     parent_job_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    resubmitted_from: str | None = Field(
+        default=None,
+        description="the ref of the job this one was made again from (a bulk resubmit)",
+        exclude_if=lambda value: value is None,
+    )
     result_urls: list[str] = Field(description="every file the finished job named, in order")
     objects: list[ObjectView]
     error: str | None
@@ -135,6 +140,7 @@ class JobView(Answer):
             operation=record.operation,
             action=record.action,
             parent_job_id=record.parent_job_id,
+            resubmitted_from=record.resubmitted_from,
             result_urls=[asset.url for asset in record.assets],
             objects=[ObjectView.of(stored, urls.get(stored.key)) for stored in record.objects],
             error=record.error,
@@ -291,3 +297,39 @@ class DeadLetterQuery(Query):
 
 class TrackRequest(Query):
     job_id: JobId = Field(alias="jobId", description="the Apiframe job UUID")
+
+
+class BulkReplayRequest(BaseModel):
+    """`POST /jobs/replay`: which jobs, and whether to land them again or make them again."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    status: Status = Field(description="the jobs' status now")
+    since: Moment = Field(description="created at or after: ISO 8601 or Unix time")
+    until: Moment | None = Field(default=None, description="created at or before")
+    model: str | None = Field(default=None, min_length=1, max_length=100)
+    resubmit: bool = Field(
+        default=False,
+        description="make each job again as a new job naming it (`resubmittedFrom`); "
+        "otherwise land each again and send its events again",
+    )
+    dry_run: bool = Field(default=False, description="count the jobs selected, do nothing")
+    priority: Literal["high", "normal", "low"] = Field(
+        default="low", description="resubmitted jobs' place among their callers' own"
+    )
+
+
+class BulkReplayView(Answer):
+    id: str | None = Field(description="null for a dry run")
+    filter: str = Field(description="the jobs selected, in words")
+    resubmit: bool
+    selected: int
+    done: int = 0
+    counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="jobs by outcome: replayed, resubmitted, skipped (never at Apiframe), "
+        "refused (a resubmit past a cap, or of a parent gone), gone",
+    )
+    created_at: float | None = None
+    finished_at: float | None = None
+    finished: bool = False

@@ -108,6 +108,10 @@ async def test_every_answer_fits_the_document(stack: Stack) -> None:
         ("POST", "/jobs/track", {"json": {"jobId": "nope"}}),
         ("POST", f"/jobs/{job_id}/replay", {}),
         ("POST", "/jobs/no-such-job/replay", {}),
+        ("POST", "/jobs/replay", {"json": {"status": "LANDED", "since": 0, "dryRun": True}}),
+        ("POST", "/jobs/replay", {"json": {"status": "LANDED", "since": "never"}}),
+        ("POST", "/jobs/replay", {"json": {"status": "LANDED", "since": 0}}),
+        ("GET", "/jobs/replay/no-such-replay", {}),
         ("GET", "/log", {"params": {"limit": 3}}),
         ("GET", "/events/dead", {}),
         ("POST", "/events/redrive", {}),
@@ -127,6 +131,9 @@ async def test_every_answer_fits_the_document(stack: Stack) -> None:
         template = template_of(spec, method, path)
         called.add((method, template))
         check_answer(spec, method, template, answer)
+        if (method, path, answer.status_code) == ("POST", "/jobs/replay", 202):
+            progress = await stack.api.get(f"/jobs/replay/{answer.json()['id']}")
+            check_answer(spec, "GET", "/jobs/replay/{bulk_id}", progress)
     async with httpx.AsyncClient(base_url=stack.receiver_url) as anonymous:
         refused = await anonymous.get("/jobs")
     assert refused.status_code == 401

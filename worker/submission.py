@@ -83,17 +83,20 @@ async def accept_job(
     caller: str | None = None,
     callback: Callback | None = None,
     priority: Priority = Priority.normal,
+    resubmitted_from: str | None = None,
 ) -> JobRecord:
     """Record `request` and queue it for submission (`submit_waiting` sends it, at Apiframe's
     pace); returns the record, QUEUED with no Apiframe job id yet. An action's parent may be
     named by imagedock's ref or by Apiframe's job id: Apiframe is sent its own (`BadParent` if
     imagedock does not know the parent or it has not finished). A `/v2/` caller's
     Idempotency-Keys are its own, as Apiframe's are per API key; a key sent again names the
-    job it named first."""
+    job it named first. A job made again from another names it in `resubmitted_from`."""
     params = request.params or {}
     block = request.catalogued.params_key if request.catalogued else ""
     await references.check(deps.store, params, block)
     model, lineage = request.model or "", lineage_of(request)
+    if resubmitted_from is not None:
+        lineage["resubmitted_from"] = resubmitted_from
     if request.route.acts_on_parent:
         parent = await parent_of(deps.ledger, request)
         assert parent.job_id is not None

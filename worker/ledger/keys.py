@@ -50,6 +50,10 @@ PACE = PREFIX + "pace"  # hash: the submit rate in force, the next send's time, 
 # and what a job of each model last cost (a hash: model -> credits), which a new job holds.
 CREDITS_DAY = PREFIX + "credits:day:"  # + YYYY-MM-DD
 CREDIT_COSTS = PREFIX + "credits:cost"
+# Bulk replays (`worker.replays`): each one's progress (a hash) and selection (a list of refs),
+# and the one running now.
+BULK = PREFIX + "bulk:"
+BULK_RUNNING = PREFIX + "bulk:running"
 STATS = PREFIX + "stats"  # hash: every counter of `worker.metrics`
 HISTOGRAM = PREFIX + "histogram:"  # + a histogram's name: a hash of its buckets and sum
 WORKERS = PREFIX + "workers"  # sorted set: host:pid -> time of the worker's last heartbeat
@@ -93,6 +97,14 @@ def confirming(apiframe_job_id: str) -> str:
 
 def waiting(caller: str) -> str:
     return WAITING + caller
+
+
+def bulk(bulk_id: str) -> str:
+    return BULK + bulk_id
+
+
+def bulk_refs(bulk_id: str) -> str:
+    return f"{BULK}{bulk_id}:refs"
 
 
 def credits_day(day: str) -> str:

@@ -95,6 +95,7 @@ class JobRecord:
     callback_events: tuple[str, ...] = ()
     credit_cost: int | None = None  # as Apiframe reported it when the job finished
     claim: str | None = None  # the Idempotency-Key claim that names this record, if any
+    resubmitted_from: str | None = None  # the ref of the job this one was made again from
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -133,6 +134,7 @@ class JobRecord:
             callback_events=tuple(json.loads(raw.get("callback_events") or "[]")),
             credit_cost=int(raw["credit_cost"]) if raw.get("credit_cost") else None,
             claim=raw.get("claim") or None,
+            resubmitted_from=raw.get("resubmitted_from") or None,
         )
 
     def outcome(self, now: float) -> dict[str, Any]:

@@ -26,6 +26,7 @@ MAX_CONNECTIONS = 64
 LAND = "land"
 DELIVER = "deliver"
 REPLAY = "replay"
+BULK_REPLAY = "bulk_replay"
 PROGRESS = "progress"
 
 
@@ -98,6 +99,14 @@ async def enqueue_landing(redis: ArqRedis, job_id: str, *, defer: float = 0) -> 
 async def landing_pending(redis: Redis, job_id: str) -> bool:
     """Whether the landing of `job_id` is queued or running (arq keeps its job until the end)."""
     return bool(await redis.exists(job_key_prefix + landing_id(job_id)))
+
+
+async def enqueue_bulk_replay(redis: ArqRedis, bulk_id: str, offset: int) -> bool:
+    """Queue a bulk replay's task for the jobs from `offset` (`worker.replays`)."""
+    job: Job | None = await redis.enqueue_job(
+        BULK_REPLAY, bulk_id, offset, _job_id=f"bulk:{bulk_id}:{offset}", _queue_name=LANDING_QUEUE
+    )
+    return job is not None
 
 
 async def enqueue_delivery(redis: ArqRedis, event_id: str, sink: str) -> bool:

@@ -1,12 +1,12 @@
 """The arq workers: thin task functions over the domain, and each worker's settings.
 
 Two queues, so that polling's longer timeout never slows crash recovery for landings:
-- landing (`land`, `deliver`, `replay`): a landing's own deadline is 90 s for four images
-  (`IMAGEDOCK_LANDING_TIMEOUT`), more for models that return more (225 s for ten) and for what
-  takes longer (a video ten times an image's: 900 s); arq's `job_timeout` is the longest of
-  them plus a margin, 905 s. arq's claim on a job would last as long (plus 10 s) for every
-  function on the queue; here it lasts `CLAIM` (30 s) and is renewed
-  while the job runs, so the job of a worker that died (a delivery, a landing) is run again by
+- landing (`land`, `deliver`, `replay`, `bulk_replay`): a landing's own deadline is 90 s for
+  four images (`IMAGEDOCK_LANDING_TIMEOUT`), more for models that return more (225 s for ten)
+  and for what takes longer (a video ten times an image's: 900 s); arq's `job_timeout` is the
+  longest of them plus a margin, 905 s. arq's claim on a job would last as long (plus 10 s)
+  for every function on the queue; here it lasts `CLAIM` (30 s) and is renewed while the job
+  runs, so the job of a worker that died (a delivery, a landing) is run again by
   another within 30 s. `max_tries` 30 with backoff from 5 s to 5 min rides out about two hours
   of outage, and arq counts every restart as a try, so a run of deploys cannot exhaust it.
   `keep_result` 0: an enqueue after a task finished runs a cheap no-op instead of being refused
@@ -27,6 +27,7 @@ from arq import Retry
 from arq.cron import cron
 from arq.worker import func
 
+from worker import replays
 from worker.apiframe.catalog import GENERATE
 from worker.deps import Deps
 from worker.landing.errors import TransientError
@@ -35,6 +36,7 @@ from worker.ledger.keys import LANDING_QUEUE, POLLING_QUEUE, digest
 from worker.polling import poll_due
 from worker.runtime.arq_worker import StoppableWorker
 from worker.runtime.queue import (
+    BULK_REPLAY,
     DELIVER,
     LAND,
     PROGRESS,
@@ -127,6 +129,13 @@ async def replay(ctx: dict[str, Any], job_id: str) -> str:
     return status
 
 
+async def bulk_replay(ctx: dict[str, Any], bulk_id: str, offset: int) -> int:
+    """A share of a bulk replay or resubmit (`worker.replays`); it queues the next."""
+    went = await replays.work_through(ctx["deps"].submitting, bulk_id, offset)
+    log.info("bulk.progress", bulk=bulk_id, offset=offset, jobs=went)
+    return went
+
+
 async def deliver(ctx: dict[str, Any], event_id: str, sink_name: str) -> str:
     deps: Deps = ctx["deps"]
     sink = deps.events.resolve(sink_name)
@@ -189,6 +198,7 @@ def build_worker(deps: Deps, **overrides: Any) -> StoppableWorker:
         "functions": [
             func(land, name=LAND, keep_result=0, max_tries=tries),
             func(replay, name=REPLAY, keep_result=0, max_tries=tries),
+            func(bulk_replay, name=BULK_REPLAY, keep_result=0, max_tries=tries),
             func(deliver, name=DELIVER, keep_result=0, max_tries=deliveries),
             func(progress, name=PROGRESS, keep_result=0, max_tries=1),
         ],
