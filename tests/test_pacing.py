@@ -102,6 +102,33 @@ async def test_one_callers_burst_does_not_hold_back_anothers(paced: Stack) -> No
     assert len(interactive) == 5
 
 
+async def test_ten_jobs_after_a_burst_of_400_land_before_its_last_hundred(paced: Stack) -> None:
+    """The operator queues 400 jobs in one batch, then alpha 10, against an Apiframe that
+    allows 10 submits a second and 20 jobs in flight: alpha's ten have all landed while more
+    than a hundred of the 400 have not even been sent."""
+    stack = paced
+    stack.sim.config.submit_rate, stack.sim.config.max_in_flight = 10, 20
+    for first in (0, 200):  # a batch takes at most 1,000 jobs; two keep each request short
+        batch = {"jobs": [{"prompt": f"catalogue {n}"} for n in range(first, first + 200)]}
+        assert (await stack.api.post("/jobs/batch", json=batch)).json()["accepted"] == 200
+    async with httpx.AsyncClient(
+        base_url=stack.receiver_url, headers={"X-API-Key": CALLER_KEYS["alpha"]}
+    ) as alpha:
+        body = {"prompt": "interactive", "model": "grok-imagine-image"}
+        ten = [(await alpha.post(SUBMIT, json=body)).json()["jobId"] for _ in range(10)]
+
+        async def alphas_landed() -> bool:
+            await stack.run_worker(settle=False)
+            jobs = [(await alpha.get(f"/v2/jobs/{job_id}")).json() for job_id in ten]
+            return {job["status"] for job in jobs} == {"COMPLETED"}
+
+        async with dispatcher_of(stack.deps):
+            await eventually(alphas_landed, "alpha's ten landed", 30)
+            waiting = (await stack.api.get("/stats")).json()["waitingByCaller"]
+    assert waiting["operator"] > 100, waiting
+    assert stack.sim.limits.throttled == 0
+
+
 async def test_an_empty_balance_pauses_submitting_and_fails_nothing(paced: Stack) -> None:
     """Apiframe answers 402 until credits come back: jobs wait (the pace says why), none
     fails, and once the balance recovers every one is submitted, once."""

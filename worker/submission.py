@@ -104,25 +104,19 @@ async def accept_job(
     claim = None
     if idempotency_key is not None:  # a caller's keys never meet the operator's or another's
         claim = f"v2:{caller}:{idempotency_key}" if caller else f"submit:{idempotency_key}"
-    held = await deps.queue.admit(caller or OPERATOR, model)  # QueueFull, OverBudget
-    created = False
-    try:
-        record, created = await deps.ledger.create(
-            prompt=request.prompt or "",
-            model=model,
-            params=params,
-            metadata=metadata,
-            idempotency_key=claim,
-            ref=caller_ref(claim, deps.ref_secret) if claim else None,
-            lineage=lineage,
-            caller=caller,
-            callback=callback.fields() if callback else None,
-            status=Status.QUEUED,
-            credits=held.fields() if held else None,
-        )
-    finally:
-        if held is not None and not created:  # the job holds nothing that was not made
-            await deps.queue.release(held)
+    record, created = await deps.ledger.create(
+        prompt=request.prompt or "",
+        model=model,
+        params=params,
+        metadata=metadata,
+        idempotency_key=claim,
+        ref=caller_ref(claim, deps.ref_secret) if claim else None,
+        lineage=lineage,
+        caller=caller,
+        callback=callback.fields() if callback else None,
+        status=Status.QUEUED,
+        admission=deps.queue.admission(caller or OPERATOR, model),  # QueueFull, OverBudget
+    )
     if not created and (record.job_id or record.status in FINAL):
         return record  # the caller repeated its Idempotency-Key: same job, nothing new
     # Watched by the poller from the start: the submit deadline ends a job never submitted.

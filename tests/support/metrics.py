@@ -34,4 +34,5 @@ METRICS = {
     "imagedock_submit_paused_seconds": "gauge",
     "imagedock_credits_available": "gauge",
     "imagedock_credits_alert_threshold": "gauge",
+    "imagedock_caller_credits_today": "gauge",
 }

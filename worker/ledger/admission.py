@@ -1,9 +1,13 @@
-"""Whether a caller may queue another job (`SubmitQueue.admit`): a bounded queue, and credits
-a day. A capped caller's job holds its likely cost until it ends; `lua/move.lua` then settles
-it at what Apiframe charged."""
+"""Whether a caller may queue another job, checked as its record is made (`lua/create.lua`,
+`lua/admit.lua`): a bounded queue, and credits a day. A capped caller's job holds its likely
+cost until it ends; `lua/move.lua` then settles it at what Apiframe charged."""
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
+
+from worker.ledger.records import text
 
 
 def utc_day() -> str:
@@ -12,20 +16,26 @@ def utc_day() -> str:
 
 
 @dataclass(frozen=True)
-class Held:
-    """Credits a job holds against its caller's credits for the day, until it ends."""
+class Admission:
+    """What a caller's next job is held to, as `lua/admit.lua` reads it."""
 
     caller: str
-    day: str
-    credits: float
+    model: str
+    most: int  # jobs the caller may have waiting
+    cap: float | None  # its credits a day, if it has a cap
+    estimate: float  # what a job of a model not yet seen to cost holds
 
-    def fields(self) -> dict[str, str]:
-        """What the record keeps of it, for `lua/move.lua` to settle when the job ends."""
-        return {
-            "credits_held": f"{self.credits:g}",
-            "credits_day": self.day,
-            "credits_caller": self.caller,
-        }
+    def script_arg(self) -> str:
+        kept = {"caller": self.caller, "model": self.model, "day": utc_day(), "most": self.most}
+        if self.cap is not None:
+            kept["cap"] = self.cap
+        return json.dumps({**kept, "estimate": self.estimate})
+
+    def refused(self, answer: list[Any]) -> "NotAdmitted":
+        """`admit.lua`'s refusal as the exception that says it."""
+        if text(answer[1]) == "waiting":
+            return QueueFull(self.caller, int(answer[2]))
+        return OverBudget(self.caller, float(answer[2]), float(answer[3]))
 
 
 class NotAdmitted(Exception):

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from worker import metrics
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 from worker.ledger import keys
+from worker.ledger.admission import Admission
 from worker.ledger.keys import is_ref
 from worker.ledger.log import GLOBAL_LOG_MAXLEN, JOB_LOG_MAXLEN, LogReader, echo, queue_entry
 from worker.ledger.marks import Marks
@@ -71,13 +72,13 @@ class Ledger:
         lineage: Mapping[str, str] | None = None,
         caller: str | None = None,
         callback: Mapping[str, str] | None = None,
-        credits: Mapping[str, str] | None = None,
+        admission: Admission | None = None,
     ) -> tuple[JobRecord, bool]:
         """A new record, or the one an earlier call with `idempotency_key` (or for `ref`) made.
         `lineage` says what made the job, past `images/generate`: its `operation`, and for an
         action its `action` and `parent_job_id`. A `/v2/` caller's job names its `caller`, and
-        its `callback` (`callback_url`, `callback_events`) if it asked for webhooks; `credits`, what
-        it holds against its caller's day (`Held.fields`)."""
+        its `callback` (`callback_url`, `callback_events`) if it asked for webhooks. A job with an
+        `admission` is made only if its caller may queue it (`QueueFull`, `OverBudget`)."""
         ref = ref or uuid.uuid4().hex  # one given may be named by two requests at once
         now = time.time()
         what: list[Any] = [prompt, model, params, metadata, *([lineage] if lineage else [])]
@@ -98,7 +99,6 @@ class Ledger:
             **({"claim": idempotency_key} if idempotency_key else {}),
             **({"caller": caller} if caller else {}),
             **(callback or {}),
-            **(credits or {}),
         }
         if idempotency_key is not None:
             claim = keys.idempotency(idempotency_key)
@@ -123,8 +123,12 @@ class Ledger:
                 caller or "",
                 json.dumps(said),
                 now,
+                admission.script_arg() if admission else "",
             ]
         )
+        if isinstance(made, list):
+            assert admission is not None
+            raise admission.refused(made)
         if not int(made):
             return await self._earlier(ref, fingerprint)
         echo("job.created", ref, job_id, "receiver", said)

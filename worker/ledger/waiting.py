@@ -17,7 +17,7 @@ from functools import cached_property
 from redis.asyncio import Redis
 
 from worker.ledger import keys
-from worker.ledger.admission import Held, OverBudget, QueueFull, utc_day
+from worker.ledger.admission import Admission, utc_day
 from worker.ledger.log import echo
 from worker.ledger.records import JobRecord, text
 from worker.ledger.scripts import source
@@ -93,38 +93,17 @@ class SubmitQueue:
         self.redis = redis
         self.config = config  # the ledger's script config
         self.limits = limits
-        self._admit = redis.register_script(source("admit"))
         self._wait = redis.register_script(source("wait"))
         self._take = redis.register_script(source("take"))
         self._sent = redis.register_script(source("sent"))
         self._give_back = redis.register_script(source("give_back"))
         self._withdraw = redis.register_script(source("withdraw"))
 
-    async def admit(self, caller: str, model: str) -> Held | None:
-        """Whether `caller` may queue a job of `model`: `QueueFull` if it has the most jobs
-        waiting, `OverBudget` if its credits for the day cannot hold the job. A capped
-        caller's job holds its likely cost (returned) until it ends, or `release`."""
-        cap = self.limits.caller_credits.get(caller)
-        day = utc_day()
-        args: list[str | float] = [
-            self.config,
-            caller,
-            model,
-            day,
-            self.limits.waiting_most,
-            "" if cap is None else cap,
-            self.limits.credits_per_job,
-        ]
-        answer = await self._admit(args=args)
-        if int(answer[0]) == 1:
-            return None if cap is None else Held(caller, day, float(answer[1]))
-        if text(answer[1]) == "waiting":
-            raise QueueFull(caller, int(answer[2]))
-        raise OverBudget(caller, float(answer[2]), float(answer[3]))
-
-    async def release(self, held: Held) -> None:
-        """Give back what `admit` held for a job that was not made."""
-        await self.redis.hincrbyfloat(keys.credits_day(held.day), held.caller, -held.credits)  # type: ignore[misc]
+    def admission(self, caller: str, model: str) -> Admission:
+        """What `caller`'s next job of `model` is held to as it is recorded."""
+        limits = self.limits
+        cap = limits.caller_credits.get(caller)
+        return Admission(caller, model, limits.waiting_most, cap, limits.credits_per_job)
 
     async def add(
         self,
