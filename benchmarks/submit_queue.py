@@ -44,8 +44,8 @@ from worker.ledger import keys
 class Plan:
     seconds: float = 5.0
     rounds: int = 4
-    rate: float = 50.0  # submits a second the drain is allowed
-    drained: int = 2000  # jobs queued for the drain
+    rate: float = 100.0  # submits a second the drain is allowed
+    drained: int = 10_000  # jobs queued for the drain, as the accept phase takes them
 
 
 QUICK = Plan(seconds=2, rounds=2, rate=50.0, drained=400)
