@@ -125,13 +125,25 @@ async def start(
     if not await redis.set(keys.BULK_RUNNING, bulk_id, nx=True, ex=RUNNING_AT_MOST):
         raise AlreadyRunning(text(await redis.get(keys.BULK_RUNNING)) or "")
     progress = Progress(bulk_id, chosen.said(), resubmit, len(refs), created_at=time.time())
+    try:
+        await keep(redis, progress, refs, priority)
+        await enqueue_bulk_replay(redis, bulk_id, 0)
+    except BaseException:  # never started: the next may start at once
+        await redis.delete(keys.BULK_RUNNING)
+        raise
+    return progress
+
+
+async def keep(redis: ArqRedis, progress: Progress, refs: list[str], priority: Priority) -> None:
+    """The selection and its progress, kept a week."""
+    bulk_id = progress.id
     async with redis.pipeline(transaction=True) as pipe:
         pipe.rpush(keys.bulk_refs(bulk_id), *refs)
         pipe.hset(
             keys.bulk(bulk_id),
             mapping={
                 "filter": progress.filter,
-                "resubmit": int(resubmit),
+                "resubmit": int(progress.resubmit),
                 "priority": priority.name,
                 "selected": len(refs),
                 "created_at": progress.created_at,
@@ -140,8 +152,6 @@ async def start(
         pipe.expire(keys.bulk_refs(bulk_id), KEPT)
         pipe.expire(keys.bulk(bulk_id), KEPT)
         await pipe.execute()
-    await enqueue_bulk_replay(redis, bulk_id, 0)
-    return progress
 
 
 async def progress_of(redis: ArqRedis, bulk_id: str) -> Progress | None:

@@ -65,9 +65,12 @@ for _ = 1, redis.call('LLEN', c.waiting_callers) do
     if status and not c.final[status] and not (job_id and job_id ~= '') then
       redis.call('ZADD', c.sending, now + lease, first)
       redis.call('ZADD', c.in_flight_of .. caller, now, first)
-      -- Evenly spaced; a taker that woke late may send the next one that much sooner.
+      -- Evenly spaced; a taker that woke late may catch up what it lost, up to a tenth of a
+      -- second's worth (or one interval, if longer): a busy host's late wakes never slow the
+      -- pace below the rate, and no catching up comes near a second's worth of submits.
       local interval = 1 / rate
-      redis.call('HSET', c.pace, 'next_at', math.max(next_at, now - interval) + interval)
+      local behind = math.max(interval, 0.1)
+      redis.call('HSET', c.pace, 'next_at', math.max(next_at, now - behind) + interval)
       local own = caps.rate[caller]
       if own then
         local at = tonumber(redis.call('HGET', c.pace, 'next_at:' .. caller)) or 0
