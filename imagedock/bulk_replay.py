@@ -18,6 +18,7 @@ from receiver.schemas import BulkReplayRequest
 from worker import replays
 from worker.ledger.waiting import Priority
 from worker.settings import Settings
+from worker.status import FINAL
 from worker.validation import field_problems
 
 AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -45,8 +46,13 @@ async def bulk_replay(settings: Settings, filters: dict[str, Any], *, follow: bo
         found = "; ".join(f"--{path}: {msg}" for path, msg in field_problems(exc).items())
         print(f"imagedock replay: {found}", file=sys.stderr)
         return 2
-    until = asked.until.timestamp() if asked.until else None
-    chosen = replays.Filter(asked.status, asked.since.timestamp(), until, asked.model)
+    chosen = asked.filter()
+    if asked.resubmit and asked.status not in FINAL:
+        print(
+            f"imagedock replay: --resubmit takes jobs that have ended, not {asked.status.value}",
+            file=sys.stderr,
+        )
+        return 2
     async with open_deps(settings) as deps:
         try:
             refs = await replays.select(deps.redis, chosen)

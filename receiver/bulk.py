@@ -10,7 +10,9 @@ from receiver.responses import error
 from receiver.schemas import BulkReplayRequest, BulkReplayView
 from receiver.state import deps_of
 from worker import replays
+from worker.ledger.keys import is_ref
 from worker.ledger.waiting import Priority
+from worker.status import FINAL
 from worker.validation import field_problems
 
 
@@ -23,8 +25,10 @@ async def start(request: Request) -> Response:
         return error(exc.status, exc.message)
     except ValidationError as exc:
         return error(400, "invalid replay request", details=field_problems(exc))
-    until = asked.until.timestamp() if asked.until else None
-    chosen = replays.Filter(asked.status, asked.since.timestamp(), until, asked.model)
+    chosen = asked.filter()
+    if asked.resubmit and asked.status not in FINAL:
+        said = f"a resubmit takes jobs that have ended, not {asked.status.value} ones"
+        return error(400, "invalid replay request", details={"status": said})
     try:
         refs = await replays.select(deps.redis, chosen)
     except replays.NothingSelected as exc:
@@ -43,7 +47,8 @@ async def start(request: Request) -> Response:
 
 
 async def progress(request: Request) -> Response:
-    found = await replays.progress_of(deps_of(request).redis, request.path_params["bulk_id"])
+    bulk_id = request.path_params["bulk_id"]
+    found = await replays.progress_of(deps_of(request).redis, bulk_id) if is_ref(bulk_id) else None
     if found is None:
         return error(404, "no such bulk replay (each is kept for a week)")
     return JSONResponse(BulkReplayView(**found.public()).body())

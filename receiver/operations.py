@@ -27,10 +27,9 @@ from worker.apiframe import (
 )
 from worker.ledger import keys
 from worker.ledger.ledger import Conflict
+from worker.replays import REPLAY_INTERVAL  # a replay asked for again within it is refused
 from worker.runtime.queue import enqueue_replay
 from worker.submission import track_job
-
-REPLAY_INTERVAL = 60.0  # seconds: a replay asked for again within them is refused
 
 
 async def track(request: Request) -> Response:

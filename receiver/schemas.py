@@ -1,7 +1,7 @@
 """What imagedock's API answers, as pydantic models: the handlers build their answers through
 them, and `/openapi.json` is generated from them, so the document cannot drift from the code."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
@@ -11,6 +11,7 @@ from worker.apiframe.models import JobId
 from worker.callers import OPERATOR
 from worker.ledger.log import LOG_ID_PATTERN, LogEntry, is_log_id
 from worker.ledger.records import JobRecord, StoredObject
+from worker.replays import Filter
 from worker.status import Status
 
 
@@ -317,6 +318,15 @@ class BulkReplayRequest(BaseModel):
     priority: Literal["high", "normal", "low"] = Field(
         default="low", description="resubmitted jobs' place among their callers' own"
     )
+
+    def filter(self) -> Filter:
+        """The jobs asked for; a time without a zone is UTC's."""
+        until = utc_seconds(self.until) if self.until else None
+        return Filter(self.status, utc_seconds(self.since), until, self.model)
+
+
+def utc_seconds(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class BulkReplayView(Answer):

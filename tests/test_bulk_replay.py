@@ -73,10 +73,12 @@ async def test_a_replay_lands_and_delivers_again_and_a_filter_must_select(
         ({"status": "LANDED", "since": since, "model": "flux-pro"}, "model"),
         ({"status": "DONE", "since": since}, "status"),
         ({"status": "LANDED"}, "since"),
+        ({"status": "QUEUED", "since": since, "resubmit": True}, "status"),
     ):
         refused = await stack.api.post("/jobs/replay", json=asked)
         assert refused.status_code == 400, refused.text
         assert list(refused.json()["details"]) == [field], refused.json()
+    assert (await stack.api.get("/jobs/replay/running")).status_code == 404
 
 
 async def test_the_command_counts_then_follows(stack: Stack) -> None:

@@ -9,6 +9,9 @@ import pytest
 
 from simulator.local_s3 import LocalS3
 from tests.support.stack import CALLER_KEYS, Sink, Stack, stack_on
+from worker.ledger import keys
+from worker.ledger.admission import Admission
+from worker.status import Status
 
 SUBMIT = "/v2/images/generate"
 
@@ -107,8 +110,11 @@ async def test_a_caller_with_the_most_jobs_waiting_gets_a_429(held: Stack) -> No
     stack = held
     for n in range(3):
         await stack.accept(f"banner {n}")
-    refused = await stack.api.post("/jobs", json={"prompt": "banner 3"})
+    refused = await stack.api.post(
+        "/jobs", json={"prompt": "banner 3"}, headers={"Idempotency-Key": "banner-3"}
+    )
     assert refused.status_code == 429, refused.text
+    assert not await stack.redis.exists(keys.idempotency("submit:banner-3"))  # nothing kept
     assert "IMAGEDOCK_WAITING_MAX" in refused.json()["error"]
     assert int(refused.headers["Retry-After"]) > 0
     async with httpx.AsyncClient(
@@ -117,3 +123,18 @@ async def test_a_caller_with_the_most_jobs_waiting_gets_a_429(held: Stack) -> No
         body = {"prompt": "beta's own", "model": "grok-imagine-image"}
         assert (await beta.post(SUBMIT, json=body)).status_code == 202
     assert len((await stack.api.get("/jobs")).json()["jobs"]) == 4
+
+
+async def test_a_job_apiframe_finished_keeps_its_credits_whatever_its_landing(held: Stack) -> None:
+    """Apiframe charged a job once it finished it: a landing that then fails refunds nothing;
+    a job Apiframe failed refunds all it held."""
+    ledger = held.deps.ledger
+    admission = Admission("operator", "grok-imagine-image", 10, 30.0, 10.0)
+    finished, refused = [
+        (await ledger.create(prompt=f"p{n}", model="grok-imagine-image", admission=admission))[0]
+        for n in range(2)
+    ]
+    await ledger.transition(finished.ref, Status.COMPLETED, "test")
+    await ledger.transition(finished.ref, Status.FAILED, "test", error="landing failed")
+    await ledger.transition(refused.ref, Status.FAILED, "test", error="content policy")
+    assert await credits_today(held) == {"operator": 10}

@@ -3,6 +3,7 @@ queue, within Apiframe's limits, fairly between callers, through 429s and an emp
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -300,3 +301,15 @@ async def test_a_caller_at_its_own_rate_lets_the_others_go(
             await eventually(lambda: all_submitted(stack, bulk), "every job sent", 10)
         sent = [job.prompt for job in sorted(stack.sim.jobs.values(), key=lambda j: j.created_at)]
         assert sent[:4] == ["bulk 0", "interactive", "interactive", "interactive"], sent
+
+
+async def test_a_recovered_balance_ends_only_the_402s_own_pause(paced: Stack) -> None:
+    """A 402 pauses submitting until the balance recovers; a 429's longer pause, set since,
+    outlasts that recovery, and says why."""
+    queue = paced.deps.submit_queue
+    await queue.short_of_credits(10, time.time() + 1, "Apiframe answered 402")
+    await queue.give_back("0" * 32, pause=60, why="Apiframe answered 429")
+    await queue.resume()
+    pace = await queue.pace()
+    assert (pace.paused_for > 30, pace.why) == (True, "Apiframe answered 429")
+    assert await queue.credits_needed() is None

@@ -73,6 +73,7 @@ def test_lists_are_comma_separated() -> None:
         ("caller_keys", "a=afk_0123456789abcdef,a=afk_fedcba9876543210", "twice"),
         ("caller_keys", "a=afk_0123456789abcdef,b=afk_0123456789abcdef", "share a key"),
         ("caller_keys", "operator=afk_0123456789abcdef", "imagedock's own API"),
+        ("caller_keys", "callers=afk_0123456789abcdef", "submit queue's own"),
         ("caller_keys", "alpha=replace-me-replace-me", "placeholder"),
     ],
 )

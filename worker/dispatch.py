@@ -122,26 +122,31 @@ class Dispatcher:
         """Apiframe's balance, read at start and every `BALANCE_EVERY` seconds, for
         `imagedock_credits_available` and its alert; after a 402, every `credits_recheck`
         seconds, keeping submitting paused until the balance holds what Apiframe asked for."""
-        queue = self.deps.queue
+        queue, recheck = self.deps.queue, self.credits_recheck
         while True:
             every = BALANCE_EVERY
             try:
                 credits = await self._read_balance()
                 needed = await queue.credits_needed()
-                if needed is not None and credits is not None and credits >= needed:
-                    log.info("credits.recovered", credits=credits, needed=needed)
-                    await queue.resume()
-                elif needed is not None:  # read again before the pause could lapse
-                    every = self.credits_recheck
-                    await queue.pause_until(time.time() + 2 * every)
+                if needed is not None:
+                    every = recheck
+                    if credits is not None and credits >= needed:
+                        log.info("credits.recovered", credits=credits, needed=needed)
+                        await queue.resume()
+                    elif credits is not None:  # read again before the pause could lapse
+                        await queue.extend_credits_wait(time.time() + 2 * recheck)
+                    # Unread, the pause lapses, and the next submit asks Apiframe itself.
             except (ApiframeError, RedisError) as exc:
                 log.warning("credits.unread", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._short_of_credits.wait(), every)
-            self._short_of_credits.clear()
+            if self._short_of_credits.is_set():  # a 402 just now: the balance in a while
+                self._short_of_credits.clear()
+                await asyncio.sleep(recheck)
 
     async def _read_balance(self) -> float | None:
-        team = (await self.deps.apiframe.me()).get("team") or {}
+        account = await self.deps.apiframe.me()
+        team = (account.get("team") if isinstance(account, dict) else None) or {}
         credits = team.get("credits") if isinstance(team, dict) else None
         if not isinstance(credits, int | float):
             return None
@@ -182,9 +187,10 @@ class Dispatcher:
                 f"{exc.credits_required} needed; waiting for the balance"
             )
             log.warning("submit.no_credits", recheck_in=self.credits_recheck)
-            await self.deps.queue.short_of_credits(float(exc.credits_required or 1))
+            needed, until = float(exc.credits_required or 1), time.time() + 2 * self.credits_recheck
+            await self.deps.queue.short_of_credits(needed, until, why)
             self._short_of_credits.set()
-            return Slowdown(self.credits_recheck, why)
+            return Slowdown()  # the pause is set: the job waits again, first
         if isinstance(exc, AuthenticationError | Forbidden):
             log.error("submit.key_refused", error=str(exc))
             why = f"Apiframe refused imagedock's API key: {exc.message}"

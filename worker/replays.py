@@ -16,10 +16,13 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import structlog
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
 from worker.ledger import keys
 from worker.ledger.admission import NotAdmitted
+from worker.ledger.keys import LANDING_QUEUE
 from worker.ledger.ledger import Conflict
 from worker.ledger.records import JobRecord, text
 from worker.ledger.waiting import Priority
@@ -31,9 +34,13 @@ from worker.timestamps import iso_time
 
 MOST = 10_000  # jobs one bulk replay may select
 CHUNK = 200  # jobs one task works through before it queues the next
+REPLAY_INTERVAL = 60.0  # seconds: a job replayed more often than that replays once
+BUSY = 2 * CHUNK  # landings waiting past which the next share waits, so live landings go first
+BUSY_WAIT = 5.0  # seconds it waits then
 KEPT = 7 * 24 * 3600  # seconds a bulk replay's selection and progress are kept
 RUNNING_AT_MOST = 3600  # seconds the one-at-a-time mark outlives a bulk replay that died
 ACTOR = "replay"
+log = structlog.get_logger("replays")
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ async def keep(redis: ArqRedis, progress: Progress, refs: list[str], priority: P
 async def progress_of(redis: ArqRedis, bulk_id: str) -> Progress | None:
     kept = await redis.hgetall(keys.bulk(bulk_id))  # type: ignore[misc]
     raw = {text(name) or "": text(value) or "" for name, value in kept.items()}
-    if not raw:
+    if "filter" not in raw:
         return None
     counts: dict[str, int] = {}
     done = 0
@@ -180,37 +187,60 @@ async def progress_of(redis: ArqRedis, bulk_id: str) -> Progress | None:
 
 
 async def work_through(deps: SubmitDeps, bulk_id: str, offset: int) -> int:
-    """One task's share: the `CHUNK` jobs from `offset`, then the next task queued, or the
-    bulk replay marked finished. Returns how many jobs it went through."""
-    redis = deps.redis
-    settings = await redis.hmget(keys.bulk(bulk_id), ["resubmit", "priority"])  # type: ignore[misc]
-    if settings[0] is None:
+    """One task's share: the `CHUNK` jobs from `offset`, then the next task queued (later if
+    the landing queue is busy), or the bulk replay marked finished. A share already through
+    (its task run again) only makes sure the next is queued. Returns how many jobs it went
+    through. A Redis error is raised for arq to run the task again; any other error fails
+    only its own job."""
+    redis, kept = deps.redis, keys.bulk(bulk_id)
+    resubmit, priority, done = await redis.hmget(kept, ["resubmit", "priority", f"chunk:{offset}"])  # type: ignore[misc]
+    if resubmit is None:
         return 0  # kept no longer
-    resubmit, priority = text(settings[0]) == "1", Priority[text(settings[1]) or "low"]
+    if text(await redis.get(keys.BULK_RUNNING)) == bulk_id:  # a long one keeps its turn
+        await redis.expire(keys.BULK_RUNNING, RUNNING_AT_MOST)
     listed = await redis.lrange(keys.bulk_refs(bulk_id), offset, offset + CHUNK - 1)  # type: ignore[misc]
-    counts: dict[str, int] = {}
-    for ref in (text(one) or "" for one in listed):
-        record = await deps.ledger.get(ref)
-        if record is None:
-            outcome = "gone"
-        elif resubmit:
-            outcome = await resubmit_one(deps, record, bulk_id, priority)
-        else:
-            outcome = await replay_one(deps, record, bulk_id)
-        counts[outcome] = counts.get(outcome, 0) + 1
-    await redis.hset(keys.bulk(bulk_id), f"chunk:{offset}", json.dumps(counts))  # type: ignore[misc]
+    if done is None:
+        counts: dict[str, int] = {}
+        for ref in (text(one) or "" for one in listed):
+            outcome = await one_job(
+                deps, ref, bulk_id, text(resubmit) == "1", Priority[text(priority) or "low"]
+            )
+            counts[outcome] = counts.get(outcome, 0) + 1
+        await redis.hset(kept, f"chunk:{offset}", json.dumps(counts))  # type: ignore[misc]
     if len(listed) == CHUNK:
-        await enqueue_bulk_replay(redis, bulk_id, offset + CHUNK)
+        busy = await redis.zcard(LANDING_QUEUE) > BUSY
+        await enqueue_bulk_replay(redis, bulk_id, offset + CHUNK, later=BUSY_WAIT if busy else 0)
     else:
-        await redis.hset(keys.bulk(bulk_id), mapping={"finished_at": time.time()})  # type: ignore[misc]
+        await redis.hset(kept, mapping={"finished_at": time.time()})  # type: ignore[misc]
         if text(await redis.get(keys.BULK_RUNNING)) == bulk_id:
             await redis.delete(keys.BULK_RUNNING)
     return len(listed)
 
 
+async def one_job(
+    deps: SubmitDeps, ref: str, bulk_id: str, resubmit: bool, priority: Priority
+) -> str:
+    """One selected job replayed or resubmitted; its outcome."""
+    try:
+        record = await deps.ledger.get(ref)
+        if record is None:
+            return "gone"
+        if resubmit:
+            return await resubmit_one(deps, record, bulk_id, priority)
+        return await replay_one(deps, record, bulk_id)
+    except RedisError:
+        raise
+    except Exception as exc:  # this job's own trouble: the others go on
+        log.exception("bulk.job_failed", bulk=bulk_id, ref=ref, error=repr(exc))
+        return "error"
+
+
 async def replay_one(deps: SubmitDeps, record: JobRecord, bulk_id: str) -> str:
-    """Land the job again and deliver its events again; one Apiframe never had is skipped."""
+    """Land the job again and deliver its events again; one Apiframe never had is skipped,
+    and so is one replayed in the last `REPLAY_INTERVAL` seconds (by this or by hand)."""
     if record.job_id is None:
+        return "skipped"
+    if await deps.ledger.marks.once_within(keys.replaying(record.job_id), REPLAY_INTERVAL):
         return "skipped"
     await enqueue_replay(deps.redis, record.job_id)
     await deps.ledger.log(record.ref, record.job_id, ACTOR, "job.replay_requested", bulk=bulk_id)
@@ -218,7 +248,10 @@ async def replay_one(deps: SubmitDeps, record: JobRecord, bulk_id: str) -> str:
 
 
 async def resubmit_one(deps: SubmitDeps, old: JobRecord, bulk_id: str, priority: Priority) -> str:
-    """A new job with the old one's request, caller and webhook, whose lineage names it."""
+    """A new job with the old one's request, caller and webhook, whose lineage names it. A job
+    imagedock did not submit (tracked) has no request to make again: skipped."""
+    if old.source != "submit":
+        return "skipped"
     callback = Callback(old.callback_url, old.callback_events) if old.callback_url else None
     try:
         new = await accept_job(

@@ -12,6 +12,9 @@ from worker.ledger.waiting import OPERATOR
 from worker.setting_rules import MIN_TOKEN, CommaList, env_name, refuse_placeholder
 
 CALLER_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+# A caller's queue is `waiting:<name>`, beside the queue's own `waiting:callers` and
+# `waiting:arrivals`.
+RESERVED = frozenset({"callers", "arrivals"})
 
 
 class CallerSettings(BaseSettings):
@@ -57,6 +60,8 @@ class CallerSettings(BaseSettings):
                 raise ValueError(f"names the caller {name.strip()!r} twice")
             if name.strip() == OPERATOR:  # who imagedock's own API's jobs are shown as
                 raise ValueError("'operator' is the name of imagedock's own API's caller")
+            if name.strip() in RESERVED:
+                raise ValueError(f"{name.strip()!r} names a key of the submit queue's own")
             pairs[name.strip()] = key.strip()
         return pairs
 

@@ -128,6 +128,8 @@ class Ledger:
         )
         if isinstance(made, list):
             assert admission is not None
+            if idempotency_key is not None:  # refused, the key is free: its claim goes too
+                await self.redis.delete(keys.idempotency(idempotency_key))
             raise admission.refused(made)
         if not int(made):
             return await self._earlier(ref, fingerprint)

@@ -98,6 +98,7 @@ class SubmitQueue:
         self._sent = redis.register_script(source("sent"))
         self._give_back = redis.register_script(source("give_back"))
         self._withdraw = redis.register_script(source("withdraw"))
+        self._credits_wait = redis.register_script(source("credits_wait"))
 
     def admission(self, caller: str, model: str) -> Admission:
         """What `caller`'s next job of `model` is held to as it is recorded."""
@@ -208,25 +209,23 @@ class SubmitQueue:
         return Pace(dict(zip(callers, map(int, depths), strict=True)), int(sending),
                     int(in_flight), rate, paused_for, why, credits, spent)  # fmt: skip
 
-    async def short_of_credits(self, needed: float) -> None:
-        """Apiframe answered 402, asking for `needed` credits: submitting stays paused until
-        the balance read holds them (`credits_needed`, `resume`)."""
-        await self.redis.hset(keys.PACE, mapping={"credits_needed": needed})  # type: ignore[misc]
+    async def short_of_credits(self, needed: float, until: float, why: str) -> None:
+        """Apiframe answered 402, asking for `needed` credits: submitting is paused until
+        `until`, and then for as long as the balance read is short (`extend_credits_wait`)."""
+        await self._credits_wait(args=[self.config, "short", until, needed, why[:300]])
 
     async def credits_needed(self) -> float | None:
         """What the last 402 asked for, while submitting waits for the balance; else None."""
         needed = await self.redis.hget(keys.PACE, "credits_needed")  # type: ignore[misc]
         return float(needed) if needed is not None else None
 
-    async def pause_until(self, until: float) -> None:
-        """Keep submitting paused, for the reason already given, until `until` at least."""
-        paused = await self.redis.hget(keys.PACE, "paused_until")  # type: ignore[misc]
-        if float(paused or 0) < until:
-            await self.redis.hset(keys.PACE, mapping={"paused_until": until})  # type: ignore[misc]
+    async def extend_credits_wait(self, until: float) -> None:
+        """The balance is still short of what the 402 asked for: its pause goes on."""
+        await self._credits_wait(args=[self.config, "extend", until, "", ""])
 
     async def resume(self) -> None:
-        """The balance holds what Apiframe asked for: submitting goes on at once."""
-        await self.redis.hdel(keys.PACE, "paused_until", "why", "credits_needed")  # type: ignore[misc]
+        """The balance holds what the 402 asked for: submitting goes on at once."""
+        await self._credits_wait(args=[self.config, "resume", 0, "", ""])
 
     async def record_balance(self, credits: float) -> None:
         """Apiframe's balance for imagedock's key, as just read."""

@@ -101,10 +101,18 @@ async def landing_pending(redis: Redis, job_id: str) -> bool:
     return bool(await redis.exists(job_key_prefix + landing_id(job_id)))
 
 
-async def enqueue_bulk_replay(redis: ArqRedis, bulk_id: str, offset: int) -> bool:
-    """Queue a bulk replay's task for the jobs from `offset` (`worker.replays`)."""
+async def enqueue_bulk_replay(
+    redis: ArqRedis, bulk_id: str, offset: int, *, later: float = 0.0
+) -> bool:
+    """Queue a bulk replay's task for the jobs from `offset` (`worker.replays`), `later`
+    seconds from now."""
     job: Job | None = await redis.enqueue_job(
-        BULK_REPLAY, bulk_id, offset, _job_id=f"bulk:{bulk_id}:{offset}", _queue_name=LANDING_QUEUE
+        BULK_REPLAY,
+        bulk_id,
+        offset,
+        _job_id=f"bulk:{bulk_id}:{offset}",
+        _queue_name=LANDING_QUEUE,
+        _defer_by=later or None,
     )
     return job is not None
 

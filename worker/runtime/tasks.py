@@ -26,6 +26,7 @@ import structlog
 from arq import Retry
 from arq.cron import cron
 from arq.worker import func
+from redis.exceptions import RedisError
 
 from worker import replays
 from worker.apiframe.catalog import GENERATE
@@ -131,7 +132,10 @@ async def replay(ctx: dict[str, Any], job_id: str) -> str:
 
 async def bulk_replay(ctx: dict[str, Any], bulk_id: str, offset: int) -> int:
     """A share of a bulk replay or resubmit (`worker.replays`); it queues the next."""
-    went = await replays.work_through(ctx["deps"].submitting, bulk_id, offset)
+    try:
+        went = await replays.work_through(ctx["deps"].submitting, bulk_id, offset)
+    except RedisError as exc:  # the share runs again; what it did is not done twice
+        raise Retry(defer=REPLAY_WAIT) from exc
     log.info("bulk.progress", bulk=bulk_id, offset=offset, jobs=went)
     return went
 

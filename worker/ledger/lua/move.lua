@@ -20,20 +20,24 @@ local function movable(job, new, progress, c)
 end
 
 -- A job that ends settles the credits it held against its caller's day (`admit`) at what
--- Apiframe charged: its `credit_cost` where Apiframe said, else nothing for a job that did not
--- land (Apiframe refunds a failed job; one never sent cost nothing) and what it held for one
--- that did. What a model cost is what the next job of it holds.
-local function settle(c, job, new)
+-- Apiframe charged: its `credit_cost` where Apiframe said; else what it held, if Apiframe
+-- finished it (it charged then, whatever became of the landing), and nothing if not (Apiframe
+-- refunds a failed job; one never sent cost nothing). The most a model was seen to cost is
+-- what the next job of it holds.
+local function settle(c, job, current)
   local held, day, caller, cost, model = unpack(redis.call('HMGET', job, 'credits_held',
     'credits_day', 'credits_caller', 'credit_cost', 'model'))
-  if tonumber(cost) and tonumber(cost) > 0 and model and model ~= '' then
-    redis.call('HSET', c.credit_costs, model, cost)
+  cost = tonumber(cost)
+  if cost and cost > 0 and model and model ~= '' then
+    local most = tonumber(redis.call('HGET', c.credit_costs, model)) or 0
+    if cost > most then redis.call('HSET', c.credit_costs, model, cost) end
   end
   if not held then return end
   redis.call('HDEL', job, 'credits_held')
   local key = c.credits_day .. day
   if redis.call('EXISTS', key) == 0 then return end  -- a day gone by: nothing left to settle
-  local spent = tonumber(cost) or (new == 'LANDED' and tonumber(held)) or 0
+  local finished = c.ranks[current] >= c.ranks.COMPLETED
+  local spent = cost or (finished and tonumber(held)) or 0
   redis.call('HINCRBYFLOAT', key, caller, spent - tonumber(held))
 end
 
@@ -61,7 +65,7 @@ local function move(ref, new, progress, actor, now, fields, c)
     if caller then redis.call('ZREM', c.in_flight_of .. caller, ref) end
   end
   if c.final[new] then
-    settle(c, job, new)
+    settle(c, job, new == 'LANDED' and 'COMPLETED' or current)
     -- A job Apiframe never took (refused, or never reached) cost nothing and keeps little.
     local keep = c.retention
     if job_id == '' then keep = c.unsent_retention end
