@@ -337,8 +337,9 @@ class BulkReplayView(Answer):
     done: int = 0
     counts: dict[str, int] = Field(
         default_factory=dict,
-        description="jobs by outcome: replayed, resubmitted, skipped (never at Apiframe), "
-        "refused (a resubmit past a cap, or of a parent gone), gone",
+        description="jobs by outcome: replayed, resubmitted, skipped (never at Apiframe, "
+        "replayed in the last minute, or not submitted by imagedock), refused (a resubmit past "
+        "a cap, or of a parent gone), gone, error",
     )
     created_at: float | None = None
     finished_at: float | None = None
