@@ -1,6 +1,7 @@
 """Replaying or resubmitting every job a filter selects: counted first (a dry run does only
 that), then done in the background, each resubmit a new job naming the old one, never twice."""
 
+import json
 import time
 
 import pytest
@@ -81,15 +82,22 @@ async def test_a_replay_lands_and_delivers_again_and_a_filter_must_select(
     assert (await stack.api.get("/jobs/replay/running")).status_code == 404
 
 
-async def test_the_command_counts_then_follows(stack: Stack) -> None:
-    """`imagedock replay --dry-run` prints the count and starts nothing; a filter with no job
-    exits 2 naming the option."""
+async def test_the_command_counts_then_starts(stack: Stack) -> None:
+    """`imagedock replay --dry-run` prints the count and starts nothing; without it, the bulk
+    replay starts and `--no-wait` prints it at once, the worker doing the rest; a filter with
+    no job exits 2 naming the option."""
     stack.sim.config.failure_rate = 1.0
     await stack.submit("plate")
     await stack.run_worker()
-    dry = await imagedock(stack, "replay", "--status", "failed", "--since", "1h", "--dry-run")
+    stack.sim.config.failure_rate = 0.0
+    failed = ("replay", "--status", "failed", "--since", "1h", "--resubmit")
+    dry = await imagedock(stack, *failed, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert '"selected": 1' in dry.stdout
+    assert json.loads(dry.stdout)["selected"] == 1
+    started = await imagedock(stack, *failed, "--no-wait")
+    assert started.returncode == 0, started.stderr
+    bulk_id = json.loads(started.stdout)["id"]
+    assert (await finished(stack, bulk_id))["counts"] == {"resubmitted": 1}
     none = await imagedock(stack, "replay", "--status", "landed", "--since", "1h")
     assert none.returncode == 2
     assert "--status" in none.stderr
