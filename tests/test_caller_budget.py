@@ -2,7 +2,6 @@
 fields, before anything is recorded) and the most jobs it may have waiting (a 429)."""
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -92,8 +91,9 @@ async def test_a_job_that_never_runs_gives_its_credits_back(held: Stack) -> None
     assert await credits_today(stack) == {"operator": 10}
     batch = {"jobs": [{"prompt": f"poster {n}"} for n in range(1, 4)]}
     outcomes = (await stack.api.post("/jobs/batch", json=batch)).json()["jobs"]
-    assert [outcome.get("status") for outcome in outcomes] == ["QUEUED", "QUEUED", None]
-    refused: dict[str, Any] = outcomes[2]
+    # A batch's jobs are recorded several at once: which one the credits could not hold varies.
+    [refused] = [outcome for outcome in outcomes if "status" not in outcome]
+    assert [outcome.get("status") for outcome in outcomes].count("QUEUED") == 2
     assert (refused["code"], refused["details"]) == (
         402,
         {"creditsRequired": 10, "creditsAvailable": 0},
