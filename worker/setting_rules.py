@@ -2,7 +2,7 @@
 environment variable is wrong."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import SecretStr
 from pydantic_settings import NoDecode
@@ -17,6 +17,16 @@ def refuse_placeholder(secret: SecretStr) -> None:
     """A value copied from an example file would run, and sign or open nothing it should."""
     if PLACEHOLDER.search(secret.get_secret_value()):
         raise ValueError("is a placeholder from an example; set the real value")
+
+
+def comma_parts(value: str) -> list[str]:
+    """`a, b,,c` as `["a", "b", "c"]`: how every list setting is written."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def comma_list(value: Any) -> Any:
+    """A list setting's text as its parts; anything else (a list given in code) as it is."""
+    return comma_parts(value) if isinstance(value, str) else value
 
 
 def env_name(field: str) -> str:

@@ -11,6 +11,7 @@ from worker.callers.settings import CallerSettings
 from worker.setting_rules import (
     MIN_TOKEN,
     CommaList,
+    comma_list,
     env_name,
     refuse_placeholder,
 )
@@ -109,9 +110,7 @@ class Settings(CallerSettings):
     @field_validator("apiframe_key", "download_hosts", "event_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return comma_list(value)
 
     @field_validator("event_retry_schedule", mode="before")
     @classmethod

@@ -9,7 +9,14 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 from worker.ledger.waiting import OPERATOR
-from worker.setting_rules import MIN_TOKEN, CommaList, env_name, refuse_placeholder
+from worker.setting_rules import (
+    MIN_TOKEN,
+    CommaList,
+    comma_list,
+    comma_parts,
+    env_name,
+    refuse_placeholder,
+)
 
 CALLER_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 # A caller's queue is `waiting:<name>`, beside the queue's own `waiting:callers` and
@@ -40,9 +47,7 @@ class CallerSettings(BaseSettings):
     @field_validator("callback_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return comma_list(value)
 
     @field_validator("caller_keys", mode="before")
     @classmethod
@@ -50,19 +55,19 @@ class CallerSettings(BaseSettings):
         if not isinstance(value, str):
             return value
         pairs: dict[str, str] = {}
-        for part in filter(None, (part.strip() for part in value.split(","))):
-            name, equals, key = part.partition("=")
-            if not equals or not CALLER_NAME.fullmatch(name.strip()) or not key.strip():
+        for part in comma_parts(value):
+            name, equals, key = (piece.strip() for piece in part.partition("="))
+            if not equals or not CALLER_NAME.fullmatch(name) or not key:
                 raise ValueError(
                     "must be comma-separated name=key pairs, each name 1 to 32 of a-z 0-9 _ -"
                 )
-            if name.strip() in pairs:
-                raise ValueError(f"names the caller {name.strip()!r} twice")
-            if name.strip() == OPERATOR:  # who imagedock's own API's jobs are shown as
+            if name in pairs:
+                raise ValueError(f"names the caller {name!r} twice")
+            if name == OPERATOR:  # who imagedock's own API's jobs are shown as
                 raise ValueError("'operator' is the name of imagedock's own API's caller")
-            if name.strip() in RESERVED:
-                raise ValueError(f"{name.strip()!r} names a key of the submit queue's own")
-            pairs[name.strip()] = key.strip()
+            if name in RESERVED:
+                raise ValueError(f"{name!r} names a key of the submit queue's own")
+            pairs[name] = key
         return pairs
 
     @field_validator("caller_rate", "caller_in_flight", "caller_credits", mode="before")
@@ -71,7 +76,7 @@ class CallerSettings(BaseSettings):
         if not isinstance(value, str):
             return value
         pairs: dict[str, str] = {}
-        for part in filter(None, (part.strip() for part in value.split(","))):
+        for part in comma_parts(value):
             name, _, number = (piece.strip() for piece in part.partition("="))
             if not CALLER_NAME.fullmatch(name) or not number:
                 raise ValueError("must be comma-separated name=number pairs")
