@@ -1,6 +1,7 @@
 """Replaying or resubmitting every job a filter selects: counted first (a dry run does only
 that), then done in the background, each resubmit a new job naming the old one, never twice."""
 
+import asyncio
 import json
 import time
 
@@ -36,6 +37,13 @@ async def test_failed_jobs_are_resubmitted_once_each_naming_the_old(stack: Stack
     started = await stack.api.post("/jobs/replay", json=asked)
     assert started.status_code == 202, started.text
     bulk_id = started.json()["id"]
+    keys_before = await stack.redis.dbsize()
+    for _ in range(20):  # a thousand more while it runs: each refused, none kept
+        answers = await asyncio.gather(
+            *(stack.api.post("/jobs/replay", json=asked) for _ in range(50))
+        )
+        assert {answer.status_code for answer in answers} == {409}
+    assert await stack.redis.dbsize() == keys_before
     progress = await finished(stack, bulk_id)
     assert (progress["finished"], progress["done"], progress["counts"]) == (
         True,

@@ -1,6 +1,7 @@
 """A caller's share past its turn: its credits for the day (Apiframe's 402, with Apiframe's
 fields, before anything is recorded) and the most jobs it may have waiting (a 429)."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -105,8 +106,9 @@ async def test_a_job_that_never_runs_gives_its_credits_back(held: Stack) -> None
 
 
 async def test_a_caller_with_the_most_jobs_waiting_gets_a_429(held: Stack) -> None:
-    """Three jobs wait, the most a caller may have: a fourth is refused with a 429 and a
-    Retry-After, and nothing is recorded; another caller's queue is its own."""
+    """Three jobs wait, the most a caller may have: a fourth, and a thousand more, are refused
+    with a 429 and a Retry-After, and Redis keeps nothing of them; another caller's queue is
+    its own."""
     stack = held
     for n in range(3):
         await stack.accept(f"banner {n}")
@@ -115,6 +117,18 @@ async def test_a_caller_with_the_most_jobs_waiting_gets_a_429(held: Stack) -> No
     )
     assert refused.status_code == 429, refused.text
     assert not await stack.redis.exists(keys.idempotency("submit:banner-3"))  # nothing kept
+    keys_before = await stack.redis.dbsize()
+    for first in range(0, 1000, 50):  # a careless thousand more, each with a key of its own
+        answers = await asyncio.gather(
+            *(
+                stack.api.post(
+                    "/jobs", json={"prompt": "more"}, headers={"Idempotency-Key": f"k{n}"}
+                )
+                for n in range(first, first + 50)
+            )
+        )
+        assert {answer.status_code for answer in answers} == {429}
+    assert await stack.redis.dbsize() == keys_before  # Redis holds nothing more for them
     assert "IMAGEDOCK_WAITING_MAX" in refused.json()["error"]
     assert int(refused.headers["Retry-After"]) > 0
     async with httpx.AsyncClient(
