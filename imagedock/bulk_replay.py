@@ -18,7 +18,6 @@ from receiver.schemas import BulkReplayRequest
 from worker import replays
 from worker.ledger.waiting import Priority
 from worker.settings import Settings
-from worker.status import FINAL
 from worker.validation import field_problems
 
 AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -46,12 +45,9 @@ async def bulk_replay(settings: Settings, filters: dict[str, Any], *, follow: bo
         found = "; ".join(f"--{path}: {msg}" for path, msg in field_problems(exc).items())
         print(f"imagedock replay: {found}", file=sys.stderr)
         return 2
-    chosen = asked.filter()
-    if asked.resubmit and asked.status not in FINAL:
-        print(
-            f"imagedock replay: --resubmit takes jobs that have ended, not {asked.status.value}",
-            file=sys.stderr,
-        )
+    chosen, refused = asked.filter(), asked.refusal()
+    if refused is not None:
+        print(f"imagedock replay: --status: {refused}", file=sys.stderr)
         return 2
     async with open_deps(settings) as deps:
         try:

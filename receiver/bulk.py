@@ -12,7 +12,6 @@ from receiver.state import deps_of
 from worker import replays
 from worker.ledger.keys import is_ref
 from worker.ledger.waiting import Priority
-from worker.status import FINAL
 from worker.validation import field_problems
 
 
@@ -25,10 +24,9 @@ async def start(request: Request) -> Response:
         return error(exc.status, exc.message)
     except ValidationError as exc:
         return error(400, "invalid replay request", details=field_problems(exc))
-    chosen = asked.filter()
-    if asked.resubmit and asked.status not in FINAL:
-        said = f"a resubmit takes jobs that have ended, not {asked.status.value} ones"
-        return error(400, "invalid replay request", details={"status": said})
+    chosen, refused = asked.filter(), asked.refusal()
+    if refused is not None:
+        return error(400, "invalid replay request", details={"status": refused})
     try:
         refs = await replays.select(deps.redis, chosen)
     except replays.NothingSelected as exc:

@@ -12,7 +12,7 @@ from worker.callers import OPERATOR
 from worker.ledger.log import LOG_ID_PATTERN, LogEntry, is_log_id
 from worker.ledger.records import JobRecord, StoredObject
 from worker.replays import Filter
-from worker.status import Status
+from worker.status import FINAL, Status
 
 
 class Answer(BaseModel):
@@ -318,6 +318,12 @@ class BulkReplayRequest(BaseModel):
     priority: Literal["high", "normal", "low"] = Field(
         default="low", description="resubmitted jobs' place among their callers' own"
     )
+
+    def refusal(self) -> str | None:
+        """What is wrong with the request that its shape cannot say; said of `status`."""
+        if self.resubmit and self.status not in FINAL:
+            return f"a resubmit takes jobs that have ended, not {self.status.value} ones"
+        return None
 
     def filter(self) -> Filter:
         """The jobs asked for; a time without a zone is UTC's."""
