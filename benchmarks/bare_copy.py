@@ -1,9 +1,12 @@
 """The landing benchmark's reference, a process of its own: each URL streamed with httpx into
 memory and written with one boto3 `put_object`, at the worker's concurrency (20 at once, boto3 on
-16 threads), with no ledger, no checks and no manifest. Prints one JSON line: seconds, CPU
-seconds (both from the first request to the last write), bytes, images.
+16 threads), with no ledger, no checks and no manifest. With `--manifest`, each copy then writes
+a small JSON object of its own as well, as every landed job does: the floor a job's second PUT
+sets. Prints one JSON line: seconds, CPU seconds (both from the first request to the last
+write), bytes, images, and the settings it ran with.
 
-`python -m benchmarks.bare_copy URLS_FILE PREFIX` with the S3 settings in IMAGEDOCK_S3_*.
+`python -m benchmarks.bare_copy URLS_FILE PREFIX [--manifest]` with the S3 settings in
+IMAGEDOCK_S3_*.
 """
 
 import asyncio
@@ -25,6 +28,12 @@ if TYPE_CHECKING:
 
 CONCURRENCY = 20  # the landing worker's max_jobs
 THREADS = 16  # IMAGEDOCK_S3_CONCURRENCY's default
+SETTINGS = (
+    f"{CONCURRENCY} copies in flight; httpx.AsyncClient (timeout 60 s, otherwise its defaults), "
+    f"`aiter_raw` into a BytesIO; one boto3 client (s3v4, path-style, max_pool_connections "
+    f"{THREADS}, otherwise its defaults: over plain HTTP it signs each body with its SHA-256 and "
+    f"sends a CRC32) on a {THREADS}-thread pool; `put_object(Bucket, Key, Body)`, nothing else"
+)
 
 
 def s3_client() -> "S3Client":
@@ -43,7 +52,7 @@ def s3_client() -> "S3Client":
     return client
 
 
-async def copy_all(urls: list[str], prefix: str) -> tuple[float, float, int]:
+async def copy_all(urls: list[str], prefix: str, manifest: bool) -> tuple[float, float, int]:
     client, bucket = s3_client(), os.environ["IMAGEDOCK_S3_BUCKET"]
     threads = ThreadPoolExecutor(THREADS)
     loop = asyncio.get_running_loop()
@@ -63,6 +72,12 @@ async def copy_all(urls: list[str], prefix: str) -> tuple[float, float, int]:
             await loop.run_in_executor(
                 threads, lambda: client.put_object(Bucket=bucket, Key=key, Body=data)
             )
+            if manifest:
+                about = json.dumps({"url": url, "key": key, "bytes": len(data)}).encode()
+                await loop.run_in_executor(
+                    threads,
+                    lambda: client.put_object(Bucket=bucket, Key=f"{key}.json", Body=about),
+                )
             copied += len(data)
 
     async with httpx.AsyncClient(timeout=60) as http:
@@ -75,8 +90,10 @@ async def copy_all(urls: list[str], prefix: str) -> tuple[float, float, int]:
 
 def main() -> None:
     urls = Path(sys.argv[1]).read_text().split()
-    took, cpu, copied = asyncio.run(copy_all(urls, sys.argv[2]))
-    print(json.dumps({"seconds": took, "cpu": cpu, "bytes": copied, "images": len(urls)}))
+    manifest = "--manifest" in sys.argv[3:]
+    took, cpu, copied = asyncio.run(copy_all(urls, sys.argv[2], manifest))
+    figures = {"seconds": took, "cpu": cpu, "bytes": copied, "images": len(urls)}
+    print(json.dumps({**figures, "settings": SETTINGS}))
 
 
 if __name__ == "__main__":

@@ -187,11 +187,41 @@ async def until_landed(redis: ArqRedis, count: int, within: float = 300.0) -> No
 
 
 async def send_all(stack: Stack, jobs: Sequence[Landable], width: int = 20) -> None:
-    async with webhook_client(stack) as client:
-        limit = asyncio.Semaphore(width)
+    """Every job's signed webhook, `width` at a time over as many kept-alive connections. The
+    requests are written whole and answers read by hand: an HTTP client would spend more CPU
+    than the receiver does, on the same two cores as what is measured."""
+    url = httpx.URL(stack.receiver_url)
+    requests = [webhook_request(url, job) for job in jobs]
 
-        async def one(job: Landable) -> None:
-            async with limit:
-                await send_webhook(client, job)
+    async def connection(mine: list[bytes]) -> None:
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            for request in mine:
+                writer.write(request)
+                status, body = await read_answer(reader)
+                if status != 200:
+                    raise RuntimeError(f"the receiver answered {status}: {body!r}")
+        finally:
+            writer.close()
 
-        await asyncio.gather(*(one(job) for job in jobs))
+    await asyncio.gather(*(connection(requests[n::width]) for n in range(width)))
+
+
+def webhook_request(url: httpx.URL, job: Landable) -> bytes:
+    body, headers = completed_webhook(job)
+    head = [
+        f"POST /webhooks/apiframe?ref={job.ref} HTTP/1.1",
+        f"Host: {url.host}:{url.port}",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """An HTTP/1.1 answer with a Content-Length: its status and body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    length = next(
+        int(line.split(":", 1)[1]) for line in head if line.lower().startswith("content-length:")
+    )
+    return int(head[0].split()[1]), await reader.readexactly(length)

@@ -78,7 +78,10 @@ def s3_client(settings: Settings) -> "S3Client":
     """boto3's S3 client, pooled to match the thread pool that calls it."""
     config = Config(
         signature_version="s3v4",  # with a custom endpoint boto3 would otherwise presign with v2
-        s3={"addressing_style": settings.s3_addressing_style},
+        # Every body carries a digest S3 verifies, in a signed header: the SHA-256 the download
+        # computed (or Content-MD5, or boto3's CRC32 for a part). Signing the payload as well
+        # would hash every byte a second time, as boto3 does over plain HTTP unless told.
+        s3={"addressing_style": settings.s3_addressing_style, "payload_signing_enabled": False},
         # One quick retry inside a call, for a blip; what lasts is arq's to retry, with backoff.
         retries={"mode": "standard", "total_max_attempts": 2},
         max_pool_connections=settings.s3_concurrency,

@@ -32,14 +32,22 @@ def blob(body: bytes, *, digest_of: bytes | None = None) -> Blob:
 
 
 @pytest.fixture
-async def store(tls_s3: LocalS3, redis_url: str, mode: str) -> AsyncIterator[ObjectStore]:
-    """The S3 store `open_deps` makes for the TLS endpoint, in checksum `mode`."""
+def scheme() -> str:
+    return "https"
+
+
+@pytest.fixture
+async def store(
+    tls_s3: LocalS3, redis_url: str, mode: str, scheme: str
+) -> AsyncIterator[ObjectStore]:
+    """The S3 store `open_deps` makes for the TLS endpoint (or, `scheme` "http", the same
+    server's plain one), in checksum `mode`."""
     settings = load_settings(
         redis_url=redis_url,
         **s3_settings(
             tls_s3,
             s3_bucket=BUCKET,
-            s3_endpoint_url=tls_s3.https_url,
+            s3_endpoint_url=tls_s3.https_url if scheme == "https" else tls_s3.endpoint_url,
             s3_ca_bundle=str(tls_s3.ca_bundle),
             s3_checksum_mode=mode,
         ),
@@ -77,6 +85,26 @@ async def test_the_compatible_mode_sends_the_bodys_md5(store: ObjectStore, mode:
     )
     await store.put_once(f"{mode}/md5.png", blob(BODY))
     assert sent == [base64.b64encode(hashlib.md5(BODY, usedforsecurity=False).digest())]
+
+
+@pytest.mark.parametrize("scheme", ["http"])
+@pytest.mark.parametrize("mode", ["when_supported", "when_required"])
+async def test_the_body_is_hashed_once_and_still_verified(store: ObjectStore, mode: str) -> None:
+    """Even over plain HTTP, boto3 does not hash the body again to sign it: the signed digest
+    header (the download's SHA-256, or the MD5 in the compatible mode) is what S3 checks, and
+    bytes that do not match it are refused."""
+    sent: list[bytes | None] = []
+    store.client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: sent.append(request.headers.get("X-Amz-Content-SHA256")),
+    )
+    await store.put_once(f"{mode}/once.png", blob(BODY))
+    assert sent == [b"UNSIGNED-PAYLOAD"]
+    assert await read_object(store, f"{mode}/once.png") == BODY
+    if mode == "when_supported":
+        with pytest.raises(TransientError, match="to PutObject"):
+            await store.put_once(f"{mode}/bad.png", blob(BODY, digest_of=b"something else"))
+        assert await store.head(f"{mode}/bad.png") == {}
 
 
 @pytest.mark.parametrize("mode", ["when_supported"])

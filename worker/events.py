@@ -18,6 +18,7 @@ from worker import metrics
 from worker.apiframe.catalog import metric_label
 from worker.ledger import keys
 from worker.ledger.ledger import Ledger
+from worker.ledger.log import echo
 from worker.ledger.records import JobRecord
 from worker.ledger.scripts import source
 from worker.runtime.queue import enqueue_delivery
@@ -94,17 +95,21 @@ class Events:
         event = build_event(record, event_type, iso_time())
         fresh = await self._publish(
             keys=[keys.event(event["id"]), keys.EVENTS, keys.job(record.ref), keys.POLL_SET],
-            args=[encode(event), self.stream_maxlen, record.ref, EVENT_TTL, stub_of(record, event)],
-        )
-        if fresh:
-            await self.ledger.log(
+            args=[
+                encode(event),
+                self.stream_maxlen,
                 record.ref,
-                record.job_id,
+                EVENT_TTL,
+                stub_of(record, event),
+                self.ledger.script_config(),
                 actor,
-                "event.published",
-                id=event["id"],
-                type=event_type,
-            )
+                record.job_id or "",
+                time.time(),
+            ],
+        )
+        if fresh:  # as the script logged it
+            detail = {"id": event["id"], "type": event_type}
+            echo("event.published", record.ref, record.job_id, actor, detail)
         for name, sink in self.sinks.items():
             if sink.serves(record, event_type):
                 await enqueue_delivery(self.redis, event["id"], name)

@@ -19,6 +19,7 @@ from worker.landing.errors import PermanentError, TransientError
 from worker.landing.storage import ObjectStore, json_blob
 from worker.landing.upload import ObjectWriter
 from worker.ledger.ledger import Ledger
+from worker.ledger.log import Noted
 from worker.ledger.records import JobRecord, StoredObject, costed
 from worker.ledger.waiting import OPERATOR
 from worker.status import FAILURES, Status, from_apiframe
@@ -176,9 +177,9 @@ async def store_all(
     # version in another shape, is the job's record and is left as it is.
     if not (verify and await deps.store.stat(key) is not None):
         await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
-    landed = None  # the record as this landing left it, if it moved it: the event is built from it
-    if await deps.ledger.transition(record.ref, Status.LANDED, actor, error=""):
-        landed = await deps.ledger.get(record.ref) or record
+    # The record as this landing left it, if it moved it: the event is built from it.
+    landed = await deps.ledger.move_and_read(record.ref, Status.LANDED, actor, error="")
+    if landed is not None:
         took = time.monotonic() - started
         outcome = landed.outcome(time.time())
         counting: list[metrics.Counted] = [metrics.JOBS_LANDED(metric_label(record.model))]
@@ -238,16 +239,17 @@ async def store_one(
     writer = ObjectWriter(deps.store, record.job_id, asset.name, metadata)
     try:
         download = await deps.downloader.fetch(url, medium, writer)
-        await deps.ledger.log(
-            record.ref,
-            record.job_id,
-            actor,
+        # Written with the object's own entry, one round trip for both.
+        downloaded = Noted(
             f"{medium}.downloaded",
-            index=index,
-            kind=asset.kind,
-            url=url,
-            bytes=download.size,
-            sha256=download.sha256,
+            {
+                "index": index,
+                "kind": asset.kind,
+                "url": url,
+                "bytes": download.size,
+                "sha256": download.sha256,
+            },
+            time.time(),
         )
         await writer.finish(download)
     except BaseException:
@@ -270,6 +272,13 @@ async def store_one(
     stored_event = f"{medium}.stored"
     counting = (metrics.FILES_LANDED(asset.kind.value),)
     await deps.ledger.add_object(
-        record.ref, record.job_id, stored, actor, stored_event, counting=counting, **detail
+        record.ref,
+        record.job_id,
+        stored,
+        actor,
+        stored_event,
+        counting=counting,
+        noted=(downloaded,),
+        **detail,
     )
     return stored

@@ -21,7 +21,14 @@ from worker.apiframe.models import IDEMPOTENCY_WINDOW
 from worker.ledger import keys
 from worker.ledger.admission import Admission
 from worker.ledger.keys import is_ref
-from worker.ledger.log import GLOBAL_LOG_MAXLEN, JOB_LOG_MAXLEN, LogReader, echo, queue_entry
+from worker.ledger.log import (
+    GLOBAL_LOG_MAXLEN,
+    JOB_LOG_MAXLEN,
+    LogReader,
+    Noted,
+    echo,
+    queue_entry,
+)
 from worker.ledger.marks import Marks
 from worker.ledger.paging import Page, PageQuery, read_page
 from worker.ledger.records import JobRecord, StoredObject, text
@@ -54,6 +61,7 @@ class Ledger:
         self._stash = redis.register_script(source("stash"))
         self._page = redis.register_script(source("page"))
         self._create = redis.register_script(source("create"))
+        self._find = redis.register_script(source("find"))
 
     # Creating and finding records.
 
@@ -153,19 +161,14 @@ class Ledger:
             pipe.hgetall(keys.job(ref))
             pipe.hgetall(keys.objects(ref))
             raw, objects = await pipe.execute()
-        if not raw:
-            return None
-        return JobRecord.from_redis(
-            {text(k) or "": text(v) or "" for k, v in raw.items()},
-            [StoredObject.from_json(text(value) or "{}") for value in objects.values()],
-        )
+        return record_of(raw, objects)
 
     async def ref_for(self, job_id: str) -> str | None:
         return text(await self.redis.get(keys.job_id(job_id)))
 
     async def by_job_id(self, job_id: str) -> JobRecord | None:
-        ref = await self.ref_for(job_id)
-        return await self.get(ref) if ref else None
+        found = await self._find(args=[self.script_config(), job_id])
+        return record_of(pairs(found[1]), pairs(found[2])) if found else None
 
     async def find(self, id_or_ref: str) -> JobRecord | None:
         """A record by Apiframe job id or by imagedock ref, written bare or as the UUID
@@ -241,7 +244,27 @@ class Ledger:
     ) -> bool:
         """Move forward to `status` (or raise progress), setting `fields` with it. False if the
         record is already at or past that state, so late and duplicate events change nothing."""
-        applied, current, job_id = await self._transition(
+        return await self._move(ref, status, actor, progress, fields) is not None
+
+    async def move_and_read(
+        self, ref: str, status: Status, actor: str, **fields: Any
+    ) -> JobRecord | None:
+        """Move forward to `status` as `transition` does, and answer the record as the move left
+        it, in the same call; None if it did not move."""
+        moved = await self._move(ref, status, actor, None, fields, read=True)
+        return moved if isinstance(moved, JobRecord) else None
+
+    async def _move(
+        self,
+        ref: str,
+        status: Status,
+        actor: str,
+        progress: int | None,
+        fields: dict[str, Any],
+        *,
+        read: bool = False,
+    ) -> JobRecord | bool | None:
+        applied, current, job_id, *after = await self._transition(
             args=[
                 self.script_config(),
                 ref,
@@ -250,11 +273,14 @@ class Ledger:
                 actor,
                 time.time(),
                 move_fields(status, fields),
+                "1" if read else "",
             ],
         )
         if int(applied) == 1:
             echo("status.changed", ref, text(job_id), actor, {"from": text(current), "to": status})
-        return int(applied) > 0
+        if int(applied) <= 0:
+            return None
+        return record_of(pairs(after[0]), pairs(after[1])) if after else True
 
     def script_config(self) -> str:
         """What the ledger's scripts need to know of it, as JSON; made again only when the
@@ -292,17 +318,22 @@ class Ledger:
         /,
         *,
         counting: tuple[metrics.Counted, ...] = (),
+        noted: tuple[Noted, ...] = (),
         **detail: Any,
     ) -> None:
-        """Record a stored object, write its log entry `event` and add one to each counter in
-        `counting`, in one round trip."""
+        """Record a stored object, write the entries `noted` on the way and its own entry
+        `event`, and add one to each counter in `counting`, in one round trip."""
         async with self.redis.pipeline(transaction=True) as pipe:
             # EVAL, not EVALSHA: a pipeline's script would cost a SCRIPT EXISTS round trip.
             names = [keys.objects(ref), keys.job(ref)]
             pipe.eval(source("add_object"), len(names), *names, str(stored.index), stored.to_json())
+            for earlier in noted:
+                queue_entry(pipe, ref, job_id, actor, earlier.event, earlier.detail, earlier.ts)
             queue_entry(pipe, ref, job_id, actor, event, detail)
             metrics.queue_counts(pipe, counting, None)
             await pipe.execute()
+        for earlier in noted:
+            echo(earlier.event, ref, job_id, actor, earlier.detail)
         echo(event, ref, job_id, actor, detail)
 
     # Writing the job log.
@@ -326,6 +357,21 @@ class Ledger:
             metrics.queue_counts(pipe, counting, observing)
             await pipe.execute()
         echo(event, ref, job_id, actor, detail)
+
+
+def pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A hash as a script answers it, a flat list of names and values, as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def record_of(raw: dict[Any, Any], objects: dict[Any, Any]) -> JobRecord | None:
+    """The record in a job's hash and its objects' hash, as Redis answered them."""
+    if not raw:
+        return None
+    return JobRecord.from_redis(
+        {text(k) or "": text(v) or "" for k, v in raw.items()},
+        [StoredObject.from_json(text(value) or "{}") for value in objects.values()],
+    )
 
 
 def move_fields(status: Status, fields: dict[str, Any]) -> str:

@@ -90,6 +90,16 @@ def detail_of(raw: str) -> dict[str, Any]:
     return detail if isinstance(detail, dict) else {"unreadable": raw[:200]}
 
 
+@dataclass(frozen=True)
+class Noted:
+    """An entry kept in hand, written later with another in one round trip: its time is when
+    it happened."""
+
+    event: str
+    detail: Mapping[str, Any]
+    ts: float
+
+
 def queue_entry(
     pipe: Pipeline,
     ref: str | None,
@@ -97,10 +107,11 @@ def queue_entry(
     actor: str,
     event: str,
     detail: Mapping[str, Any],
+    ts: float | None = None,
 ) -> None:
     """Add the entry to the job's log and the global one, in `pipe`."""
     entry: dict[FieldT, EncodableT] = {
-        "ts": time.time(),
+        "ts": time.time() if ts is None else ts,
         "actor": actor,
         "event": event,
         "ref": ref or "",
