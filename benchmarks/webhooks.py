@@ -152,17 +152,27 @@ def rounds_table(runs: dict[str, list[wrk.Run]]) -> str:
     return table(header, rows)
 
 
-def case_rows(case: str, ours: list[wrk.Run], reference: list[wrk.Run]) -> list[Row]:
+FLOOR = "the floor: bare Starlette + json.loads + one Redis script call (same pool settings)"
+BARE = "bare Starlette + json.loads, same uvicorn options"
+
+
+def case_rows(
+    case: str, ours: list[wrk.Run], floor: list[wrk.Run], bare: list[wrk.Run]
+) -> list[Row]:
+    """The case's targets, against the durable floor: what any handler that records a webhook
+    in Redis pays. The bare endpoint, which records nothing, is shown beside it."""
     rate, p50, p99 = summary_row(ours)
-    ref_rate, ref_p50, ref_p99 = summary_row(reference)
-    bare = "bare Starlette + json.loads, same uvicorn options"
+    floor_rate, floor_p50, floor_p99 = summary_row(floor)
+    bare_rate = summary_row(bare)[0]
     return [
-        Row(f"{case}: requests/s", f"{rate:.0f}", bare, f"{ref_rate:.0f}", ratio(rate, ref_rate),
-            "≥ 0.60", rate >= 0.6 * ref_rate),
-        Row(f"{case}: p50 latency", f"{p50:.2f} ms", bare, f"{ref_p50:.2f} ms", ratio(p50, ref_p50),
-            "", None),
-        Row(f"{case}: p99 latency", f"{p99:.2f} ms", bare, f"{ref_p99:.2f} ms", ratio(p99, ref_p99),
-            "≤ 10 ms", p99 <= 10.0),
+        Row(f"{case}: requests/s", f"{rate:.0f}", FLOOR, f"{floor_rate:.0f}",
+            ratio(rate, floor_rate), "≥ 0.90", rate >= 0.9 * floor_rate),
+        Row(f"{case}: p50 latency", f"{p50:.2f} ms", FLOOR, f"{floor_p50:.2f} ms",
+            ratio(p50, floor_p50), "", None),
+        Row(f"{case}: p99 latency", f"{p99:.2f} ms", FLOOR, f"{floor_p99:.2f} ms",
+            ratio(p99, floor_p99), "≤ 10 ms", p99 <= 10.0),
+        Row(f"{case}: requests/s, against a bare endpoint", f"{rate:.0f}", BARE,
+            f"{bare_rate:.0f}", ratio(rate, bare_rate), "", None),
     ]  # fmt: skip
 
 
@@ -257,7 +267,7 @@ def main() -> None:
         fresh_runs = rounds([recv, ref, ref_redis], fresh, plan, plan.rounds, rpid)
         say("webhooks: (b) duplicates of landed jobs")
         restore()
-        dup_runs = rounds([recv, ref], duplicate, plan, plan.rounds, rpid)
+        dup_runs = rounds([recv, ref, ref_redis], duplicate, plan, plan.rounds, rpid)
         say(f"webhooks: (a) at light load, {LIGHT} connections")
         light_runs = rounds([recv, ref], fresh, plan, plan.scale_rounds, rpid, connections=LIGHT)
         say("webhooks: INFO logging to /dev/null against WARNING")
@@ -327,18 +337,12 @@ def report(
     ceiling: wrk.Run,
 ) -> None:
     recv, ref = "imagedock receiver", "reference"
-    result.rows += case_rows("(a) fresh completed webhook", fresh_runs[recv], fresh_runs[ref])
-    result.rows += case_rows("(b) duplicate of a landed job", dup_runs[recv], dup_runs[ref])
-    with_redis = "reference + one Redis call"
-    rate, _, p99 = summary_row(fresh_runs[recv])
-    ref_rate, _, ref_p99 = summary_row(fresh_runs[with_redis])
-    also = "bare Starlette + json.loads + one Redis script call (same pool settings)"
-    result.rows += [
-        Row("(a) requests/s, against a second reference", f"{rate:.0f}", also, f"{ref_rate:.0f}",
-            ratio(rate, ref_rate), "", None),
-        Row("(a) p99 latency, against a second reference", f"{p99:.2f} ms", also,
-            f"{ref_p99:.2f} ms", ratio(p99, ref_p99), "", None),
-    ]  # fmt: skip
+    floor = "reference + one Redis call"
+    for case, runs in (
+        ("(a) fresh completed webhook", fresh_runs),
+        ("(b) duplicate of a landed job", dup_runs),
+    ):
+        result.rows += case_rows(case, runs[recv], runs[floor], runs[ref])
     warn_rate = median(r.rate for r in log_runs[recv])
     info_rate = median(r.rate for r in log_runs["receiver, INFO logs"])
     result.rows.append(

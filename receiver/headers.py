@@ -5,7 +5,6 @@ would put its Redrive button under a stranger's page), sniffed for another type,
 in a Referer. A route that sets a header of its own (the dashboard's full policy) keeps it.
 """
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADERS = {
@@ -14,6 +13,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+RAW = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
 
 
 class SecurityHeaders:
@@ -27,10 +27,11 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in HEADERS.items():
-                    if name not in headers:
-                        headers.append(name, value)
+                # One pass over the raw headers, names lowercase as ASGI has them.
+                raw = message.setdefault("headers", [])
+                present = {name.lower() for name, _ in raw}
+                missing = [pair for pair in RAW if pair[0] not in present]
+                message["headers"] = [*raw, *missing]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

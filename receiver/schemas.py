@@ -211,6 +211,8 @@ class Redriven(Answer):
 
 
 class WebhookAnswer(Answer):
+    model_config = ConfigDict(**Answer.model_config, frozen=True)  # hashable: rendered once
+
     accepted: bool
     early: bool | None = Field(default=None, description="kept until the submission is recorded")
     confirming: bool | None = Field(default=None, description="unsigned: a confirmation was queued")

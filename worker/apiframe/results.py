@@ -9,7 +9,7 @@ shape it saw, never dropping it.
 """
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -54,12 +54,17 @@ class Asset:
         return str(self.number)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: value for name, value in asdict(self).items() if value is not None}
+        # Not `asdict`, which deep-copies every field: this runs for every webhook.
+        found = ((field.name, getattr(self, field.name)) for field in FIELDS)
+        return {name: value for name, value in found if value is not None}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Asset":
         kind, number, url = Kind(raw["kind"]), int(raw["number"]), str(raw["url"])
         return cls(kind, number, url, raw.get("track_id"), raw.get("about"))
+
+
+FIELDS = fields(Asset)
 
 
 def dumps(assets: list[Asset]) -> str:

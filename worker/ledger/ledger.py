@@ -381,12 +381,16 @@ def move_fields(status: Status, fields: dict[str, Any]) -> str:
     if status in FINAL:
         # Owed until published; set with the move itself so a crash cannot lose it.
         fields["pending_event"] = "job.landed" if status == Status.LANDED else "job.failed"
-    return json.dumps(
-        {
-            name: value if isinstance(value, str) else json.dumps(value)
-            for name, value in fields.items()
-        }
-    )
+    return json.dumps({name: field_text(value) for name, value in fields.items()})
+
+
+def field_text(value: Any) -> str:
+    """A field's value as the record holds it: text as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if type(value) in (int, float):  # JSON's own spelling, without a trip through the encoder
+        return repr(value)
+    return json.dumps(value)
 
 
 @functools.lru_cache(maxsize=16)
