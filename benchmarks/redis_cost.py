@@ -34,7 +34,11 @@ from benchmarks.processes import API_KEY, API_TOKEN, PYTHON, redis_info, start, 
 from benchmarks.results import Row, begin, say, table
 from benchmarks.stack import Landable, Stack, landed_count, send_all, stack, until_landed, worker
 from worker.ledger import keys
+from worker.ledger.keys import EVENTS, GLOBAL_LOG
+from worker.ledger.ledger import DEFAULT_RETENTION
+from worker.ledger.log import GLOBAL_LOG_MAXLEN
 from worker.runtime.queue import connect
+from worker.settings import Settings
 
 JOBS = 1000
 MONITORED = 200
@@ -208,6 +212,35 @@ def key_sizes(url: str, job: tuple[str, str]) -> list[tuple[str, int]]:
         client.close()
 
 
+EVENTS_MAXLEN = Settings.model_fields["events_stream_maxlen"].default
+COMPACT_AFTER_DEFAULT = Settings.model_fields["compact_after"].default
+COMPACT_AFTER = 60  # seconds: longer than the memory pass lands its jobs in
+
+
+def until_compacted(url: str, within: float = 300.0) -> float:
+    """Until no finished job waits to be compacted; returns how long that took."""
+    client = redis.Redis.from_url(url)
+    started = time.monotonic()
+    try:
+        while client.zcard(keys.COMPACT):
+            if time.monotonic() - started > within:
+                raise RuntimeError(f"jobs were not compacted within {within:g} s")
+            time.sleep(0.2)
+        return time.monotonic() - started
+    finally:
+        client.close()
+
+
+def stream_ceiling(url: str, key: str, most: int) -> tuple[int, int]:
+    """The bytes the capped stream `key` holds now, and would at its cap of `most` entries."""
+    client = redis.Redis.from_url(url)
+    try:
+        size, length = int(client.memory_usage(key) or 0), int(client.xlen(key))  # type: ignore[arg-type]
+        return size, round(size / max(length, 1) * most)
+    finally:
+        client.close()
+
+
 def run_sync(work: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], None]:
     def run() -> None:
         asyncio.run(work())
@@ -218,7 +251,11 @@ def run_sync(work: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], No
 def main() -> None:
     args, result = begin("redis_cost", "Redis cost per job")
     jobs, monitored_jobs = (200, 50) if args.quick else (JOBS, MONITORED)
-    with stack("--drop-rate", "1", poll_after="600") as found, worker(found.worker_env):
+    compact = str(COMPACT_AFTER)
+    with (
+        stack("--drop-rate", "1", poll_after="600", compact_after=compact) as found,
+        worker(found.worker_env),
+    ):
         bare = start([PYTHON, "-m", "benchmarks.arq_floor"], found.worker_env)
         try:
             url = found.redis_url
@@ -243,20 +280,29 @@ def main() -> None:
             floor = measure(
                 url, run_sync(lambda: arq_jobs(url, monitored_jobs, "cmd")), monitored_jobs, idle
             )
-            # Memory, over more jobs, without MONITOR.
+            # Memory, over more jobs, without MONITOR, once every job so far is compacted.
+            until_compacted(url)
             before = used_memory(url)
             more = asyncio.run(submit_through_receiver(found, jobs))
             after_tracked = used_memory(url)
             asyncio.run(land(found, asyncio.run(landable(found, more))))
             after_landed = used_memory(url)
+            landed_keys = key_sizes(url, more[0])
+            ran = executed(url)
+            waited = until_compacted(url)
+            compacting = (executed(url) - ran - idle.executed * waited) / jobs
+            after_compacted = used_memory(url)
+            compacted_keys = key_sizes(url, more[0])
             asyncio.run(arq_jobs(url, jobs, "mem"))
             after_floor = used_memory(url)
-            keys = key_sizes(url, more[0])
+            global_log = stream_ceiling(url, GLOBAL_LOG, GLOBAL_LOG_MAXLEN)
+            events = stream_ceiling(url, EVENTS, EVENTS_MAXLEN)
         finally:
             stop(bare)
     tracked_bytes = (after_tracked - before) / jobs
     landed_bytes = (after_landed - after_tracked) / jobs
-    floor_bytes = (after_floor - after_landed) / jobs
+    finished_bytes = (after_compacted - before) / jobs
+    floor_bytes = (after_floor - after_compacted) / jobs
     reference = "one arq no-op job, enqueued and run"
     kept = reference + " (kept after it ran)"
     result.rows += [
@@ -275,7 +321,28 @@ def main() -> None:
             f"{floor_bytes:,.0f} B", "", "", None),
         Row("memory added per landed job", f"{landed_bytes:,.0f} B", kept,
             f"{floor_bytes:,.0f} B", "", "", None),
+        Row("memory kept per finished job, compacted (all of it, from before it was made)",
+            f"{finished_bytes:,.0f} B", kept, f"{floor_bytes:,.0f} B", "", "≤ 1,500 B",
+            finished_bytes <= 1500),
+        Row("commands executed per compaction", f"{compacting:.1f}", reference,
+            f"{floor.executed:.1f}", f"{compacting / floor.executed:.1f}", "", None),
     ]  # fmt: skip
+    day = 100_000
+    kept_jobs = day * DEFAULT_RETENTION / 86_400
+    fixed = global_log[1] + events[1]
+    result.notes.append(
+        f"100,000 jobs a day, kept for the default {DEFAULT_RETENTION / 86_400:.0f}-day "
+        f"retention: {kept_jobs:,.0f} finished jobs x {finished_bytes:,.0f} B = "
+        f"{kept_jobs * finished_bytes / 1e9:.1f} GB (before compaction, "
+        f"{tracked_bytes + landed_bytes:,.0f} B each: "
+        f"{kept_jobs * (tracked_bytes + landed_bytes) / 1e9:.1f} GB); plus two capped streams "
+        f"whatever the count: the global log ({GLOBAL_LOG_MAXLEN:,} entries, about "
+        f"{global_log[1] / 1e6:.0f} MB full) and the event stream ({EVENTS_MAXLEN:,} events, "
+        f"about {events[1] / 1e6:.0f} MB full), {fixed / 1e6:.0f} MB in all; and the jobs of "
+        f"the last {COMPACT_AFTER_DEFAULT / 60:.0f} minutes, not yet compacted "
+        f"({day * COMPACT_AFTER_DEFAULT / 86_400:,.0f} at that rate, "
+        f"{day * COMPACT_AFTER_DEFAULT / 86_400 * (tracked_bytes + landed_bytes) / 1e6:.0f} MB)."
+    )
     names = sorted(
         set(tracked.by_command) | set(landed.by_command) | set(floor.by_command),
         key=lambda name: -(tracked.by_command.get(name, 0) + landed.by_command.get(name, 0)),
@@ -289,9 +356,13 @@ def main() -> None:
         "Commands clients send, per job, by command (the idle rate taken off):\n\n"
         + table(["command", "tracked job", "landed job", "arq no-op job"], rows)
     )
+    sizes = [
+        (f"`{key}`", f"{landed:,}", f"{compacted:,}")
+        for (key, landed), (_, compacted) in zip(landed_keys, compacted_keys, strict=True)
+    ]
     result.details.append(
-        "One landed job's keys (`MEMORY USAGE`):\n\n"
-        + table(["key", "bytes"], [(f"`{key}`", f"{size:,}") for key, size in keys])
+        "One job's keys (`MEMORY USAGE`), landed and then compacted, besides its place in the "
+        "indexes (by time, status and model):\n\n" + table(["key", "landed", "compacted"], sizes)
     )
     result.notes.append(
         f"Commands: {monitored_jobs} jobs with MONITOR on; memory: {jobs} more, without it. The "
@@ -300,7 +371,10 @@ def main() -> None:
         "executed, taken off in proportion to each phase's duration. No event endpoints are "
         "configured: an event is an entry in the `imagedock:events` stream. A landed job's log "
         "has its entries (webhook, status changes, downloaded, stored, landed) in its own stream "
-        "and in the global one."
+        "and in the global one. Jobs are compacted "
+        f"{COMPACT_AFTER} s after they end here (`IMAGEDOCK_COMPACT_AFTER`; "
+        f"{COMPACT_AFTER_DEFAULT:g} s by default): the memory pass waits for it, and measures a "
+        "finished job from before it was made to after it was compacted."
     )
     result.finish(args.out)
 

@@ -24,6 +24,7 @@ from worker.landing.download import Downloader, HostClients
 from worker.landing.hosts import HostPolicy
 from worker.landing.job import LandingDeps
 from worker.landing.storage import ObjectStore
+from worker.ledger.archive import Archive
 from worker.ledger.ledger import Ledger
 from worker.ledger.waiting import Limits, SubmitQueue
 from worker.polling import PollingDeps
@@ -63,7 +64,9 @@ class Deps:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis, retention=self.settings.retention)
+        store = self.object_store
+        archive = Archive(store) if store is not None else None
+        return Ledger(self.redis, retention=self.settings.retention, archive=archive)
 
     @cached_property
     def sinks(self) -> tuple[Sink, ...]:

@@ -15,6 +15,7 @@ from worker.apiframe.catalog import route_named
 from worker.apiframe.results import dumps
 from worker.events import Events
 from worker.ledger import keys
+from worker.ledger.compaction import compact_due
 from worker.ledger.ledger import Ledger
 from worker.ledger.records import JobRecord, costed, text
 from worker.ledger.scripts import source
@@ -59,6 +60,9 @@ async def poll_due(deps: PollingDeps, *, budget: float = 25.0) -> int:
             break
         await asyncio.gather(*(check(ref) for ref in due))
         checked += len(due)
+    if deps.ledger.archive is not None:
+        ended_before = time.time() - deps.settings.compact_after
+        await compact_due(deps.ledger, deps.ledger.archive, ended_before)
     return checked
 
 

@@ -94,6 +94,9 @@ class Settings(CallerSettings):
     events_stream_maxlen: int = Field(default=100_000, gt=0)
     # How long Redis keeps a finished job (record, objects, log); S3's manifest keeps it for good.
     retention: float = Field(default=30 * 24 * 3600.0, gt=0)
+    # Seconds after a job ends (its events delivered, most likely) before its record and log
+    # move to S3 as its timeline and Redis keeps a summary of a few hundred bytes.
+    compact_after: float = Field(default=600.0, ge=0)
     dead_letters_max: int = Field(default=10_000, gt=0)
 
     # Seconds a request body may take to arrive, so a slow client cannot hold a connection.

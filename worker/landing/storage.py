@@ -101,6 +101,26 @@ class ObjectStore:
                     f"(sha256 {stored.get('sha256')}, not {blob.sha256})"
                 ) from exc
 
+    async def put(self, key: str, blob: Blob) -> None:
+        """Write `key` whatever it holds: for a document that may be written again, more
+        complete, until something names it (a finished job's timeline)."""
+        await self._call(self._put, key, blob, once=False)
+
+    async def read(self, key: str) -> bytes | None:
+        """The object's bytes, or None if it does not exist."""
+
+        def get() -> bytes:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+            return bytes(answer["Body"].read())
+
+        try:
+            found: bytes = await self._call(get)
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return found
+
     async def head(self, key: str) -> dict[str, str]:
         """The object's user metadata, or {} if it does not exist."""
         found = await self.stat(key)
@@ -191,8 +211,9 @@ class ObjectStore:
 
         return await self._call(sign_all) if keys else {}
 
-    def _put(self, key: str, blob: Blob) -> None:
-        extra: dict[str, Any] = {}
+    def _put(self, key: str, blob: Blob, *, once: bool = True) -> None:
+        # Create-only, and then immutable for any cache; else a plain overwrite.
+        extra: dict[str, Any] = {"IfNoneMatch": "*", "CacheControl": CACHE_CONTROL} if once else {}
         if self._checksum_mode == "when_supported":
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(blob.sha256)).decode()
         else:  # stores that reject aws-chunked trailers still verify Content-MD5
@@ -203,9 +224,7 @@ class ObjectStore:
             Body=blob.body,
             ContentLength=len(blob.body),
             ContentType=blob.content_type,
-            CacheControl=CACHE_CONTROL,
             Metadata=ascii_metadata(blob.metadata),
-            IfNoneMatch="*",
             **extra,
         )
 

@@ -36,6 +36,9 @@ GLOBAL_LOG = PREFIX + "log"  # every job's log entries, for dashboards
 CONFIRMING = PREFIX + "confirming:"  # an unsigned webhook's confirmation with Apiframe
 REPLAYING = PREFIX + "replaying:"  # a replay of the job's landing and events
 POLL_SET = PREFIX + "poll"  # sorted set: ref -> when the poller should next ask Apiframe
+# Sorted set: ref -> when a job ended, until its record and log are compacted (its timeline
+# written to S3 and a summary left: `worker.ledger.compaction`).
+COMPACT = PREFIX + "compact"
 
 # The submit queue (`worker.ledger.waiting`): jobs accepted but not yet sent to Apiframe, a
 # sorted set per caller (ref -> priority band and arrival), served round-robin.

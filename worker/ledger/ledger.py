@@ -20,6 +20,7 @@ from worker import metrics
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 from worker.ledger import keys
 from worker.ledger.admission import Admission
+from worker.ledger.archive import Archive
 from worker.ledger.keys import is_ref
 from worker.ledger.log import (
     GLOBAL_LOG_MAXLEN,
@@ -51,10 +52,17 @@ class Attached:
 
 
 class Ledger:
-    def __init__(self, redis: Redis, *, retention: float = DEFAULT_RETENTION) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        retention: float = DEFAULT_RETENTION,
+        archive: Archive | None = None,
+    ) -> None:
         self.redis = redis
         self.retention = retention
-        self.history = LogReader(redis)
+        self.archive = archive  # where compacted jobs are read back from: none, no S3
+        self.history = LogReader(redis, archive)
         self.marks = Marks(redis)
         self._transition = redis.register_script(source("transition"))
         self._attach = redis.register_script(source("attach"))
@@ -161,14 +169,31 @@ class Ledger:
             pipe.hgetall(keys.job(ref))
             pipe.hgetall(keys.objects(ref))
             raw, objects = await pipe.execute()
-        return record_of(raw, objects)
+        return await self._record(raw, objects)
 
     async def ref_for(self, job_id: str) -> str | None:
         return text(await self.redis.get(keys.job_id(job_id)))
 
     async def by_job_id(self, job_id: str) -> JobRecord | None:
         found = await self._find(args=[self.script_config(), job_id])
-        return record_of(pairs(found[1]), pairs(found[2])) if found else None
+        return await self._record(pairs(found[1]), pairs(found[2])) if found else None
+
+    async def _record(self, raw: dict[Any, Any], objects: dict[Any, Any]) -> JobRecord | None:
+        if not raw:
+            return None
+        return await self._resolve(decoded(raw), [text(v) or "" for v in objects.values()])
+
+    async def _resolve(self, fields: dict[str, str], objects: list[str]) -> JobRecord:
+        """The record in a job's hash and its objects; a compacted job's from its timeline in
+        S3, with whatever Redis learned of it since (`worker.ledger.compaction`)."""
+        archived_at = fields.pop("archive", None)
+        stored = [StoredObject.from_json(raw or "{}") for raw in objects]
+        if archived_at and self.archive is not None:
+            archived = await self.archive.read(archived_at)
+            fields = {**archived.fields, **fields}
+            earlier = [StoredObject.from_json(raw) for raw in archived.objects.values()]
+            stored = list({o.index: o for o in [*earlier, *stored]}.values())
+        return JobRecord.from_redis(fields, stored)
 
     async def find(self, id_or_ref: str) -> JobRecord | None:
         """A record by Apiframe job id or by imagedock ref, written bare or as the UUID
@@ -201,7 +226,7 @@ class Ledger:
         else:
             index = keys.BY_TIME if query.model is None else keys.by_model(query.model)
         prefixes = {"job_prefix": keys.JOB, "objects_prefix": keys.OBJECTS}
-        return await read_page(self._page, query, index=index, **prefixes)
+        return await read_page(self._page, query, index=index, resolve=self._resolve, **prefixes)
 
     # Changing records.
 
@@ -364,13 +389,18 @@ def pairs(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def decoded(raw: dict[Any, Any]) -> dict[str, str]:
+    """A hash as Redis answered it, as text."""
+    return {text(k) or "": text(v) or "" for k, v in raw.items()}
+
+
 def record_of(raw: dict[Any, Any], objects: dict[Any, Any]) -> JobRecord | None:
-    """The record in a job's hash and its objects' hash, as Redis answered them."""
+    """The record in a job's hash and its objects' hash, as Redis answered them (a job that
+    moves is never a compacted one)."""
     if not raw:
         return None
     return JobRecord.from_redis(
-        {text(k) or "": text(v) or "" for k, v in raw.items()},
-        [StoredObject.from_json(text(value) or "{}") for value in objects.values()],
+        decoded(raw), [StoredObject.from_json(text(value) or "{}") for value in objects.values()]
     )
 
 
@@ -407,6 +437,7 @@ def script_config(retention: float) -> str:
             "by_status": keys.BY_STATUS,
             "global_log": keys.GLOBAL_LOG,
             "poll_set": keys.POLL_SET,
+            "compact": keys.COMPACT,
             "by_time": keys.BY_TIME,
             "by_model": keys.BY_MODEL,
             "models_seen": keys.MODELS_SEEN,

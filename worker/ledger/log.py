@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from redis.asyncio import Redis
@@ -19,6 +19,9 @@ from redis.typing import EncodableT, FieldT
 
 from worker.ledger import keys
 from worker.ledger.records import text
+
+if TYPE_CHECKING:
+    from worker.ledger.archive import Archive
 
 GLOBAL_LOG_MAXLEN = 100_000
 JOB_LOG_MAXLEN = 1_000
@@ -135,11 +138,21 @@ def echo(
 class LogReader:
     """Reading the job log: one job's, the newest entries, or following the global one."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, archive: "Archive | None" = None) -> None:
         self.redis = redis
+        self.archive = archive
 
     async def job(self, ref: str) -> list[LogEntry]:
-        return [LogEntry.from_redis(i, e) for i, e in await self.redis.xrange(keys.job_log(ref))]
+        """The job's whole log: a compacted job's from its timeline in S3, then whatever was
+        written since."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.job(ref), "archive")
+            pipe.xrange(keys.job_log(ref))
+            archived_at, rows = await pipe.execute()
+        since = [LogEntry.from_redis(i, e) for i, e in rows]
+        if not archived_at or self.archive is None:
+            return since
+        return [*(await self.archive.read(text(archived_at) or "")).entries, *since]
 
     async def latest(self, count: int) -> list[LogEntry]:
         """The last `count` global entries, oldest first."""

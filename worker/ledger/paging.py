@@ -6,10 +6,12 @@ however many records it passes over. A page stops after `SCAN_BUDGET` records wh
 it may then hold fewer than `limit` jobs, with `has_more` set and a cursor to go on from.
 """
 
+import asyncio
 import base64
 import binascii
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from worker.ledger.keys import is_ref
-from worker.ledger.records import JobRecord, StoredObject, text
+from worker.ledger.records import JobRecord, text
 from worker.status import Status
 
 SCORE = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?")  # as Redis writes one
@@ -79,11 +81,21 @@ def bounds(query: PageQuery) -> tuple[str, str, str]:
     return written, bottom, ref
 
 
+Resolve = Callable[[dict[str, str], list[str]], Awaitable[JobRecord]]
+
+
 async def read_page(
-    script: AsyncScript, query: PageQuery, *, index: str, job_prefix: str, objects_prefix: str
+    script: AsyncScript,
+    query: PageQuery,
+    *,
+    index: str,
+    job_prefix: str,
+    objects_prefix: str,
+    resolve: Resolve,
 ) -> Page:
     """One page, by `script` (the registered `page.lua`), from the sorted set `index`: a call
-    passes over at most `CALL_BUDGET` records, so Redis serves others between them."""
+    passes over at most `CALL_BUDGET` records, so Redis serves others between them. `resolve`
+    makes each record of its hash and its objects (a compacted one's from its timeline)."""
     top, bottom, after = bounds(query)
     statuses = (query.status,) if query.status else query.statuses
     filters = [
@@ -100,7 +112,9 @@ async def read_page(
         wanted = query.limit - len(records)
         args: list[Any] = [index, top, bottom, after, wanted, budget, BATCH, *filters]
         found, score, ref, has_more, passed = await script(args=args)
-        records += [record_of(job, objects) for job, objects in found]
+        records += await asyncio.gather(
+            *(resolve(fields_of(job), [text(o) or "" for o in objects]) for job, objects in found)
+        )
         scanned, more = scanned + int(passed), bool(int(has_more))
         if int(passed):  # on from where this call stopped
             top, after = text(score) or "", text(ref) or ""
@@ -109,9 +123,7 @@ async def read_page(
     return Page(records, encode_cursor(top, after) if more else None, more)
 
 
-def record_of(job: list[bytes], objects: list[bytes]) -> JobRecord:
-    fields = [text(value) or "" for value in job]
-    raw = dict(zip(fields[::2], fields[1::2], strict=True))
-    return JobRecord.from_redis(
-        raw, [StoredObject.from_json(text(value) or "{}") for value in objects]
-    )
+def fields_of(job: list[bytes]) -> dict[str, str]:
+    """A hash as the script answers it, a flat list of names and values, as text."""
+    found = [text(value) or "" for value in job]
+    return dict(zip(found[::2], found[1::2], strict=True))

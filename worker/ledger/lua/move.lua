@@ -73,6 +73,8 @@ local function move(ref, new, progress, actor, now, fields, c)
       redis.call('EXPIRE', key, keep)
     end
     if job_id ~= '' then redis.call('EXPIRE', c.job_id .. job_id, keep) end
+    -- Its timeline goes to S3 and its record shrinks once it has settled (`compaction`).
+    redis.call('ZADD', c.compact, now, ref)
   end
   return {1, current, job_id}
 end

@@ -1,0 +1,110 @@
+"""A finished job, once compacted, keeps a summary of a few hundred bytes in Redis and its whole
+record and log in S3 beside its manifest; every answer about it stays the same."""
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from simulator.local_s3 import LocalS3
+from tests.support.stack import Sink, Stack, stack_on
+from worker.ledger import keys
+from worker.ledger.archive import TIMELINE
+from worker.sinks.body import event_id
+
+MOST = 1500  # bytes a finished job may keep in Redis, its share of the indexes included
+
+
+@pytest.fixture
+async def stack(redis_url: str, s3_server: LocalS3, sink: Sink) -> AsyncIterator[Stack]:
+    """Jobs are compacted as soon as they end."""
+    async with stack_on(redis_url, s3_server, sink, compact_after=0) as found:
+        yield found
+
+
+async def answers(stack: Stack, job_id: str, ref: str) -> dict[str, object]:
+    """What the API says of the job: itself, its log, and the job list's filters."""
+    queries = {
+        "job": f"/jobs/{job_id}",
+        "by ref": f"/jobs/{ref}",
+        "log": f"/jobs/{job_id}/log",
+        "landed": "/jobs?status=LANDED",
+        "failed": "/jobs?status=FAILED",
+        "search": "/jobs?q=kite",
+        "model": "/jobs?model=grok-imagine-image",
+    }
+    found = {}
+    for name, path in queries.items():
+        answer = await stack.api.get(path)
+        assert answer.status_code == 200, answer.text
+        found[name] = answer.json()
+    return found
+
+
+async def kept_in_redis(stack: Stack, ref: str, job_id: str) -> int:
+    """The bytes the job's own keys hold, and its entries in the job list's indexes (each
+    measured as what one more member adds to its sorted set)."""
+    owned = [keys.job(ref), keys.objects(ref), keys.job_log(ref), keys.job_id(job_id)]
+    owned.append(keys.event(event_id(job_id, "job.landed")))
+    total = sum([await stack.redis.memory_usage(key, samples=0) or 0 for key in owned])
+    indexes = [keys.BY_TIME, keys.by_status("LANDED"), keys.by_model("grok-imagine-image")]
+    for index in indexes:
+        before = await stack.redis.memory_usage(index, samples=0) or 0
+        score = await stack.redis.zscore(index, ref)
+        await stack.redis.zrem(index, ref)
+        total += before - (await stack.redis.memory_usage(index, samples=0) or 0)
+        await stack.redis.zadd(index, {ref: score})
+    return total
+
+
+async def test_a_compacted_job_keeps_little_in_redis_and_answers_the_same(stack: Stack) -> None:
+    stack.sim.config.images_per_job = 2
+    landed = await stack.submit("a red kite over dunes", metadata={"order": "42"})
+    await stack.run_worker()
+    stack.sim.config.failure_rate = 1.0
+    await stack.submit("a kite that will fail")
+    await stack.run_worker()
+    job_id, ref = landed["jobId"], landed["ref"]
+    before = await answers(stack, job_id, ref)
+    assert before["job"]["status"] == "LANDED"  # type: ignore[index]
+    assert len(before["failed"]["jobs"]) == 1  # type: ignore[index]
+    kept_before = await kept_in_redis(stack, ref, job_id)
+
+    await stack.poll()
+
+    summary = await stack.redis.hgetall(keys.job(ref))  # type: ignore[misc]
+    assert summary[b"archive"] == f"apiframe/{job_id}/{TIMELINE}".encode()
+    assert not await stack.redis.exists(keys.objects(ref), keys.job_log(ref))
+    kept = await kept_in_redis(stack, ref, job_id)
+    assert kept <= MOST < kept_before, (kept, kept_before)
+    timeline = json.loads(stack.object(f"apiframe/{job_id}/{TIMELINE}"))
+    assert [entry["event"] for entry in timeline["log"]] == [
+        entry["event"]
+        for entry in before["log"]["entries"]  # type: ignore[index]
+    ]
+    assert stack.keys(job_id)[-2:] == [f"apiframe/{job_id}/manifest.json", timeline_key(job_id)]
+
+    assert await answers(stack, job_id, ref) == before
+
+
+async def test_what_happens_to_a_compacted_job_is_still_told(stack: Stack) -> None:
+    """A replay after compaction lands nothing again; its entries join the timeline's."""
+    landed = await stack.submit()
+    await stack.run_worker()
+    job_id = landed["jobId"]
+    entries = await stack.log_events(job_id)
+    await stack.poll()
+    assert await stack.redis.hexists(keys.job(landed["ref"]), "archive")  # type: ignore[misc]
+
+    replayed = await stack.api.post(f"/jobs/{job_id}/replay")
+    assert replayed.status_code == 202, replayed.text
+    await stack.run_worker(settle=False)
+
+    after = await stack.log_events(job_id)
+    assert after[: len(entries)] == entries
+    assert "event.replayed" in after[len(entries) :]
+    assert (await stack.job(job_id))["status"] == "LANDED"
+
+
+def timeline_key(job_id: str) -> str:
+    return f"apiframe/{job_id}/{TIMELINE}"
