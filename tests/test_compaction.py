@@ -10,6 +10,7 @@ from simulator.local_s3 import LocalS3
 from tests.support.stack import Sink, Stack, stack_on
 from worker.ledger import keys
 from worker.ledger.archive import TIMELINE
+from worker.ledger.scripts import source
 from worker.sinks.body import event_id
 
 MOST = 1500  # bytes a finished job may keep in Redis, its share of the indexes included
@@ -108,3 +109,24 @@ async def test_what_happens_to_a_compacted_job_is_still_told(stack: Stack) -> No
 
 def timeline_key(job_id: str) -> str:
     return f"apiframe/{job_id}/{TIMELINE}"
+
+
+async def test_a_job_that_changed_while_its_timeline_was_written_is_left_whole(
+    stack: Stack,
+) -> None:
+    """The summary replaces the record only if the record and log are as the timeline has
+    them; else everything stays, to be compacted at a later pass."""
+    ref = (await stack.submit())["ref"]
+    await stack.run_worker()
+    written = await stack.redis.hget(keys.job(ref), "updated_at")  # type: ignore[misc]
+    [(last, _)] = await stack.redis.xrevrange(keys.job_log(ref), count=1)
+    script = stack.redis.register_script(source("compact"))
+    names = [keys.job(ref), keys.objects(ref), keys.job_log(ref), keys.COMPACT]
+    for stale in ([ref, "0", last, "elsewhere", "{}"], [ref, written, "0-1", "elsewhere", "{}"]):
+        assert await script(keys=names, args=stale) == -1
+        assert await stack.redis.exists(keys.objects(ref), keys.job_log(ref)) == 2
+        assert not await stack.redis.hexists(keys.job(ref), "archive")  # type: ignore[misc]
+
+    await stack.poll()
+
+    assert await stack.redis.hexists(keys.job(ref), "archive")  # type: ignore[misc]
