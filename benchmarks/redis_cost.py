@@ -37,6 +37,8 @@ from worker.ledger import keys
 from worker.ledger.keys import EVENTS, GLOBAL_LOG
 from worker.ledger.ledger import DEFAULT_RETENTION
 from worker.ledger.log import GLOBAL_LOG_MAXLEN
+from worker.ledger.records import text
+from worker.ledger.waiting import OPERATOR
 from worker.runtime.queue import connect
 from worker.settings import Settings
 
@@ -137,21 +139,42 @@ def idle_rate(url: str) -> Cost:
     return Cost(idle.sent / IDLE_SECONDS, idle.executed / IDLE_SECONDS, per_second)
 
 
-async def submit_through_receiver(found: Stack, count: int) -> list[tuple[str, str]]:
-    """`POST /jobs` `count` times, 10 at a time; the (ref, job id) of each."""
+async def submit_through_receiver(found: Stack, count: int) -> list[str]:
+    """`POST /jobs` `count` times, 10 at a time; the ref of each, once every one was sent."""
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     limit = asyncio.Semaphore(10)
     async with httpx.AsyncClient(base_url=found.receiver_url, headers=headers, timeout=30) as api:
 
-        async def one(n: int) -> tuple[str, str]:
+        async def one(n: int) -> str:
             async with limit:
                 answer = await api.post("/jobs", json={"prompt": f"cost {n}", "model": MODEL})
                 if answer.status_code != 202:
                     raise RuntimeError(f"POST /jobs answered {answer.status_code}: {answer.text}")
-                body = answer.json()
-                return body["ref"], body["jobId"]
+                return str(answer.json()["ref"])
 
-        return list(await asyncio.gather(*(one(n) for n in range(count))))
+        refs = await asyncio.gather(*(one(n) for n in range(count)))
+    # Accepted at once, sent to Apiframe by the worker's dispatcher: until none waits or is
+    # being sent (ZCARD, which the counts leave out).
+    client = await connect(found.redis_url)
+    deadline = time.monotonic() + 120
+    try:
+        while await client.zcard(keys.waiting(OPERATOR)) or await client.zcard(keys.SENDING):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the jobs accepted were not all sent to Apiframe")
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+    return list(refs)
+
+
+def with_job_ids(url: str, refs: list[str]) -> list[tuple[str, str]]:
+    """Each ref with the job id Apiframe gave it: read once the counting is done."""
+    client = redis.Redis.from_url(url)
+    try:
+        job_ids = [text(client.hget(keys.job(ref), "job_id")) for ref in refs]  # type: ignore[arg-type]
+    finally:
+        client.close()
+    return [(ref, job_id or "") for ref, job_id in zip(refs, job_ids, strict=True)]
 
 
 async def landable(found: Stack, submitted: list[tuple[str, str]]) -> list[Landable]:
@@ -260,13 +283,13 @@ def main() -> None:
         try:
             url = found.redis_url
             # Warm-up: every script loaded into Redis, every code path run once.
-            warm = asyncio.run(submit_through_receiver(found, 5))
+            warm = with_job_ids(url, asyncio.run(submit_through_receiver(found, 5)))
             asyncio.run(land(found, asyncio.run(landable(found, warm))))
             asyncio.run(arq_jobs(url, 5, "warm"))
             idle = idle_rate(url)
             say(f"redis cost: idle, {idle.sent:.0f} commands/s sent, {idle.executed:.0f} executed")
             # Commands, over a few hundred jobs with MONITOR on.
-            submitted: list[tuple[str, str]] = []
+            submitted: list[str] = []
             tracked = measure(
                 url,
                 lambda: submitted.extend(
@@ -275,7 +298,7 @@ def main() -> None:
                 monitored_jobs,
                 idle,
             )
-            ready = asyncio.run(landable(found, submitted))
+            ready = asyncio.run(landable(found, with_job_ids(url, submitted)))
             landed = measure(url, run_sync(lambda: land(found, ready)), monitored_jobs, idle)
             floor = measure(
                 url, run_sync(lambda: arq_jobs(url, monitored_jobs, "cmd")), monitored_jobs, idle
@@ -283,7 +306,7 @@ def main() -> None:
             # Memory, over more jobs, without MONITOR, once every job so far is compacted.
             until_compacted(url)
             before = used_memory(url)
-            more = asyncio.run(submit_through_receiver(found, jobs))
+            more = with_job_ids(url, asyncio.run(submit_through_receiver(found, jobs)))
             after_tracked = used_memory(url)
             asyncio.run(land(found, asyncio.run(landable(found, more))))
             after_landed = used_memory(url)

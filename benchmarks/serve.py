@@ -78,13 +78,15 @@ def accept_reference_app() -> Starlette:
 
 def receiver_app() -> ASGIApp:
     from imagedock.processes import open_server_deps
+    from imagedock.tracing import configure_tracing, traced
     from receiver.app import create_app
     from worker.settings import load_settings
     from worker.structured_logging import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, stream=sys.stdout)
-    return create_app(settings, open_server_deps)
+    configure_tracing("imagedock-receiver", redis=True)
+    return traced(create_app(settings, open_server_deps))
 
 
 def shared_socket(port: int) -> socket.socket:

@@ -14,6 +14,7 @@ from uvicorn.supervisors import Multiprocess
 
 from imagedock.clients import open_deps
 from imagedock.http_server import PUBLIC, uvicorn_config
+from imagedock.tracing import configure_tracing, traced
 from receiver.app import create_app
 from worker.deps import Deps
 from worker.ledger.records import text
@@ -44,7 +45,8 @@ def run_receiver(settings: Settings, *, host: str, port: int, workers: int = 1) 
         config = uvicorn_config(app, factory=True, workers=workers, **options)
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
-    config = uvicorn_config(create_app(settings, open_server_deps), **options)
+    configure_tracing("imagedock-receiver", redis=True)
+    config = uvicorn_config(traced(create_app(settings, open_server_deps)), **options)
     uvicorn.Server(config).run()
     return 0
 
@@ -53,7 +55,8 @@ def receiver_app() -> Starlette:
     """The receiver as each of several worker processes builds it, from the environment."""
     settings = load_settings()
     configure_logging(settings.log_level, stream=sys.stdout)
-    return create_app(settings, open_server_deps)
+    configure_tracing("imagedock-receiver", redis=True)
+    return traced(create_app(settings, open_server_deps))
 
 
 @asynccontextmanager
@@ -85,5 +88,6 @@ async def run_worker(settings: Settings) -> int:
     settings.require("apiframe_key", "s3_bucket", "public_url")
     if settings.event_urls:
         settings.require("event_secret")
+    configure_tracing("imagedock-worker")
     async with open_server_deps(settings) as deps, beating(deps.redis):
         return await supervise(workers_for(deps), stop_wait=settings.stop_wait)

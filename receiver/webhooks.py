@@ -24,11 +24,13 @@ from worker import metrics
 from worker.apiframe import WebhookEvent
 from worker.apiframe.signatures import verify_signature
 from worker.deps import Deps
+from worker.intake import Taken
 from worker.ledger import keys
 from worker.ledger.keys import is_ref
 from worker.ledger.records import JobRecord
 from worker.runtime.queue import enqueue_landing, enqueue_progress
 from worker.status import Status
+from worker.traces import context_of, links_to_current, tracer
 from worker.validation import field_problems
 
 MAX_BODY = 1024 * 1024
@@ -103,6 +105,7 @@ async def handle(request: Request, deps: Deps, arrived: float) -> Answered:
     if taken.outcome == "unknown":  # perhaps a ref Redis lost: adopted, then taken again
         await find_record(deps, ref, event, trusted=True)
         taken = await deps.intake.take(ref, event, variant, waited=time.perf_counter() - arrived)
+    trace_intake(taken, event, time.perf_counter() - arrived)
     if taken.outcome == "early":
         return await keep_early(deps, taken.ref, event, trusted=True)
     if taken.outcome == "other_job":
@@ -117,6 +120,27 @@ async def handle(request: Request, deps: Deps, arrived: float) -> Answered:
     queued = taken.queued if event.status == "COMPLETED" else None
     answer = WebhookAnswer(accepted=True, queued=queued)
     return Answered(200, "duplicate" if taken.outcome == "duplicate" else "accepted", answer, True)
+
+
+def trace_intake(taken: Taken, event: WebhookEvent, took: float) -> None:
+    """The webhook's place in its job's trace (`worker.traces`): a span from its arrival to
+    now, a child of the job's context, linked to the request's own span (Apiframe's call is a
+    trace of its own)."""
+    if not taken.trace:
+        return
+    now = time.time_ns()
+    span = tracer.start_span(
+        "webhook.intake",
+        context=context_of(taken.trace),
+        links=links_to_current(),
+        start_time=now - int(took * 1e9),
+        attributes={
+            "imagedock.job_id": event.job_id,
+            "imagedock.status": event.status,
+            "imagedock.outcome": taken.outcome,
+        },
+    )
+    span.end(end_time=now)
 
 
 def wants_progress(request: Request, event: WebhookEvent) -> bool:

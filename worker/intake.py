@@ -28,6 +28,7 @@ class Taken:
     outcome: Decision
     ref: str
     queued: bool
+    trace: str = ""  # the job's trace context, where the webhook moved it
 
 
 class Intake:
@@ -66,8 +67,13 @@ class Intake:
             waited,
             *landing,
         ]
-        outcome, found, before, queued = await self._script(args)
-        taken = Taken(text(outcome), text(found) or "", bool(int(queued)))  # type: ignore[arg-type]
+        outcome, found, before, queued, *trace = await self._script(args)
+        taken = Taken(
+            text(outcome),  # type: ignore[arg-type]
+            text(found) or "",
+            bool(int(queued)),
+            text(trace[0]) or "" if trace else "",
+        )
         if taken.outcome in ("accepted", "finish"):  # as the script logged it
             detail = {"status": event.status, "variant": variant}
             echo("webhook.accepted", taken.ref, event.job_id, ACTOR, detail)

@@ -23,6 +23,7 @@ from worker.ledger.waiting import SubmitQueue
 from worker.runtime.queue import enqueue_landing
 from worker.settings import Settings
 from worker.status import FINAL, Status, from_apiframe
+from worker.traces import job_span
 
 ACTOR = "poller"
 BATCH = 100
@@ -84,6 +85,14 @@ async def check_job(deps: PollingDeps, ref: str) -> None:
     if record.status == Status.COMPLETED:
         await check_unlanded(deps, record)
         return
+    with job_span("job.poll", record.trace, **{"imagedock.job_id": record.job_id}):
+        await check_running(deps, record)
+
+
+async def check_running(deps: PollingDeps, record: JobRecord) -> None:
+    """Ask Apiframe how the job is doing, and follow what it says."""
+    assert record.job_id is not None
+    ledger, ref = deps.ledger, record.ref
     try:
         job = await deps.apiframe.get_job(record.job_id)
     except JobNotFound:

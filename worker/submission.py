@@ -37,6 +37,7 @@ from worker.ledger.records import JobRecord
 from worker.ledger.waiting import OPERATOR, Priority, SubmitQueue
 from worker.runtime.queue import enqueue_landing
 from worker.status import FINAL, Status, from_apiframe
+from worker.traces import job_span
 
 SUBSCRIBED = ["completed", "failed"]
 
@@ -137,7 +138,9 @@ async def submit_waiting(deps: SubmitDeps, ref: str, actor: str = "worker") -> J
     request = request_of(record)
     wire = await sent_params(deps, record, record.params)
     request = request.model_copy(update={"params": wire or request.params})
-    submission, attached = await send(deps, record, request, actor)
+    with job_span("apiframe.submit", record.trace, **{"imagedock.ref": record.ref}) as span:
+        submission, attached = await send(deps, record, request, actor)
+        span.set_attribute("imagedock.job_id", submission.job_id)
     if wire is not None:  # Apiframe has the job: its presigned URLs need keeping no longer
         await deps.ledger.clear_fields(record.ref, "sent_params")
     job_id = submission.job_id

@@ -23,6 +23,7 @@ from worker.ledger.log import Noted
 from worker.ledger.records import JobRecord, StoredObject, costed
 from worker.ledger.waiting import OPERATOR
 from worker.status import FAILURES, Status, from_apiframe
+from worker.traces import tracer
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ async def store_all(
     # A replay restores a missing manifest; one there already, perhaps written by an earlier
     # version in another shape, is the job's record and is left as it is.
     if not (verify and await deps.store.stat(key) is not None):
-        await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
+        with tracer.start_as_current_span("s3.put", attributes={"imagedock.key": key}):
+            await deps.store.put_once(key, json_blob(manifest, {"job-id": record.job_id}))
     # The record as this landing left it, if it moved it: the event is built from it.
     landed = await deps.ledger.move_and_read(record.ref, Status.LANDED, actor, error="")
     if landed is not None:
@@ -238,7 +240,9 @@ async def store_one(
     }
     writer = ObjectWriter(deps.store, record.job_id, asset.name, metadata)
     try:
-        download = await deps.downloader.fetch(url, medium, writer)
+        with tracer.start_as_current_span("file.download", attributes={"url.full": url}) as span:
+            download = await deps.downloader.fetch(url, medium, writer)
+            span.set_attribute("imagedock.bytes", download.size)
         # Written with the object's own entry, one round trip for both.
         downloaded = Noted(
             f"{medium}.downloaded",
@@ -251,7 +255,8 @@ async def store_one(
             },
             time.time(),
         )
-        await writer.finish(download)
+        with tracer.start_as_current_span("s3.put", attributes={"imagedock.index": index}):
+            await writer.finish(download)
     except BaseException:
         await writer.abort()
         raise

@@ -35,6 +35,7 @@ from worker.ledger.paging import Page, PageQuery, read_page
 from worker.ledger.records import JobRecord, StoredObject, text
 from worker.ledger.scripts import source
 from worker.status import FINAL, RANK, Status
+from worker.traces import traceparent
 
 DEFAULT_RETENTION = 30 * 24 * 3600
 UNSENT_RETENTION = 24 * 3600  # a finished job that never reached Apiframe: kept a day
@@ -115,6 +116,7 @@ class Ledger:
             **({"claim": idempotency_key} if idempotency_key else {}),
             **({"caller": caller} if caller else {}),
             **(callback or {}),
+            **({"trace": trace} if (trace := traceparent()) else {}),
         }
         if idempotency_key is not None:
             claim = keys.idempotency(idempotency_key)

@@ -96,6 +96,7 @@ class JobRecord:
     credit_cost: int | None = None  # as Apiframe reported it when the job finished
     claim: str | None = None  # the Idempotency-Key claim that names this record, if any
     resubmitted_from: str | None = None  # the ref of the job this one was made again from
+    trace: str | None = None  # the job's trace context, a W3C traceparent (`worker.traces`)
 
     @classmethod
     def from_redis(cls, raw: dict[str, str], objects: list[StoredObject]) -> "JobRecord":
@@ -135,6 +136,7 @@ class JobRecord:
             credit_cost=int(raw["credit_cost"]) if raw.get("credit_cost") else None,
             claim=raw.get("claim") or None,
             resubmitted_from=raw.get("resubmitted_from") or None,
+            trace=raw.get("trace") or None,
         )
 
     def outcome(self, now: float) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from worker.sinks.callback import NAME as CALLBACKS
 from worker.sinks.callback import CallbackSink, wants_progress
 from worker.sinks.delivery import DeliveryRetry, deliver_event
 from worker.status import FINAL, Status
+from worker.traces import job_span
 
 CLAIM = 30.0  # seconds a landing-queue job's claim lasts unrenewed: a dead worker's job resumes
 ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's always fires first
@@ -79,8 +80,10 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
         try:
             # Our own deadline, inside arq's: a slow landing is a failure that counts, where
             # arq's timeout would end the job with no word and no retry.
+            kept = record.trace if record else None
             async with asyncio.timeout(limit):
-                return (await land_job(deps, job_id, record=record)).value
+                with job_span("job.land", kept, **{"imagedock.job_id": job_id}):
+                    return (await land_job(deps, job_id, record=record)).value
         except TimeoutError:
             error: TransientError = TransientError(f"landing took over {limit:g} s")
         except TransientError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from opentelemetry.util.types import AttributeValue
 from redis.asyncio import Redis
 
 from worker import metrics
@@ -20,6 +21,7 @@ from worker.ledger.ledger import Ledger
 from worker.ledger.records import JobRecord, text
 from worker.sinks.base import Sink
 from worker.sinks.body import build_event, encode
+from worker.traces import job_span
 
 log = structlog.get_logger("delivery")
 EVENT_TTL = 30 * 24 * 3600
@@ -54,7 +56,10 @@ async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
     ref, job_id = event["data"].get("ref"), event["data"].get("jobId")
     attempt = int(await deps.redis.incr(keys.attempts(event_id, sink.name)))
     await deps.redis.expire(keys.attempts(event_id, sink.name), EVENT_TTL)
-    sent = await sink.send(event_id, raw, record)
+    said_of: dict[str, AttributeValue] = {"imagedock.sink": sink.name, "imagedock.attempt": attempt}
+    with job_span("event.deliver", record.trace if record else None, **said_of) as span:
+        sent = await sink.send(event_id, raw, record)
+        span.set_attribute("http.response.status_code", sent.status)
     said: dict[str, Any] = {
         "id": event_id,
         "sink": sink.name,

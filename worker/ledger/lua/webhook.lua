@@ -5,7 +5,7 @@
 -- KEYS: none. ARGV: the script config; the webhook: ref, job id, status, progress, the fields
 -- the move sets (JSON), now, when the next poll is due, the signature variant, the histogram's
 -- key, bucket and value; then, for a completed job, the landing job (`QueuedJob.script_args()`).
--- Returns {outcome, ref, status before, queued (1 or 0)}.
+-- Returns {outcome, ref, status before, queued (1 or 0), the job's trace context ('' if none)}.
 -- uses: move, enqueue
 local c = cjson.decode(ARGV[1])
 local ref, job_id, status, progress, fields, now, poll_at, variant = unpack(ARGV, 2, 9)
@@ -47,4 +47,4 @@ if moved[1] == 1 and status == 'COMPLETED' then
   redis.call('HINCRBY', histogram, bucket, 1)
   redis.call('HINCRBYFLOAT', histogram, 'sum', waited)
 end
-return {outcome, ref, moved[2], queued}
+return {outcome, ref, moved[2], queued, redis.call('HGET', job, 'trace') or ''}
