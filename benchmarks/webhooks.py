@@ -42,6 +42,8 @@ from worker.ledger.ledger import Ledger
 from worker.runtime.queue import connect
 
 PATH = "/webhooks/apiframe"
+TRACING_OFF = "receiver, tracing off"
+TRACING_ON = "receiver, tracing on"
 LIGHT = 4  # connections for the light-load case
 
 
@@ -273,6 +275,9 @@ def main() -> None:
         say("webhooks: INFO logging to /dev/null against WARNING")
         log_runs = rounds([recv, info], fresh, plan, plan.scale_rounds, rpid)
 
+        say("webhooks: tracing on (OTLP to nginx, every span kept) against off")
+        trace_runs = tracing_rounds(redis_url, fresh, plan, rpid, restore)
+
         say("webhooks: profiles")
         receiver_profile = profile(recv, fresh, plan, "imagedock receiver, case (a)")
         reference_profile = profile(ref, fresh, plan, "reference")
@@ -308,9 +313,50 @@ def main() -> None:
     shutil.rmtree(directory, ignore_errors=True)
     report(result, plan, fresh_runs, dup_runs, log_runs, scale, ceiling)
     report_light(result, light_runs)
+    report_tracing(result, trace_runs)
     result.details.append(receiver_profile)
     result.details.append(reference_profile)
     result.finish(args.out)
+
+
+def tracing_rounds(
+    redis_url: str, bodies: Path, plan: Plan, rpid: int, restore: Callable[[], None]
+) -> dict[str, list[wrk.Run]]:
+    """The receiver with tracing off and on (`python -m benchmarks.serve receiver`, one
+    process each), every span exported over OTLP/HTTP to nginx, which answers 200."""
+    sink, plain, traced = free_port(), free_port(), free_port()
+    with nginx(sink):
+        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink}"}
+        [off] = served("receiver", plain, 1, imagedock_env(redis_url))
+        [on] = served("receiver", traced, 1, {**imagedock_env(redis_url), **otel})
+        try:
+            pair = [
+                Server(TRACING_OFF, f"http://127.0.0.1:{plain}", [off.pid], restore),
+                Server(TRACING_ON, f"http://127.0.0.1:{traced}", [on.pid], restore),
+            ]
+            return rounds(pair, bodies, plan, plan.scale_rounds, rpid)
+        finally:
+            stop(off)
+            stop(on)
+
+
+def report_tracing(result: Result, runs: dict[str, list[wrk.Run]]) -> None:
+    rate, _, p99 = summary_row(runs[TRACING_ON])
+    off_rate, _, off_p99 = summary_row(runs[TRACING_OFF])
+    result.rows += [
+        Row("(a) tracing on: requests/s", f"{rate:.0f}", TRACING_OFF, f"{off_rate:.0f}",
+            ratio(rate, off_rate), "", None),
+        Row("(a) tracing on: p99 latency", f"{p99:.2f} ms", TRACING_OFF, f"{off_p99:.2f} ms",
+            ratio(p99, off_p99), "", None),
+    ]  # fmt: skip
+    result.notes.append(
+        "Tracing on: the receiver with `OTEL_EXPORTER_OTLP_ENDPOINT` set, every request a "
+        "server span (Starlette's instrumentation), its Redis calls spans (redis-py's), the "
+        "webhook's intake span in its job's trace, all kept (the SDK's default sampler) and "
+        "sent in batches over OTLP/HTTP to nginx standing in for a collector. Sample with "
+        "`OTEL_TRACES_SAMPLER=parentbased_traceidratio` to pay less."
+    )
+    result.details.append("Rounds, tracing:\n\n" + rounds_table(runs))
 
 
 def report_light(result: Result, runs: dict[str, list[wrk.Run]]) -> None:

@@ -1,6 +1,6 @@
-"""A worker killed with work in hand: its claims lapse within `CLAIM` seconds, not arq's four
-minutes, and another worker finishes a delivery and a landing it held; a submit it was sending
-is sent again within `LEASE` seconds, and billed once."""
+"""A worker killed with work in hand: its claims lapse within `IMAGEDOCK_CLAIM` seconds (here
+`CLAIM`), not arq's four minutes, and another worker finishes a delivery and a landing it held;
+a submit it was sending is sent again within the same, and billed once."""
 
 import asyncio
 import signal
@@ -17,10 +17,9 @@ from simulator.serving import serving
 from tests.support.processes import killable_worker
 from tests.support.stack import Sink, Stack, dispatcher_of, stack_on
 from tests.support.waiting import eventually
-from worker.ledger.waiting import LEASE
-from worker.runtime.tasks import CLAIM
 from worker.sinks.body import event_id
 
+CLAIM = 5.0  # seconds, `IMAGEDOCK_CLAIM` for these tests (30 by default)
 MARGIN = 20.0  # seconds past the claim for the next worker to pick the job up and finish it
 
 
@@ -55,7 +54,7 @@ async def test_a_killed_workers_delivery_and_landing_are_finished_within_the_cla
     """SIGKILL while a delivery waits on its endpoint and a landing downloads: the next worker
     delivers the event and lands the job, each once, before arq's own claim would have let it
     start."""
-    async with stack_on(redis_url, s3_server, hanging_sink) as stack:
+    async with stack_on(redis_url, s3_server, hanging_sink, claim=CLAIM) as stack:
         first = (await stack.submit("the first"))["jobId"]
         await stack.sim.settle()
         with killable_worker(stack) as doomed:
@@ -85,7 +84,7 @@ async def test_a_killed_workers_submit_is_sent_again_and_billed_once(
     """SIGKILL while a submit waits on Apiframe's answer: within the lease another taker sends
     the job again with its Idempotency-Key, and Apiframe, which made the job, answers with it.
     One job, billed once, landed once; none lost."""
-    async with stack_on(redis_url, s3_server, sink, dispatching=False) as stack:
+    async with stack_on(redis_url, s3_server, sink, dispatching=False, claim=CLAIM) as stack:
         stack.sim.config.response_delay_seconds = 3.0  # the answer is still on its way
         with killable_worker(stack) as doomed:
             ref = (await stack.accept("held up"))["ref"]
@@ -97,7 +96,7 @@ async def test_a_killed_workers_submit_is_sent_again_and_billed_once(
             doomed.send_signal(signal.SIGKILL)
         stack.sim.config.response_delay_seconds = 0
         async with dispatcher_of(stack.deps):
-            job_id = (await stack.submitted(ref, within=LEASE + MARGIN))["jobId"]
+            job_id = (await stack.submitted(ref, within=CLAIM + MARGIN))["jobId"]
         sent = stack.sim.submissions()
         assert len(sent) == 2
         assert len({request.headers["idempotency-key"] for request in sent}) == 1

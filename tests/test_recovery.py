@@ -152,7 +152,8 @@ async def test_a_replay_asked_for_during_the_landing_fetches_nothing_twice(stack
 
 async def test_a_worker_killed_mid_landing_is_finished_by_the_next(stack: Stack) -> None:
     """SIGKILL after the first of two images: a restarted worker stores the rest, once."""
-    stack.settings.landing_timeout = 5  # arq re-runs a dead worker's job 15 s later
+    stack.settings.landing_timeout = 5
+    stack.settings.claim = 5  # the next worker takes a dead worker's job up 5 s later
     stack.sim.config.images_per_job = 2
     stack.sim.config.image_bytes = 1_000_000
     stack.sim.config.cdn_chunk_delay = 0.1  # each image takes over a second to arrive

@@ -13,7 +13,7 @@ from imagedock.tracing import exporters_asked
 from simulator.local_s3 import LocalS3, free_port
 from simulator.serving import serving
 from tests.support import ROOT
-from tests.support.otlp import Collector, Span
+from tests.support.otlp import Collector, Span, tree
 from tests.support.processes import env_of
 from tests.support.stack import API_TOKEN, Sink, stack_on
 
@@ -65,6 +65,7 @@ async def test_a_job_is_one_trace_across_the_processes(
             await until(lambda: {(s.service, s.name) for s in trace()} >= EXPECTED, "the spans")
 
     spans = trace()
+    print(tree(spans))  # shown with -s, and beside a failure
     [root] = [span for span in spans if span.name == "POST /jobs"]
     assert root.parent_id == CALLER_SPAN  # the caller's own trace, continued
     assert {s.attributes.get("imagedock.ref") for s in spans if s.name == "apiframe.submit"} == {

@@ -129,6 +129,7 @@ class Deps:
             settings.caller_credits,
             settings.waiting_max,
             settings.credits_per_job,
+            settings.claim,
         )
         return SubmitQueue(self.redis, self.ledger.script_config(), limits)
 

@@ -3,8 +3,8 @@ arq workers.
 
 It takes the next job from the submit queue (`worker.ledger.waiting`), which answers only when
 Apiframe's limits allow one now, and sends it; up to `SENDERS` sends run at once per process.
-A taken job is leased for 30 s, renewed every 10 s while it is sent: a process that dies
-mid-send leaves its jobs to another within 30 s, which sends each again with its
+A taken job is leased for `IMAGEDOCK_CLAIM` (30 s), renewed every third of it while it is sent:
+a process that dies mid-send leaves its jobs to another within 30 s, which sends each again with its
 Idempotency-Key, so Apiframe bills it once.
 What Apiframe answers sets the pace for every process: a 429 pauses submitting for its
 `Retry-After` and halves the rate, which then climbs back; a 503 or no answer backs off, 1 s
@@ -33,7 +33,7 @@ from worker.apiframe import (
     InsufficientCredits,
     RateLimited,
 )
-from worker.ledger.waiting import RENEW_EVERY, Taken, Wait
+from worker.ledger.waiting import Taken, Wait
 from worker.runtime.cancelling import cancel_until_done
 from worker.submission import SubmitDeps, refuses_the_request, submit_waiting
 
@@ -110,7 +110,7 @@ class Dispatcher:
 
     async def _renew(self) -> None:
         while True:
-            await asyncio.sleep(RENEW_EVERY)
+            await asyncio.sleep(self.deps.queue.limits.renew_every)
             if not self._held:
                 continue
             try:

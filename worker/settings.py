@@ -94,6 +94,10 @@ class Settings(CallerSettings):
     events_stream_maxlen: int = Field(default=100_000, gt=0)
     # How long Redis keeps a finished job (record, objects, log); S3's manifest keeps it for good.
     retention: float = Field(default=30 * 24 * 3600.0, gt=0)
+    # Seconds a worker's hold on a job (a landing, a delivery, a submit being sent) lasts
+    # unrenewed: a worker that dies mid-job leaves it to another this much later. Renewed every
+    # third of it while the job runs.
+    claim: float = Field(default=30.0, ge=3, le=600)
     # Seconds after a job ends (its events delivered, most likely) before its record and log
     # move to S3 as its timeline and Redis keeps a summary of a few hundred bytes.
     compact_after: float = Field(default=600.0, ge=0)

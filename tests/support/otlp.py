@@ -23,6 +23,8 @@ class Span:
     parent_id: str
     links: tuple[str, ...]  # the trace ids of the spans it links to
     attributes: dict[str, object]
+    start: int  # ns since the epoch
+    end: int
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Collector:
                         span.parent_span_id.hex(),
                         tuple(link.trace_id.hex() for link in span.links),
                         {a.key: value_of(a.value) for a in span.attributes},
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
                     )
                     for span in scope.spans
                 ]
@@ -56,6 +60,27 @@ class Collector:
 
     def of_trace(self, trace_id: str) -> list[Span]:
         return [span for span in self.spans if span.trace_id == trace_id]
+
+
+def tree(spans: list[Span]) -> str:
+    """The spans as an indented tree, each with its service, start and duration (ms, from the
+    first span's start): what a tracing UI's waterfall shows."""
+    ids = {span.span_id for span in spans}
+    children: dict[str, list[Span]] = {}
+    for span in sorted(spans, key=lambda found: found.start):
+        children.setdefault(span.parent_id if span.parent_id in ids else "", []).append(span)
+    first = min((span.start for span in spans), default=0)
+    lines: list[str] = []
+
+    def add(parent: str, depth: int) -> None:
+        for span in children.get(parent, []):
+            at, took = (span.start - first) / 1e6, (span.end - span.start) / 1e6
+            label = "  " * depth + span.name
+            lines.append(f"{label:<44} {span.service:<20} {at:9.1f} ms {took:8.1f} ms")
+            add(span.span_id, depth + 1)
+
+    add("", 0)
+    return "\n".join(lines)
 
 
 def value_of(value: object) -> object:

@@ -124,6 +124,7 @@ class Stack:
             "IMAGEDOCK_LANDING_TIMEOUT": str(settings.landing_timeout),
             "IMAGEDOCK_CALLER_KEYS": ",".join(f"{n}={k}" for n, k in CALLER_KEYS.items()),
             "IMAGEDOCK_CALLBACK_HOSTS": ",".join(settings.callback_hosts),
+            "IMAGEDOCK_CLAIM": str(settings.claim),
         }
         env.update({f"IMAGEDOCK_{name.upper()}": value for name, value in changes.items()})
         return {**os.environ, **env}

@@ -23,8 +23,6 @@ from worker.ledger.records import JobRecord, text
 from worker.ledger.scripts import source
 
 OPERATOR = "operator"  # the caller name of jobs submitted with imagedock's own API token
-LEASE = 30.0  # seconds a taken job stays taken unrenewed: a dead taker's job waits again
-RENEW_EVERY = 10.0  # seconds between a live taker's renewals of its leases
 LEAST_RATE = 0.1  # submits a second a run of 429s slows the pace to, at the lowest
 
 
@@ -46,6 +44,13 @@ class Limits:
     caller_credits: Mapping[str, float] = field(default_factory=dict)  # a UTC day's
     waiting_most: int = 20_000  # jobs one caller may have waiting
     credits_per_job: float = 10.0  # what a job of a model not yet seen to cost holds
+    # Seconds a taken job stays taken unrenewed: a dead taker's job waits again after it. A
+    # live taker renews its leases every third of it.
+    lease: float = 30.0
+
+    @property
+    def renew_every(self) -> float:
+        return self.lease / 3
 
     @cached_property
     def caps(self) -> str:
@@ -140,7 +145,7 @@ class SubmitQueue:
             time.time(),
             limits.rate,
             limits.in_flight,
-            LEASE,
+            limits.lease,
             limits.stale,
             limits.caps,
         ]
@@ -152,7 +157,7 @@ class SubmitQueue:
 
     async def renew(self, refs: Iterable[str]) -> None:
         """Extend the leases of jobs this taker is still sending."""
-        until = time.time() + LEASE
+        until = time.time() + self.limits.lease
         await self.redis.zadd(keys.SENDING, dict.fromkeys(refs, until), xx=True)
 
     async def sent(self, ref: str) -> None:

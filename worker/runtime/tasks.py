@@ -5,8 +5,8 @@ Two queues, so that polling's longer timeout never slows crash recovery for land
   four images (`IMAGEDOCK_LANDING_TIMEOUT`), more for models that return more (225 s for ten)
   and for what takes longer (a video ten times an image's: 900 s); arq's `job_timeout` is the
   longest of them plus a margin, 905 s. arq's claim on a job would last as long (plus 10 s)
-  for every function on the queue; here it lasts `CLAIM` (30 s) and is renewed while the job
-  runs, so the job of a worker that died (a delivery, a landing) is run again by
+  for every function on the queue; here it lasts `IMAGEDOCK_CLAIM` (30 s) and is renewed while
+  the job runs, so the job of a worker that died (a delivery, a landing) is run again by
   another within 30 s. `max_tries` 30 with backoff from 5 s to 5 min rides out about two hours
   of outage, and arq counts every restart as a try, so a run of deploys cannot exhaust it.
   `keep_result` 0: an enqueue after a task finished runs a cheap no-op instead of being refused
@@ -53,7 +53,6 @@ from worker.sinks.delivery import DeliveryRetry, deliver_event
 from worker.status import FINAL, Status
 from worker.traces import job_span
 
-CLAIM = 30.0  # seconds a landing-queue job's claim lasts unrenewed: a dead worker's job resumes
 ARQ_MARGIN = 5.0  # arq's timeout over the landing's own, so the landing's always fires first
 NOT_READY_TRIES = 5
 REPLAY_WAIT = 5.0  # seconds a replay waits, each time, for the job's own landing to end
@@ -216,7 +215,7 @@ def build_worker(deps: Deps, **overrides: Any) -> StoppableWorker:
         "max_jobs": 20,
         "poll_delay": LANDING_POLL_DELAY,
         "job_completion_wait": settings.stop_wait,
-        "claim": CLAIM,
+        "claim": settings.claim,
         **overrides,
     }
     return StoppableWorker(**options)
