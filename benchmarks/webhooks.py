@@ -314,6 +314,7 @@ def main() -> None:
     report(result, plan, fresh_runs, dup_runs, log_runs, scale, ceiling)
     report_light(result, light_runs)
     report_tracing(result, trace_runs)
+    report_pieces(result, pieces())
     result.details.append(receiver_profile)
     result.details.append(reference_profile)
     result.finish(args.out)
@@ -357,6 +358,77 @@ def report_tracing(result: Result, runs: dict[str, list[wrk.Run]]) -> None:
         "`OTEL_TRACES_SAMPLER=parentbased_traceidratio` to pay less."
     )
     result.details.append("Rounds, tracing:\n\n" + rounds_table(runs))
+
+
+def pieces(repeat: int = 20_000) -> list[tuple[str, float]]:
+    """What the receiver does to a fresh signed webhook beyond the floor's parse and one call,
+    each piece timed alone in this process: microseconds a webhook."""
+    import io
+
+    from redis.asyncio.connection import Connection
+    from starlette.responses import Response
+
+    from receiver.schemas import WebhookAnswer
+    from receiver.webhooks import rendered
+    from worker.apiframe import WebhookEvent
+    from worker.apiframe.results import dumps
+    from worker.apiframe.signatures import verify_signature
+    from worker.ledger.ledger import move_fields, script_config
+    from worker.ledger.log import echo
+    from worker.runtime.queue import landing_job
+    from worker.status import Status
+    from worker.structured_logging import configure_logging
+
+    configure_logging("WARNING", stream=io.StringIO())
+    job_id = "0b5e9d1c-7a9d-4d1e-9d0a-2b6f8f0f1a11"
+    body = completed_body(job_id)
+    signature = sign(body, API_KEY)
+    event = WebhookEvent.model_validate_json(body)
+    fields = {"assets": dumps(event.assets), "via": "webhook", "credit_cost": 10}
+    args = [script_config(30 * 86_400), "0" * 32, job_id, "COMPLETED", "100",
+            move_fields(Status.COMPLETED, dict(fields)), time.time(), time.time(), "A",
+            "imagedock:histogram:webhook_enqueue_seconds", "0.005", 0.001,
+            *landing_job(job_id).script_args()]  # fmt: skip
+    packer = Connection()
+
+    def two_lines() -> None:
+        echo("webhook.accepted", "0" * 32, job_id, "receiver", {"status": "COMPLETED"})
+        echo("status.changed", "0" * 32, job_id, "receiver", {"to": "COMPLETED"})
+
+    work: dict[str, Callable[[], object]] = {
+        "the signature checked (HMAC-SHA256, both derivations)": lambda: verify_signature(
+            body, signature, [API_KEY]
+        ),
+        "the body validated into its model": lambda: WebhookEvent.model_validate_json(body),
+        "its files listed, as the record keeps them": lambda: dumps(event.assets),
+        "the move's fields": lambda: move_fields(Status.COMPLETED, dict(fields)),
+        "the landing's arq job": lambda: landing_job(job_id).script_args(),
+        "the intake script's call packed (redis-py, in Python)": lambda: packer.pack_command(
+            "EVALSHA", "0" * 40, 0, *args
+        ),
+        "two log lines (at WARNING: not written)": two_lines,
+        "the answer": lambda: Response(
+            rendered(WebhookAnswer(accepted=True, queued=True)), 200, media_type="application/json"
+        ),
+    }
+    timed = []
+    for name, piece in work.items():
+        piece()
+        started = time.perf_counter()
+        for _ in range(repeat):
+            piece()
+        timed.append((name, (time.perf_counter() - started) / repeat * 1e6))
+    return timed
+
+
+def report_pieces(result: Result, timed: list[tuple[str, float]]) -> None:
+    rows = [(name, f"{micros:.1f}") for name, micros in timed]
+    rows.append(("in all", f"{sum(micros for _, micros in timed):.1f}"))
+    result.details.append(
+        "What the receiver does to a fresh webhook beyond the floor's parse and one Redis "
+        "call, each piece timed alone (µs a webhook, this process, one core):\n\n"
+        + table(["piece", "µs"], rows)
+    )
 
 
 def report_light(result: Result, runs: dict[str, list[wrk.Run]]) -> None:

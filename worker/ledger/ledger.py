@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 
 from worker import metrics
@@ -38,6 +39,7 @@ from worker.status import FINAL, RANK, Status
 from worker.traces import traceparent
 
 DEFAULT_RETENTION = 30 * 24 * 3600
+log = structlog.get_logger("ledger")
 UNSENT_RETENTION = 24 * 3600  # a finished job that never reached Apiframe: kept a day
 
 
@@ -190,6 +192,12 @@ class Ledger:
         S3, with whatever Redis learned of it since (`worker.ledger.compaction`)."""
         archived_at = fields.pop("archive", None)
         stored = [StoredObject.from_json(raw or "{}") for raw in objects]
+        if archived_at and self.archive is None:
+            log.warning(
+                "ledger.no_archive",
+                ref=fields.get("ref"),
+                advice="set IMAGEDOCK_S3_* here: a compacted job is shown from its summary",
+            )
         if archived_at and self.archive is not None:
             archived = await self.archive.read(archived_at)
             fields = {**archived.fields, **fields}
