@@ -11,6 +11,7 @@ from tests.support import ROOT
 ACTIONS = {
     "put_object": "s3:PutObject",
     "head_object": "s3:GetObject",
+    "get_object": "s3:GetObject",  # a compacted job's timeline, read back
     "head_bucket": "s3:ListBucket",
     "generate_presigned_url": "s3:GetObject",  # ?presign= and inputs from the bucket
     # A multipart upload's steps are PutObject's, but for its abort.
