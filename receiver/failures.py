@@ -11,6 +11,7 @@ from starlette.types import ExceptionHandler
 from receiver.headers import HEADERS
 from receiver.queries import BadQuery
 from receiver.responses import error
+from worker.landing.errors import TransientError
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -24,6 +25,11 @@ async def redis_down(request: Request, exc: Exception) -> Response:
     """Redis lost mid-request: nothing was decided, so the caller may retry (Apiframe does)."""
     return error(503, f"Redis does not answer ({exc.__class__.__name__}); retry shortly",
                  headers={"Retry-After": "5"})  # fmt: skip
+
+
+async def s3_down(request: Request, exc: Exception) -> Response:
+    """S3 unreachable while a compacted job's timeline was read: nothing changed, retry."""
+    return error(503, f"{exc}; retry shortly", headers={"Retry-After": "5"})
 
 
 async def redis_refused(request: Request, exc: Exception) -> Response:
@@ -45,5 +51,6 @@ async def bad_query(request: Request, exc: Exception) -> Response:
 HANDLERS: dict[Any, ExceptionHandler] = {
     HTTPException: http_error,
     RedisError: redis_down,
+    TransientError: s3_down,
     ResponseError: redis_refused,
 }

@@ -190,7 +190,9 @@ async def find_record(deps: Deps, ref: str | None, event: WebhookEvent, trusted:
     """The submission the webhook is for. A signed webhook whose ref imagedock minted but no
     longer knows (Redis lost its data) is adopted, so the job still lands."""
     ledger = deps.ledger
-    record = await ledger.get(ref) if ref else await ledger.by_job_id(event.job_id)
+    # Its summary does for a hint, which needs the job id only: no S3 read for anyone's asking.
+    found = ledger.get(ref, whole=trusted) if ref else ledger.by_job_id(event.job_id, whole=trusted)
+    record = await found
     if record is not None:
         return record
     if trusted and ref is not None and await ledger.ref_for(event.job_id) is None:

@@ -105,6 +105,8 @@ async def test_what_happens_to_a_compacted_job_is_still_told(stack: Stack) -> No
     assert after[: len(entries)] == entries
     assert "event.replayed" in after[len(entries) :]
     assert (await stack.job(job_id))["status"] == "LANDED"
+    # The log begun again expires, as the summary does, instead of staying for good.
+    assert await stack.redis.ttl(keys.job_log(landed["ref"])) > 0
 
 
 def timeline_key(job_id: str) -> str:

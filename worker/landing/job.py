@@ -240,7 +240,8 @@ async def store_one(
     }
     writer = ObjectWriter(deps.store, record.job_id, asset.name, metadata)
     try:
-        with tracer.start_as_current_span("file.download", attributes={"url.full": url}) as span:
+        about = {"imagedock.index": index, "imagedock.kind": asset.kind.value}
+        with tracer.start_as_current_span("file.download", attributes=about) as span:
             download = await deps.downloader.fetch(url, medium, writer)
             span.set_attribute("imagedock.bytes", download.size)
         # Written with the object's own entry, one round trip for both.

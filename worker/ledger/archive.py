@@ -17,7 +17,7 @@ from worker.ledger.log import LogEntry
 
 TIMELINE = "timeline.json"
 VERSION = 1
-CACHED = 2048  # documents a process keeps, a few KB each
+CACHED = 2048  # documents a process keeps: a few KB for most jobs, a long log's more
 
 
 class ArchiveMissing(Exception):

@@ -21,7 +21,7 @@ from worker import metrics
 from worker.apiframe.models import IDEMPOTENCY_WINDOW
 from worker.ledger import keys
 from worker.ledger.admission import Admission
-from worker.ledger.archive import Archive
+from worker.ledger.archive import Archive, Archived, ArchiveMissing
 from worker.ledger.keys import is_ref
 from worker.ledger.log import (
     GLOBAL_LOG_MAXLEN,
@@ -40,6 +40,8 @@ from worker.traces import traceparent
 
 DEFAULT_RETENTION = 30 * 24 * 3600
 log = structlog.get_logger("ledger")
+NO_ARCHIVE = "set IMAGEDOCK_S3_* here: compacted jobs are shown from their summaries"
+WARNED: list[str] = []
 UNSENT_RETENTION = 24 * 3600  # a finished job that never reached Apiframe: kept a day
 
 
@@ -168,42 +170,60 @@ class Ledger:
             raise Conflict("that Idempotency-Key was used with a different request")
         return earlier, False
 
-    async def get(self, ref: str) -> JobRecord | None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def get(self, ref: str, *, whole: bool = True) -> JobRecord | None:
+        """The record; a compacted one read back whole from its timeline, or, with `whole`
+        False, as its summary (its status, job id, model, prompt and times)."""
+        # In one transaction: a compaction between the two reads would show no objects.
+        async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(keys.job(ref))
             pipe.hgetall(keys.objects(ref))
             raw, objects = await pipe.execute()
-        return await self._record(raw, objects)
+        return await self._record(raw, objects, whole=whole)
 
     async def ref_for(self, job_id: str) -> str | None:
         return text(await self.redis.get(keys.job_id(job_id)))
 
-    async def by_job_id(self, job_id: str) -> JobRecord | None:
+    async def by_job_id(self, job_id: str, *, whole: bool = True) -> JobRecord | None:
         found = await self._find(args=[self.script_config(), job_id])
-        return await self._record(pairs(found[1]), pairs(found[2])) if found else None
+        if not found:
+            return None
+        return await self._record(pairs(found[1]), pairs(found[2]), whole=whole)
 
-    async def _record(self, raw: dict[Any, Any], objects: dict[Any, Any]) -> JobRecord | None:
+    async def _record(
+        self, raw: dict[Any, Any], objects: dict[Any, Any], *, whole: bool = True
+    ) -> JobRecord | None:
         if not raw:
             return None
-        return await self._resolve(decoded(raw), [text(v) or "" for v in objects.values()])
+        found = [text(v) or "" for v in objects.values()]
+        return await self._resolve(decoded(raw), found, whole=whole)
 
-    async def _resolve(self, fields: dict[str, str], objects: list[str]) -> JobRecord:
+    async def _resolve(
+        self, fields: dict[str, str], objects: list[str], *, whole: bool = True
+    ) -> JobRecord:
         """The record in a job's hash and its objects; a compacted job's from its timeline in
-        S3, with whatever Redis learned of it since (`worker.ledger.compaction`)."""
+        S3, with whatever Redis learned of it since (`worker.ledger.compaction`). S3 out of
+        reach raises `TransientError`; a timeline gone from S3 leaves the summary, and says so."""
         archived_at = fields.pop("archive", None)
         stored = [StoredObject.from_json(raw or "{}") for raw in objects]
-        if archived_at and self.archive is None:
-            log.warning(
-                "ledger.no_archive",
-                ref=fields.get("ref"),
-                advice="set IMAGEDOCK_S3_* here: a compacted job is shown from its summary",
-            )
-        if archived_at and self.archive is not None:
-            archived = await self.archive.read(archived_at)
-            fields = {**archived.fields, **fields}
-            earlier = [StoredObject.from_json(raw) for raw in archived.objects.values()]
-            stored = list({o.index: o for o in [*earlier, *stored]}.values())
+        if archived_at and whole:
+            try:
+                archived = await self._archived(archived_at)
+            except ArchiveMissing as exc:
+                log.warning("ledger.timeline_missing", ref=fields.get("ref"), error=str(exc))
+                archived = None
+            if archived is not None:
+                fields = {**archived.fields, **fields}
+                earlier = [StoredObject.from_json(raw) for raw in archived.objects.values()]
+                stored = list({o.index: o for o in [*earlier, *stored]}.values())
         return JobRecord.from_redis(fields, stored)
+
+    async def _archived(self, key: str) -> Archived | None:
+        if self.archive is None:
+            if not WARNED:  # once a process: every read of a compacted job would say it
+                WARNED.append(key)
+                log.warning("ledger.no_archive", advice=NO_ARCHIVE)
+            return None
+        return await self.archive.read(key)
 
     async def find(self, id_or_ref: str) -> JobRecord | None:
         """A record by Apiframe job id or by imagedock ref, written bare or as the UUID
@@ -364,7 +384,7 @@ class Ledger:
             pipe.eval(source("add_object"), len(names), *names, str(stored.index), stored.to_json())
             for earlier in noted:
                 queue_entry(pipe, ref, job_id, actor, earlier.event, earlier.detail, earlier.ts)
-            queue_entry(pipe, ref, job_id, actor, event, detail)
+            queue_entry(pipe, ref, job_id, actor, event, detail, keep=self.retention)
             metrics.queue_counts(pipe, counting, None)
             await pipe.execute()
         for earlier in noted:
@@ -388,7 +408,7 @@ class Ledger:
         """Write the entry `event` and, in the same round trip, add one to each counter in
         `counting` and record the observations in `observing`."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            queue_entry(pipe, ref, job_id, actor, event, detail)
+            queue_entry(pipe, ref, job_id, actor, event, detail, keep=self.retention)
             metrics.queue_counts(pipe, counting, observing)
             await pipe.execute()
         echo(event, ref, job_id, actor, detail)

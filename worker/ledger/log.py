@@ -111,8 +111,12 @@ def queue_entry(
     event: str,
     detail: Mapping[str, Any],
     ts: float | None = None,
+    *,
+    keep: float | None = None,
 ) -> None:
-    """Add the entry to the job's log and the global one, in `pipe`."""
+    """Add the entry to the job's log and the global one, in `pipe`. With `keep`, a job log
+    that has no expiry gets one: a log begun again after its job was compacted (a replay's,
+    a late delivery's) goes with the job's summary, never outlives it by long."""
     entry: dict[FieldT, EncodableT] = {
         "ts": time.time() if ts is None else ts,
         "actor": actor,
@@ -123,6 +127,8 @@ def queue_entry(
     }
     if ref:
         pipe.xadd(keys.job_log(ref), entry, maxlen=JOB_LOG_MAXLEN, approximate=True)
+        if keep is not None:
+            pipe.expire(keys.job_log(ref), round(keep), nx=True)
     pipe.xadd(keys.GLOBAL_LOG, entry, maxlen=GLOBAL_LOG_MAXLEN, approximate=True)
 
 
@@ -145,14 +151,21 @@ class LogReader:
     async def job(self, ref: str) -> list[LogEntry]:
         """The job's whole log: a compacted job's from its timeline in S3, then whatever was
         written since."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:  # one moment: see `get`
             pipe.hget(keys.job(ref), "archive")
             pipe.xrange(keys.job_log(ref))
             archived_at, rows = await pipe.execute()
         since = [LogEntry.from_redis(i, e) for i, e in rows]
         if not archived_at or self.archive is None:
             return since
-        return [*(await self.archive.read(text(archived_at) or "")).entries, *since]
+        from worker.ledger.archive import ArchiveMissing  # here: that module imports this one
+
+        try:
+            archived = await self.archive.read(text(archived_at) or "")
+        except ArchiveMissing as exc:  # deleted by hand: what Redis still holds
+            log.warning("ledger.timeline_missing", ref=ref, error=str(exc))
+            return since
+        return [*archived.entries, *since]
 
     async def latest(self, count: int) -> list[LogEntry]:
         """The last `count` global entries, oldest first."""

@@ -32,7 +32,7 @@ from worker.runtime.cancelling import cancel_until_done
 
 log = structlog.get_logger("worker")
 # Seconds before a job claimed by another worker is asked about again: a claim that lapses (its
-# worker died) is taken up this much later, within the claim's own 30 s.
+# worker died) is taken up this much later, within the claim itself (`IMAGEDOCK_CLAIM`).
 ELSEWHERE = 1.0
 ELSEWHERE_MOST = 10_000  # jobs remembered so, before the expired ones are forgotten
 

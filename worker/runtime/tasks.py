@@ -70,7 +70,10 @@ async def land(ctx: dict[str, Any], job_id: str) -> str:
     deps: LandingDeps = ctx["deps"].landing
     settings: Settings = ctx["deps"].settings
     with structlog.contextvars.bound_contextvars(job_id=job_id, job_try=ctx["job_try"]):
-        record = await deps.ledger.by_job_id(job_id)
+        try:
+            record = await deps.ledger.by_job_id(job_id)
+        except TransientError as exc:  # a compacted job's timeline out of reach: later
+            raise Retry(defer=backoff(settings.landing_backoff, ctx["job_try"])) from exc
         limit = landing_timeout(
             settings.landing_timeout,
             record.operation if record else GENERATE,
@@ -156,6 +159,9 @@ async def deliver(ctx: dict[str, Any], event_id: str, sink_name: str) -> str:
             return await deliver_event(deps.delivery, event_id, sink)
         except DeliveryRetry as exc:
             raise Retry(defer=exc.defer) from exc
+        except TransientError as exc:  # the job's timeline in S3 out of reach: later
+            log.warning("event.record_unreadable", error=str(exc))
+            raise Retry(defer=60) from exc
 
 
 async def progress(ctx: dict[str, Any], ref: str, value: int) -> str:

@@ -59,7 +59,8 @@ async def deliver_event(deps: DeliveryDeps, event_id: str, sink: Sink) -> str:
     said_of: dict[str, AttributeValue] = {"imagedock.sink": sink.name, "imagedock.attempt": attempt}
     with job_span("event.deliver", record.trace if record else None, **said_of) as span:
         sent = await sink.send(event_id, raw, record)
-        span.set_attribute("http.response.status_code", sent.status)
+        if sent.status is not None:
+            span.set_attribute("http.response.status_code", sent.status)
     said: dict[str, Any] = {
         "id": event_id,
         "sink": sink.name,
