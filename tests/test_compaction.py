@@ -4,10 +4,11 @@ record and log in S3 beside its manifest; every answer about it stays the same."
 import json
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from simulator.local_s3 import LocalS3
-from tests.support.stack import Sink, Stack, stack_on
+from tests.support.stack import CALLER_KEYS, Sink, Stack, stack_on
 from worker.ledger import keys
 from worker.ledger.archive import TIMELINE
 from worker.ledger.scripts import source
@@ -132,3 +133,29 @@ async def test_a_job_that_changed_while_its_timeline_was_written_is_left_whole(
     await stack.poll()
 
     assert await stack.redis.hexists(keys.job(ref), "archive")  # type: ignore[misc]
+
+
+async def test_apiframes_own_api_answers_the_same_and_the_callers_url_stays_in_redis(
+    stack: Stack,
+) -> None:
+    """A `/v2/` caller's job reads the same before and after compaction; its webhook URL,
+    which may carry the caller's token, is kept in the summary and never written to S3."""
+    key = {"X-API-Key": CALLER_KEYS["alpha"]}
+    async with httpx.AsyncClient(base_url=stack.receiver_url, headers=key) as alpha:
+        body = {"model": "grok-imagine-image", "prompt": "a kite", "webhookUrl": stack.events.url}
+        accepted = await alpha.post("/v2/images/generate", json=body)
+        assert accepted.status_code == 202, accepted.text
+        await stack.all_sent()
+        await stack.run_worker()
+        paths = [f"/v2/jobs/{accepted.json()['jobId']}", "/v2/jobs"]
+        before = [(await alpha.get(path)).json() for path in paths]
+        assert before[0]["status"] == "COMPLETED"
+
+        await stack.poll()
+
+        assert [(await alpha.get(path)).json() for path in paths] == before
+    [ref] = [k.decode().removeprefix(keys.JOB) async for k in stack.redis.scan_iter(keys.JOB + "*")]
+    summary = await stack.redis.hgetall(keys.job(ref))  # type: ignore[misc]
+    assert summary[b"callback_url"] == stack.events.url.encode()
+    timeline = stack.object(summary[b"archive"].decode())
+    assert stack.events.url.encode() not in timeline
