@@ -8,9 +8,10 @@ import httpx
 import pytest
 
 from simulator.local_s3 import LocalS3
-from tests.support.stack import CALLER_KEYS, Sink, Stack, stack_on
+from tests.support.stack import BUCKET, CALLER_KEYS, Sink, Stack, stack_on
 from worker.ledger import keys
-from worker.ledger.archive import TIMELINE
+from worker.ledger.archive import TIMELINE, Archive, Archived
+from worker.ledger.log import LogEntry
 from worker.ledger.scripts import source
 from worker.sinks.body import event_id
 
@@ -159,3 +160,21 @@ async def test_apiframes_own_api_answers_the_same_and_the_callers_url_stays_in_r
     assert summary[b"callback_url"] == stack.events.url.encode()
     timeline = stack.object(summary[b"archive"].decode())
     assert stack.events.url.encode() not in timeline
+
+
+async def test_timelines_read_back_are_kept_within_a_memory_budget(stack: Stack) -> None:
+    """Paging through old jobs, however many, keeps at most the budget's bytes of timelines;
+    what is kept answers again without S3."""
+    archive = Archive(stack.deps.store, most_bytes=50_000)
+    entry = LogEntry("1-0", 0.0, "worker", "job.landed", "", "", {"pad": "x" * 10_000})
+    written = [
+        await archive.write(f"cache-{n}", Archived({"ref": f"{n:032x}"}, {}, [entry]))
+        for n in range(40)
+    ]
+    for key in written * 5:
+        assert (await archive.read(key)).fields["ref"]
+        assert archive.cached_bytes <= archive.most_bytes
+    kept = list(archive._cache)
+    assert 0 < len(kept) < len(written)
+    stack.s3.delete_object(Bucket=BUCKET, Key=kept[-1])
+    assert (await archive.read(kept[-1])).entries == [entry]  # from memory: S3 has it no more

@@ -4,7 +4,6 @@ the delivery of `job.landed`, exported over OTLP to a collector the test runs.""
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -13,9 +12,10 @@ from imagedock.tracing import exporters_asked
 from simulator.local_s3 import LocalS3, free_port
 from simulator.serving import serving
 from tests.support import ROOT
-from tests.support.otlp import Collector, Span, tree
+from tests.support.otlp import Collector, tree
 from tests.support.processes import env_of
 from tests.support.stack import API_TOKEN, Sink, stack_on
+from tests.support.waiting import eventually
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -29,13 +29,6 @@ EXPECTED = {
     ("imagedock-worker", "s3.put"),
     ("imagedock-worker", "event.deliver"),
 }
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.1)
-    assert condition(), what
 
 
 async def test_a_job_is_one_trace_across_the_processes(
@@ -60,11 +53,17 @@ async def test_a_job_is_one_trace_across_the_processes(
             started([sys.executable, "-m", "imagedock", "worker"], worker_env),
         ):
             ref = await submit_traced(public)
-            await until(lambda: bool(stack.delivered("job.landed")), "the job.landed delivery")
-            trace = in_trace(collector, CALLER_TRACE)
-            await until(lambda: {(s.service, s.name) for s in trace()} >= EXPECTED, "the spans")
 
-    spans = trace()
+            async def delivered() -> bool:
+                return bool(stack.delivered("job.landed"))
+
+            async def exported() -> bool:
+                return {(s.service, s.name) for s in collector.of_trace(CALLER_TRACE)} >= EXPECTED
+
+            await eventually(delivered, "the job.landed delivery", deadline=30)
+            await eventually(exported, "the spans", deadline=30)
+
+    spans = collector.of_trace(CALLER_TRACE)
     print(tree(spans))  # shown with -s, and beside a failure
     [root] = [span for span in spans if span.name == "POST /jobs"]
     assert root.parent_id == CALLER_SPAN  # the caller's own trace, continued
@@ -95,10 +94,6 @@ async def submit_traced(base_url: str) -> str:
                 await asyncio.sleep(0.1)
         assert answer.status_code == 202, answer.text
         return str(answer.json()["ref"])
-
-
-def in_trace(collector: Collector, trace_id: str) -> Callable[[], list[Span]]:
-    return lambda: collector.of_trace(trace_id)
 
 
 class started:

@@ -17,7 +17,9 @@ from worker.ledger.log import LogEntry
 
 TIMELINE = "timeline.json"
 VERSION = 1
-CACHED = 2048  # documents a process keeps: a few KB for most jobs, a long log's more
+# The bytes of timelines a process keeps read: a few KB for most jobs, a long log's more; past
+# it the least recently read go, so paging through old jobs never grows memory past it.
+CACHED_BYTES = 32 * 1024 * 1024
 
 
 class ArchiveMissing(Exception):
@@ -49,9 +51,11 @@ class Archived:
 class Archive:
     """Timelines in the landing bucket, under the job's own folder."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, *, most_bytes: int = CACHED_BYTES) -> None:
         self.store = store
-        self._cache: OrderedDict[str, Archived] = OrderedDict()
+        self.most_bytes = most_bytes
+        self._cache: OrderedDict[str, tuple[Archived, int]] = OrderedDict()
+        self.cached_bytes = 0
 
     def key(self, folder: str) -> str:
         return self.store.key(folder, TIMELINE)
@@ -65,15 +69,18 @@ class Archive:
         return key
 
     async def read(self, key: str) -> Archived:
-        found = self._cache.get(key)
-        if found is not None:
+        kept = self._cache.get(key)
+        if kept is not None:
             self._cache.move_to_end(key)
-            return found
+            return kept[0]
         raw = await self.store.read(key)
         if raw is None:
             raise ArchiveMissing(f"s3://{self.store.bucket}/{key} is missing")
         found = Archived.from_document(json.loads(raw))
-        self._cache[key] = found
-        if len(self._cache) > CACHED:
-            self._cache.popitem(last=False)
+        if len(raw) <= self.most_bytes:
+            self._cache[key] = (found, len(raw))
+            self.cached_bytes += len(raw)
+        while self.cached_bytes > self.most_bytes:
+            _, (_, size) = self._cache.popitem(last=False)
+            self.cached_bytes -= size
         return found

@@ -21,7 +21,7 @@ from worker.ledger import keys
 from worker.ledger.archive import Archive, Archived
 from worker.ledger.ledger import Ledger
 from worker.ledger.log import LogEntry
-from worker.ledger.records import text
+from worker.ledger.records import decoded, text
 from worker.ledger.scripts import source
 from worker.status import FINAL
 
@@ -71,7 +71,7 @@ async def compact(
         pipe.hgetall(keys.objects(ref))
         pipe.xrange(keys.job_log(ref))
         raw, objects, rows = await pipe.execute()
-    fields = {text(k) or "": text(v) or "" for k, v in raw.items()}
+    fields = decoded(raw)
     if not fields or "archive" in fields:  # gone with the retention, or compacted before
         await ledger.redis.zrem(keys.COMPACT, ref)
         return False
@@ -79,7 +79,7 @@ async def compact(
         await ledger.redis.zadd(keys.COMPACT, {ref: ended_before + AGAIN})
         return False
     entries = [LogEntry.from_redis(entry_id, entry) for entry_id, entry in rows]
-    stored = {text(k) or "": text(v) or "" for k, v in objects.items()}
+    stored = decoded(objects)
     kept = {name: value for name, value in fields.items() if name not in PRIVATE}
     key = await archive.write(fields.get("job_id") or ref, Archived(kept, stored, entries))
     summary = {name: fields[name] for name in (*SUMMARY, *PRIVATE) if fields.get(name)}

@@ -33,7 +33,7 @@ from worker.ledger.log import (
 )
 from worker.ledger.marks import Marks
 from worker.ledger.paging import Page, PageQuery, read_page
-from worker.ledger.records import JobRecord, StoredObject, text
+from worker.ledger.records import JobRecord, StoredObject, decoded, pairs, text
 from worker.ledger.scripts import source
 from worker.status import FINAL, RANK, Status
 from worker.traces import traceparent
@@ -412,16 +412,6 @@ class Ledger:
             metrics.queue_counts(pipe, counting, observing)
             await pipe.execute()
         echo(event, ref, job_id, actor, detail)
-
-
-def pairs(flat: list[Any]) -> dict[Any, Any]:
-    """A hash as a script answers it, a flat list of names and values, as a dict."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def decoded(raw: dict[Any, Any]) -> dict[str, str]:
-    """A hash as Redis answered it, as text."""
-    return {text(k) or "": text(v) or "" for k, v in raw.items()}
 
 
 def record_of(raw: dict[Any, Any], objects: dict[Any, Any]) -> JobRecord | None:

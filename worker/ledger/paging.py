@@ -19,7 +19,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from worker.ledger.keys import is_ref
-from worker.ledger.records import JobRecord, text
+from worker.ledger.records import JobRecord, decoded, pairs, text
 from worker.status import Status
 
 SCORE = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?")  # as Redis writes one
@@ -113,7 +113,10 @@ async def read_page(
         args: list[Any] = [index, top, bottom, after, wanted, budget, BATCH, *filters]
         found, score, ref, has_more, passed = await script(args=args)
         records += await asyncio.gather(
-            *(resolve(fields_of(job), [text(o) or "" for o in objects]) for job, objects in found)
+            *(
+                resolve(decoded(pairs(job)), [text(o) or "" for o in objects])
+                for job, objects in found
+            )
         )
         scanned, more = scanned + int(passed), bool(int(has_more))
         if int(passed):  # on from where this call stopped
@@ -121,9 +124,3 @@ async def read_page(
         if not (more and int(passed)) or len(records) == query.limit or scanned >= SCAN_BUDGET:
             break
     return Page(records, encode_cursor(top, after) if more else None, more)
-
-
-def fields_of(job: list[bytes]) -> dict[str, str]:
-    """A hash as the script answers it, a flat list of names and values, as text."""
-    found = [text(value) or "" for value in job]
-    return dict(zip(found[::2], found[1::2], strict=True))

@@ -26,6 +26,16 @@ def text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A hash as a script answers it, a flat list of names and values, as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def decoded(raw: dict[Any, Any]) -> dict[str, str]:
+    """A hash as Redis answered it, as text."""
+    return {text(k) or "": text(v) or "" for k, v in raw.items()}
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """One file landed in S3."""
